@@ -1,0 +1,78 @@
+"""The ``pts`` command line: ``pts migrate``, ``pts db``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+
+import click
+
+from pts.database import resolve_dsn, stop_embedded
+from pts.errors import PTSError
+from pts.settings import Settings
+
+
+def _settings(dsn: str | None) -> Settings:
+    """The environment's settings, with ``--dsn`` taking precedence."""
+    env = Settings.from_env()
+    return env if dsn is None else dataclasses.replace(env, database_url=dsn)
+
+
+_dsn_option = click.option(
+    "--dsn",
+    default=None,
+    metavar="URL",
+    help="Postgres URL (default: PTS_DATABASE_URL, DATABASE_URL, else the embedded Postgres).",
+)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what pts does.")
+def main(verbose: bool) -> None:
+    """pts: persistent text streaming on Postgres."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@_dsn_option
+def migrate(dsn: str | None) -> None:
+    """Create or update the pts schema (idempotent; safe to run concurrently)."""
+    from pts.store.migrations import migrate as run_migrations
+
+    try:
+        url = resolve_dsn(_settings(dsn))
+        applied = asyncio.run(run_migrations(url))
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if applied:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+        click.echo(f"applied {len(applied)} migration(s): {names}")
+    else:
+        click.echo("the database is up to date")
+
+
+@main.command()
+@_dsn_option
+@click.option("--stop", is_flag=True, help="Stop the embedded Postgres instead.")
+def db(dsn: str | None, stop: bool) -> None:
+    """Print the database URL in use, starting the embedded Postgres if needed."""
+    try:
+        settings = _settings(dsn)
+        if stop:
+            if settings.database_url is not None:
+                raise click.ClickException("--stop only stops the embedded Postgres; a URL is configured")
+            stopped = stop_embedded(settings.data_dir)
+            click.echo("stopped the embedded Postgres" if stopped else "the embedded Postgres is not running")
+            return
+        click.echo(resolve_dsn(settings))
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

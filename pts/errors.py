@@ -1,0 +1,98 @@
+"""Typed errors raised by pts. The web layer maps each to one HTTP status."""
+
+from __future__ import annotations
+
+import uuid
+
+
+class PTSError(Exception):
+    """Base class of every error pts raises on purpose."""
+
+
+class ConfigurationError(PTSError):
+    """A setting is missing or malformed (an environment variable, a DSN, a driver name)."""
+
+
+class InvalidInput(PTSError, ValueError):
+    """An argument is malformed: an empty append, a negative size, an unknown status."""
+
+
+class InvalidOffset(InvalidInput):
+    """A byte offset is negative or beyond the end of the stream."""
+
+    def __init__(self, stream_id: uuid.UUID, offset: int, size: int) -> None:
+        self.stream_id = stream_id
+        self.offset = offset
+        self.size = size
+        super().__init__(f"offset {offset} is outside stream {stream_id} (size {size} bytes)")
+
+
+class StreamNotFound(PTSError, LookupError):
+    """No stream has this id (or client id, or path)."""
+
+    def __init__(self, key: uuid.UUID | str) -> None:
+        self.key = key
+        super().__init__(f"stream {key} not found")
+
+
+class StreamConflict(PTSError):
+    """The request conflicts with the stream's current state."""
+
+
+class ClientIdTaken(StreamConflict):
+    """Another stream already has this client id (one writer per client id)."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(f"client id {client_id!r} is already taken by another stream")
+
+
+class PathTaken(StreamConflict):
+    """Another stream already has this path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"path {path!r} is already taken by another stream")
+
+
+class OffsetConflict(StreamConflict):
+    """An append named an offset other than the stream's current size.
+
+    Another writer appended first; nothing of this append was stored.
+    """
+
+    def __init__(self, stream_id: uuid.UUID, expected: int, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"append to stream {stream_id} expected offset {expected}, but the stream is at {actual}"
+        )
+
+
+class StreamClosed(StreamConflict):
+    """The stream is closed (finished): it takes no more appends."""
+
+    def __init__(self, stream_id: uuid.UUID, status: str) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        super().__init__(f"stream {stream_id} is closed (status {status}); it takes no more text")
+
+
+class InvalidTransition(StreamConflict):
+    """A status change the lifecycle forbids, such as reopening a finished stream."""
+
+    def __init__(self, stream_id: uuid.UUID, current: str, target: str, size: int) -> None:
+        self.stream_id = stream_id
+        self.current = current
+        self.target = target
+        self.size = size
+        super().__init__(f"stream {stream_id} is {current}; it cannot become {target}")
+
+
+class StoreUnavailable(PTSError):
+    """The database could not be reached or dropped the connection.
+
+    The operation may or may not have been applied; callers that retry must
+    use offsets (appends do) so that a retry cannot duplicate data.
+    """

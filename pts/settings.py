@@ -1,0 +1,91 @@
+"""Configuration: one frozen object, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias, cast
+
+from pts.errors import ConfigurationError
+
+Driver: TypeAlias = Literal["asyncpg", "psycopg"]
+DRIVERS: tuple[Driver, ...] = ("asyncpg", "psycopg")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting pts reads from the environment, with its default.
+
+    ========================  ===============================================
+    ``PTS_DATABASE_URL``      Postgres URL; falls back to ``DATABASE_URL``;
+                              with neither, an embedded Postgres is started.
+    ``PTS_DRIVER``            ``asyncpg`` (default) or ``psycopg``.
+    ``PTS_POOL_MIN_SIZE``     connections kept open per process (default 1).
+    ``PTS_POOL_MAX_SIZE``     most connections per process (default 10).
+    ``PTS_DATA_DIR``          where the embedded Postgres keeps its data
+                              (default ``.pts`` in the working directory).
+    ========================  ===============================================
+    """
+
+    database_url: str | None = None
+    driver: Driver = "asyncpg"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    data_dir: Path = Path(".pts")
+
+    def __post_init__(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ConfigurationError(
+                f"unknown driver {self.driver!r}: choose one of {', '.join(DRIVERS)}"
+            )
+        if self.pool_min_size < 0 or self.pool_max_size < 1:
+            raise ConfigurationError("pool sizes must be at least 0 (min) and 1 (max)")
+        if self.pool_min_size > self.pool_max_size:
+            raise ConfigurationError(
+                f"pool min size {self.pool_min_size} exceeds max size {self.pool_max_size}"
+            )
+        if self.database_url is not None:
+            check_dsn(self.database_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        url = env.get("PTS_DATABASE_URL") or env.get("DATABASE_URL") or None
+        driver = env.get("PTS_DRIVER", "asyncpg")
+        if driver not in DRIVERS:
+            raise ConfigurationError(
+                f"PTS_DRIVER={driver!r} is not a driver: choose one of {', '.join(DRIVERS)}"
+            )
+        return cls(
+            database_url=url,
+            driver=cast(Driver, driver),
+            pool_min_size=_int(env, "PTS_POOL_MIN_SIZE", 1),
+            pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
+            data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+
+
+def check_dsn(dsn: str) -> str:
+    """Return ``dsn`` if it is a ``postgresql://`` (or ``postgres://``) URL, else raise.
+
+    Both drivers accept URLs; asyncpg does not accept libpq's ``key=value`` form.
+    """
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "the database URL must start with postgresql:// or postgres:// "
+            f"(got {dsn[:20]!r}...)"
+        )
+    return dsn

@@ -1,0 +1,57 @@
+"""The asyncpg store: the default, used on the server's hot path."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from pts.errors import StoreUnavailable
+from pts.store.base import Row, SQLStore, UniqueViolation
+from pts.store.queries import queries
+
+# Errors that mean "the database is gone or the connection broke", as opposed
+# to "the database rejected this statement".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+)
+
+
+class AsyncpgStore(SQLStore):
+    """A :class:`~pts.store.base.Store` on an asyncpg connection pool."""
+
+    driver = "asyncpg"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._sql = queries()
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.min_size, max_size=self.max_size
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _fetch(self, query: str, *args: object) -> list[Row]:
+        if self._pool is None:
+            raise RuntimeError("the store is not open: call `await store.open()` first")
+        try:
+            return list(await self._pool.fetch(self._sql[query], *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolation(exc.constraint_name or "") from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc

@@ -1,0 +1,354 @@
+"""The store interface and the logic both drivers share.
+
+A :class:`Store` is the only thing in pts that speaks SQL. Each driver
+(asyncpg, psycopg) implements three primitives over its own pool and error
+types; everything else (the queries, the lifecycle rules, turning an empty
+result into the right typed error) lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, TypeAlias, cast
+
+from pts.errors import (
+    ClientIdTaken,
+    InvalidInput,
+    InvalidOffset,
+    InvalidTransition,
+    OffsetConflict,
+    PathTaken,
+    StreamClosed,
+    StreamNotFound,
+)
+from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
+
+Row: TypeAlias = Sequence[object]
+
+# Which statuses a stream may move to from each status. Finished streams are
+# absent: they never change again.
+TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
+    StreamStatus.PENDING: frozenset(StreamStatus) - {StreamStatus.PENDING},
+    StreamStatus.STREAMING: frozenset(s for s in StreamStatus if s.finished),
+}
+
+DEFAULT_CONTENT_TYPE = "text/plain"
+TIMEOUT_MESSAGE = "the stream's driver stopped heartbeating"
+
+
+class UniqueViolation(Exception):
+    """Raised by a driver's ``_fetch`` when a unique constraint rejects a row."""
+
+    def __init__(self, constraint: str) -> None:
+        self.constraint = constraint
+        super().__init__(constraint)
+
+
+class Store(Protocol):
+    """What pts needs from a database. Both drivers implement all of it."""
+
+    driver: str
+
+    async def open(self) -> None:
+        """Open the connection pool."""
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+
+    async def create_stream(
+        self,
+        *,
+        client_id: str | None = None,
+        path: str | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        status: StreamStatus = StreamStatus.PENDING,
+        metadata: Metadata | None = None,
+        owner: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> StreamInfo:
+        """Create a stream. Raises ClientIdTaken / PathTaken if those are in use."""
+        ...
+
+    async def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
+        """A stream's metadata. Raises StreamNotFound."""
+        ...
+
+    async def get_stream_by_client_id(self, client_id: str) -> StreamInfo:
+        """The stream with this client id. Raises StreamNotFound."""
+        ...
+
+    async def get_stream_by_path(self, path: str) -> StreamInfo:
+        """The stream with this path. Raises StreamNotFound."""
+        ...
+
+    async def append(
+        self,
+        stream_id: uuid.UUID,
+        data: bytes,
+        *,
+        offset: int,
+        finish: StreamStatus | None = None,
+    ) -> int:
+        """Append ``data`` at byte ``offset``, which must equal the stream's size.
+
+        Atomic: either all of ``data`` is stored and the new size returned, or
+        nothing is stored and OffsetConflict / StreamClosed / StreamNotFound is
+        raised. With ``finish``, the stream also ends with that status in the
+        same transaction (``data`` may then be empty).
+        """
+        ...
+
+    async def read(
+        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+    ) -> ReadResult:
+        """The bytes from ``offset``; with ``max_bytes``, roughly that many, ending on a chunk
+        boundary. Raises StreamNotFound, InvalidOffset."""
+        ...
+
+    async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
+        """Move ``pending -> streaming`` atomically; of concurrent claims exactly one wins.
+
+        The others raise InvalidTransition carrying the current status and size.
+        """
+        ...
+
+    async def set_status(
+        self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
+    ) -> StreamInfo:
+        """Move the stream to ``status`` if the lifecycle allows it (see TRANSITIONS).
+
+        ``reason`` is stored as the abort reason (aborted) or error (error, timeout).
+        Raises InvalidTransition (a finished stream never reopens) or StreamNotFound.
+        """
+        ...
+
+    async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Record that these streams' driver is alive; returns the ids still streaming."""
+        ...
+
+    async def find_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
+        """Streaming streams whose last heartbeat is older than ``stale_after`` seconds."""
+        ...
+
+    async def timeout_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
+        """Mark stale streams ``timeout``; safe to run in many processes at once."""
+        ...
+
+    async def delete_stream(self, stream_id: uuid.UUID) -> None:
+        """Delete a stream and its text. Raises StreamNotFound."""
+        ...
+
+
+class SQLStore(ABC):
+    """The shared implementation of :class:`Store` over three driver primitives."""
+
+    driver: str = ""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _fetch(self, query: str, *args: object) -> list[Row]:
+        """Run the named query; return every row. Translates driver errors."""
+
+    async def _fetchrow(self, query: str, *args: object) -> Row | None:
+        rows = await self._fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def create_stream(
+        self,
+        *,
+        client_id: str | None = None,
+        path: str | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        status: StreamStatus = StreamStatus.PENDING,
+        metadata: Metadata | None = None,
+        owner: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> StreamInfo:
+        if status not in (StreamStatus.PENDING, StreamStatus.STREAMING):
+            raise InvalidInput(f"a new stream starts pending or streaming, not {status}")
+        if not content_type:
+            raise InvalidInput("content_type must not be empty")
+        try:
+            row = await self._fetchrow(
+                "create_stream",
+                client_id,
+                path,
+                content_type,
+                str(status),
+                json.dumps(metadata or {}),
+                owner,
+                expires_at,
+            )
+        except UniqueViolation as exc:
+            if exc.constraint == "streams_client_id_key" and client_id is not None:
+                raise ClientIdTaken(client_id) from None
+            if exc.constraint == "streams_path_key" and path is not None:
+                raise PathTaken(path) from None
+            raise
+        assert row is not None
+        return _stream(row)
+
+    async def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
+        row = await self._fetchrow("get_stream", _uuid(stream_id))
+        if row is None:
+            raise StreamNotFound(stream_id)
+        return _stream(row)
+
+    async def get_stream_by_client_id(self, client_id: str) -> StreamInfo:
+        row = await self._fetchrow("get_stream_by_client_id", client_id)
+        if row is None:
+            raise StreamNotFound(client_id)
+        return _stream(row)
+
+    async def get_stream_by_path(self, path: str) -> StreamInfo:
+        row = await self._fetchrow("get_stream_by_path", path)
+        if row is None:
+            raise StreamNotFound(path)
+        return _stream(row)
+
+    async def append(
+        self,
+        stream_id: uuid.UUID,
+        data: bytes,
+        *,
+        offset: int,
+        finish: StreamStatus | None = None,
+    ) -> int:
+        stream_id = _uuid(stream_id)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInput(f"append takes bytes, not {type(data).__name__}")
+        if not data and finish is None:
+            raise InvalidInput("an append must carry data or finish the stream")
+        if finish is not None and not StreamStatus(finish).finished:
+            raise InvalidInput(f"finish must be a final status, not {finish}")
+        if offset < 0:
+            raise InvalidOffset(stream_id, offset, 0)
+        row = await self._fetchrow(
+            "append", stream_id, offset, bytes(data), None if finish is None else str(finish)
+        )
+        if row is not None:
+            return cast(int, row[0])
+        state = await self._fetchrow("append_state", stream_id)
+        if state is None:
+            raise StreamNotFound(stream_id)
+        size, status, closed = cast(int, state[0]), StreamStatus(cast(str, state[1])), state[2]
+        if closed:
+            raise StreamClosed(stream_id, status)
+        raise OffsetConflict(stream_id, offset, size)
+
+    async def read(
+        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+    ) -> ReadResult:
+        stream_id = _uuid(stream_id)
+        if max_bytes is not None and max_bytes < 1:
+            raise InvalidInput("max_bytes must be at least 1")
+        if offset < 0:
+            raise InvalidOffset(stream_id, offset, 0)
+        row = await self._fetchrow("read", stream_id, offset, max_bytes)
+        if row is None:
+            raise StreamNotFound(stream_id)
+        size = cast(int, row[0])
+        if offset > size:
+            raise InvalidOffset(stream_id, offset, size)
+        data = bytes(cast(bytes, row[3]))
+        return ReadResult(
+            stream_id=stream_id,
+            data=data,
+            offset=offset,
+            next_offset=offset + len(data),
+            size=size,
+            status=StreamStatus(cast(str, row[1])),
+            closed=cast(bool, row[2]),
+        )
+
+    async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
+        stream_id = _uuid(stream_id)
+        row = await self._fetchrow("claim", stream_id)
+        if row is not None:
+            return _stream(row)
+        current = await self.get_stream(stream_id)
+        raise InvalidTransition(stream_id, current.status, StreamStatus.STREAMING, current.size)
+
+    async def set_status(
+        self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
+    ) -> StreamInfo:
+        stream_id = _uuid(stream_id)
+        try:
+            status = StreamStatus(status)
+        except ValueError:
+            raise InvalidInput(f"{status!r} is not a stream status") from None
+        allowed_from = sorted(str(s) for s, targets in TRANSITIONS.items() if status in targets)
+        row = await self._fetchrow("set_status", stream_id, str(status), reason, allowed_from)
+        if row is not None:
+            return _stream(row)
+        current = await self.get_stream(stream_id)
+        raise InvalidTransition(stream_id, current.status, status, current.size)
+
+    async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not stream_ids:
+            return set()
+        rows = await self._fetch("heartbeat", [_uuid(i) for i in stream_ids])
+        return {cast(uuid.UUID, row[0]) for row in rows}
+
+    async def find_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
+        _check_stale_args(stale_after, limit)
+        return [_stream(r) for r in await self._fetch("find_stale", float(stale_after), limit)]
+
+    async def timeout_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
+        _check_stale_args(stale_after, limit)
+        rows = await self._fetch("timeout_stale", float(stale_after), TIMEOUT_MESSAGE, limit)
+        return [_stream(r) for r in rows]
+
+    async def delete_stream(self, stream_id: uuid.UUID) -> None:
+        stream_id = _uuid(stream_id)
+        if await self._fetchrow("delete_stream", stream_id) is None:
+            raise StreamNotFound(stream_id)
+
+
+def _check_stale_args(stale_after: float, limit: int) -> None:
+    if stale_after < 0:
+        raise InvalidInput("stale_after must not be negative")
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1")
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """Accept a UUID or its string form; anything else is a StreamNotFound, not a driver error."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise StreamNotFound(str(value)) from None
+
+
+def _stream(row: Row) -> StreamInfo:
+    """A ``pts.streams`` row, in the column order of sql/queries.sql, as a StreamInfo."""
+    metadata = json.loads(cast(str, row[14])) if row[14] is not None else {}
+    return StreamInfo(
+        id=cast(uuid.UUID, row[0]),
+        client_id=cast("str | None", row[1]),
+        path=cast("str | None", row[2]),
+        content_type=cast(str, row[3]),
+        status=StreamStatus(cast(str, row[4])),
+        size=cast(int, row[5]),
+        closed=cast(bool, row[6]),
+        abort_reason=cast("str | None", row[7]),
+        error=cast("str | None", row[8]),
+        created_at=cast(datetime, row[9]),
+        updated_at=cast(datetime, row[10]),
+        heartbeat_at=cast("datetime | None", row[11]),
+        finished_at=cast("datetime | None", row[12]),
+        expires_at=cast("datetime | None", row[13]),
+        metadata=metadata,
+        owner=cast("str | None", row[15]),
+    )

@@ -1,0 +1,69 @@
+"""The psycopg 3 store (async), for apps already on psycopg; SyncStore wraps it for sync code."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pts.errors import StoreUnavailable
+from pts.store.base import Row, SQLStore, UniqueViolation
+from pts.store.queries import queries
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def to_psycopg(sql: str) -> str:
+    """Rewrite ``$1`` placeholders as psycopg's ``%(p1)s`` (and escape literal ``%``)."""
+    return _PLACEHOLDER.sub(r"%(p\1)s", sql.replace("%", "%%"))
+
+
+class PsycopgStore(SQLStore):
+    """A :class:`~pts.store.base.Store` on a psycopg 3 async connection pool."""
+
+    driver = "psycopg"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+        self._sql = {name: to_psycopg(sql) for name, sql in queries().items()}
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=max(self.min_size, 1),
+            max_size=self.max_size,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=30.0,
+        )
+        try:
+            await pool.open(wait=True, timeout=30.0)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _fetch(self, query: str, *args: object) -> list[Row]:
+        if self._pool is None:
+            raise RuntimeError("the store is not open: call `await store.open()` first")
+        params = {f"p{i}": arg for i, arg in enumerate(args, start=1)}
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self._sql[query], params)
+                return list(await cursor.fetchall()) if cursor.description else []
+        except psycopg.errors.UniqueViolation as exc:
+            raise UniqueViolation(exc.diag.constraint_name or "") from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc

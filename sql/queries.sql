@@ -1,0 +1,167 @@
+-- Every query pts sends, by name. pts/store/queries.py loads this file; each
+-- query starts with a `-- name: NAME` line and runs up to the next one.
+-- Parameters are written $1, $2, ... (asyncpg style); the psycopg store
+-- rewrites them. No dollar-quoting here, so that rewrite stays trivial.
+-- Stream rows are always returned with the same columns, in this order:
+--   id, client_id, path, content_type, status, size, closed, abort_reason,
+--   error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+--   metadata (as text), owner
+
+-- name: create_stream
+INSERT INTO pts.streams (client_id, path, content_type, status, metadata, owner, expires_at,
+                         heartbeat_at)
+VALUES ($1, $2, $3, $4::text, $5::jsonb, $6, $7,
+        CASE WHEN $4::text = 'streaming' THEN now() END)
+RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
+          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+          metadata::text, owner;
+
+-- name: get_stream
+SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
+       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+       metadata::text, owner
+  FROM pts.streams
+ WHERE id = $1;
+
+-- name: get_stream_by_client_id
+SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
+       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+       metadata::text, owner
+  FROM pts.streams
+ WHERE client_id = $1;
+
+-- name: get_stream_by_path
+SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
+       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+       metadata::text, owner
+  FROM pts.streams
+ WHERE path = $1;
+
+-- name: append
+-- Appends $3 at byte offset $2, which must be the stream's current size, and
+-- optionally finishes the stream with status $4 in the same statement.
+-- Concurrent appends at one offset serialize on the row lock; the loser sees
+-- the new size, matches no row and inserts nothing. Returns no row on failure.
+WITH updated AS (
+    UPDATE pts.streams
+       SET size = size + octet_length($3::bytea),
+           updated_at = now(),
+           heartbeat_at = CASE WHEN status = 'streaming' THEN now() ELSE heartbeat_at END,
+           status = coalesce($4::text, status),
+           closed = closed OR $4::text IS NOT NULL,
+           finished_at = CASE WHEN $4::text IS NOT NULL THEN now() ELSE finished_at END
+     WHERE id = $1 AND size = $2::bigint AND NOT closed
+    RETURNING id, size
+), inserted AS (
+    INSERT INTO pts.chunks (stream_id, start_offset, data)
+    SELECT id, $2::bigint, $3::bytea FROM updated WHERE octet_length($3::bytea) > 0
+)
+SELECT size FROM updated;
+
+-- name: append_state
+-- Why an append matched no row: the stream's current size and state.
+SELECT size, status, closed FROM pts.streams WHERE id = $1;
+
+-- name: read
+-- The bytes from offset $2 to the end (or, with $3, of the chunks that start
+-- before $2 + $3: a read always ends on a chunk boundary), with the stream's
+-- state, in one statement so both come from one snapshot.
+SELECT s.size, s.status, s.closed,
+       (SELECT coalesce(string_agg(substring(c.data FROM greatest($2::bigint - c.start_offset, 0)::int + 1),
+                                   ''::bytea ORDER BY c.start_offset),
+                        ''::bytea)
+          FROM pts.chunks c
+         WHERE c.stream_id = s.id
+           AND c.start_offset >= coalesce((SELECT max(f.start_offset)
+                                             FROM pts.chunks f
+                                            WHERE f.stream_id = s.id
+                                              AND f.start_offset <= $2::bigint), 0)
+           AND c.start_offset + octet_length(c.data) > $2::bigint
+           AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
+       ) AS data
+  FROM pts.streams s
+ WHERE s.id = $1;
+
+-- name: claim
+-- pending -> streaming, atomically: of two concurrent claims exactly one gets a row.
+UPDATE pts.streams
+   SET status = 'streaming', heartbeat_at = now(), updated_at = now()
+ WHERE id = $1 AND status = 'pending'
+RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
+          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+          metadata::text, owner;
+
+-- name: set_status
+-- Moves the stream to status $2 if its current status is one of $4 (the
+-- transition rules live in pts/store/base.py). $3 is the abort reason for
+-- 'aborted', the error message for 'error' and 'timeout'.
+UPDATE pts.streams
+   SET status = $2::text,
+       closed = closed OR $2::text NOT IN ('pending', 'streaming'),
+       abort_reason = CASE WHEN $2::text = 'aborted' THEN $3::text ELSE abort_reason END,
+       error = CASE WHEN $2::text IN ('error', 'timeout') THEN $3::text ELSE error END,
+       heartbeat_at = CASE WHEN $2::text = 'streaming' THEN now() ELSE heartbeat_at END,
+       finished_at = CASE WHEN $2::text NOT IN ('pending', 'streaming') THEN now() ELSE finished_at END,
+       updated_at = now()
+ WHERE id = $1 AND status = ANY($4::text[])
+RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
+          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+          metadata::text, owner;
+
+-- name: heartbeat
+UPDATE pts.streams
+   SET heartbeat_at = now()
+ WHERE id = ANY($1::uuid[]) AND status = 'streaming'
+RETURNING id;
+
+-- name: find_stale
+SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
+       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+       metadata::text, owner
+  FROM pts.streams
+ WHERE status = 'streaming' AND heartbeat_at < now() - make_interval(secs => $1::float8)
+ ORDER BY heartbeat_at
+ LIMIT $2::int;
+
+-- name: timeout_stale
+-- The sweeper: marks streams whose driver stopped heartbeating as 'timeout'.
+-- SKIP LOCKED lets sweepers in many processes run at once without waiting on
+-- each other or marking a stream twice.
+UPDATE pts.streams
+   SET status = 'timeout', closed = true, error = $2::text,
+       finished_at = now(), updated_at = now()
+ WHERE id IN (SELECT id
+                FROM pts.streams
+               WHERE status = 'streaming'
+                 AND heartbeat_at < now() - make_interval(secs => $1::float8)
+               ORDER BY heartbeat_at
+               LIMIT $3::int
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
+          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+          metadata::text, owner;
+
+-- name: delete_stream
+DELETE FROM pts.streams WHERE id = $1 RETURNING id;
+
+-- name: migrations_lock
+-- Held until the migration transaction ends: concurrent `pts migrate` runs queue up.
+SELECT pg_advisory_xact_lock(hashtext('pts.migrate'));
+
+-- name: migrations_state
+SELECT to_regclass('pts.schema_migrations') IS NOT NULL AS has_migrations_table,
+       to_regclass('pts.streams') IS NOT NULL AS has_streams_table;
+
+-- name: create_migrations_table
+CREATE SCHEMA IF NOT EXISTS pts;
+CREATE TABLE IF NOT EXISTS pts.schema_migrations (
+    version     integer     PRIMARY KEY,
+    name        text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version FROM pts.schema_migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO pts.schema_migrations (version, name) VALUES ($1, $2);
