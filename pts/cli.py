@@ -65,9 +65,15 @@ def db(dsn: str | None, stop: bool) -> None:
         settings = _settings(dsn)
         if stop:
             if settings.database_url is not None:
-                raise click.ClickException("--stop only stops the embedded Postgres; a URL is configured")
+                raise click.ClickException(
+                    "--stop only stops the embedded Postgres; a URL is configured"
+                )
             stopped = stop_embedded(settings.data_dir)
-            click.echo("stopped the embedded Postgres" if stopped else "the embedded Postgres is not running")
+            click.echo(
+                "stopped the embedded Postgres"
+                if stopped
+                else "the embedded Postgres is not running"
+            )
             return
         click.echo(resolve_dsn(settings))
     except PTSError as exc:

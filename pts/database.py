@@ -15,7 +15,7 @@ from pts.errors import ConfigurationError
 from pts.settings import Settings, check_dsn
 
 if TYPE_CHECKING:
-    from pgserver import PostgresServer
+    from pgserver.postgres_server import PostgresServer
 
 logger = logging.getLogger("pts.database")
 
@@ -61,7 +61,9 @@ def stop_embedded(data_dir: Path, timeout: float = 30.0) -> bool:
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if pid_file.exists():
-        raise ConfigurationError(f"the embedded Postgres (pid {pid}) did not stop within {timeout} s")
+        raise ConfigurationError(
+            f"the embedded Postgres (pid {pid}) did not stop within {timeout} s"
+        )
     return True
 
 
@@ -81,8 +83,8 @@ def _embedded_server(data_dir: Path) -> PostgresServer:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers);
         # pgserver then keeps its lock file under /tmp, which is fine.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
     data_dir.mkdir(parents=True, exist_ok=True)
     logger.info("using the embedded Postgres in %s", data_dir / "pgdata")
     # cleanup_mode=None: leave the server running for the next command.
-    return pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
+    return get_server(data_dir / "pgdata", cleanup_mode=None)

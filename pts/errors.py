@@ -66,7 +66,8 @@ class OffsetConflict(StreamConflict):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"append to stream {stream_id} expected offset {expected}, but the stream is at {actual}"
+            f"append to stream {stream_id} expected offset {expected}, "
+            f"but the stream is at {actual}"
         )
 
 

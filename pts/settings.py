@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias, cast
+from typing import Literal, TypeAlias
 
 from pts.errors import ConfigurationError
 
@@ -61,7 +61,7 @@ class Settings:
             )
         return cls(
             database_url=url,
-            driver=cast(Driver, driver),
+            driver=driver,
             pool_min_size=_int(env, "PTS_POOL_MIN_SIZE", 1),
             pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
             data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
@@ -85,7 +85,6 @@ def check_dsn(dsn: str) -> str:
     """
     if not dsn.startswith(("postgresql://", "postgres://")):
         raise ConfigurationError(
-            "the database URL must start with postgresql:// or postgres:// "
-            f"(got {dsn[:20]!r}...)"
+            f"the database URL must start with postgresql:// or postgres:// (got {dsn[:20]!r}...)"
         )
     return dsn

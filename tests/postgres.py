@@ -66,14 +66,16 @@ def postgres_server() -> Iterator[str]:
 def _embedded_server() -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
-        import pgserver
+        from pgserver.postgres_server import get_server
 
     directory = tempfile.mkdtemp(prefix="pts-test-pg-")
-    server = pgserver.get_server(directory, cleanup_mode="delete")
+    server = get_server(directory, cleanup_mode="delete")
     url = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
         for name, value in FAST_SETTINGS.items():
-            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+            )
         conn.execute("SELECT pg_reload_conf()")
     logger.info("tests use an embedded Postgres in %s", directory)
     try:

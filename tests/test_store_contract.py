@@ -264,7 +264,9 @@ async def test_finished_streams_never_reopen(store: SQLStore, final: StreamStatu
     info = await store.create_stream()
     await store.claim(info.id)
     done = await store.set_status(info.id, final, reason="why")
-    assert done.status is final and done.closed and done.finished_at is not None
+    assert done.status is final
+    assert done.closed
+    assert done.finished_at is not None
     for target in S:
         if target is final:
             continue
@@ -308,7 +310,8 @@ async def test_heartbeat(store: SQLStore) -> None:
     assert alive == {live.id}
     assert await store.heartbeat([]) == set()
     after = await store.get_stream(live.id)
-    assert after.heartbeat_at is not None and live.heartbeat_at is not None
+    assert after.heartbeat_at is not None
+    assert live.heartbeat_at is not None
     assert after.heartbeat_at > live.heartbeat_at
 
 
@@ -336,7 +339,9 @@ async def test_stale_is_judged_by_heartbeat_not_age(store: SQLStore, db_url: str
     swept = await store.timeout_stale(30)
     assert [s.id for s in swept] == [dead.id]
     after = await store.get_stream(dead.id)
-    assert after.status is S.TIMEOUT and after.closed and after.error
+    assert after.status is S.TIMEOUT
+    assert after.closed
+    assert after.error
     assert (await store.get_stream(healthy_old.id)).status is S.STREAMING
     assert await store.timeout_stale(30) == []
 
@@ -375,7 +380,7 @@ async def test_delete_removes_stream_and_chunks(store: SQLStore, db_url: str) ->
 
 async def test_stream_bodies_view(store: SQLStore, db_url: str) -> None:
     info = await store.create_stream()
-    size = await store.append(info.id, "Hallo, ".encode(), offset=0)
+    size = await store.append(info.id, b"Hallo, ", offset=0)
     await store.append(info.id, "wêreld 🌍.".encode(), offset=size)
     empty = await store.create_stream()
     conn = await asyncpg.connect(db_url)
@@ -387,9 +392,9 @@ async def test_stream_bodies_view(store: SQLStore, db_url: str) -> None:
         assert row["text"] == "Hallo, wêreld 🌍."
         assert row["size"] == len("Hallo, wêreld 🌍.".encode())
         assert row["status"] == "pending"
-        assert await conn.fetchval(
-            "SELECT text FROM pts.stream_bodies WHERE id = $1", empty.id
-        ) == ""
+        assert (
+            await conn.fetchval("SELECT text FROM pts.stream_bodies WHERE id = $1", empty.id) == ""
+        )
     finally:
         await conn.close()
 
@@ -400,15 +405,18 @@ async def test_notifications_on_append_and_status_but_not_heartbeat(
     received: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     conn = await asyncpg.connect(db_url)
 
-    def on_notify(_c: object, _pid: int, channel: str, payload: str) -> None:
+    def on_notify(_c: object, _pid: int, channel: str, payload: object) -> None:
         assert channel == "pts_v1"
-        received.put_nowait(json.loads(payload))
+        received.put_nowait(json.loads(str(payload)))
 
     await conn.add_listener("pts_v1", on_notify)
     try:
         info = await store.create_stream()
         assert await asyncio.wait_for(received.get(), 5) == {
-            "id": str(info.id), "size": 0, "status": "pending", "closed": False,
+            "id": str(info.id),
+            "size": 0,
+            "status": "pending",
+            "closed": False,
         }
         await store.claim(info.id)
         assert (await asyncio.wait_for(received.get(), 5))["status"] == "streaming"
@@ -416,11 +424,17 @@ async def test_notifications_on_append_and_status_but_not_heartbeat(
         await store.append(info.id, "né".encode(), offset=0)
         # The heartbeat sent nothing: the next notification is the append.
         assert await asyncio.wait_for(received.get(), 5) == {
-            "id": str(info.id), "size": 3, "status": "streaming", "closed": False,
+            "id": str(info.id),
+            "size": 3,
+            "status": "streaming",
+            "closed": False,
         }
         await store.append(info.id, b"", offset=3, finish=S.DONE)
         assert await asyncio.wait_for(received.get(), 5) == {
-            "id": str(info.id), "size": 3, "status": "done", "closed": True,
+            "id": str(info.id),
+            "size": 3,
+            "status": "done",
+            "closed": True,
         }
         await store.delete_stream(info.id)
         assert (await asyncio.wait_for(received.get(), 5))["status"] == "deleted"

@@ -9,7 +9,9 @@ from pts.store.base import TRANSITIONS, SQLStore, Store
 __all__ = ["TRANSITIONS", "SQLStore", "Store", "create_store"]
 
 
-def create_store(dsn: str, driver: Driver = "asyncpg", *, min_size: int = 1, max_size: int = 10) -> SQLStore:
+def create_store(
+    dsn: str, driver: Driver = "asyncpg", *, min_size: int = 1, max_size: int = 10
+) -> SQLStore:
     """A store for ``dsn`` on the named driver; call ``await store.open()`` before use."""
     if driver == "asyncpg":
         from pts.store.asyncpg_store import AsyncpgStore

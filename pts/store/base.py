@@ -13,7 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, TypeAlias, cast
+from typing import Protocol, cast
 
 from pts.errors import (
     ClientIdTaken,
@@ -27,7 +27,12 @@ from pts.errors import (
 )
 from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
 
-Row: TypeAlias = Sequence[object]
+
+class Row(Protocol):
+    """A result row: asyncpg's Record and psycopg's tuple rows both index by position."""
+
+    def __getitem__(self, index: int, /) -> object: ...
+
 
 # Which statuses a stream may move to from each status. Finished streams are
 # absent: they never change again.

@@ -1,0 +1,81 @@
+"""Acceptance: the real `pts` CLI in a subprocess, with zero configuration (embedded Postgres)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def run_pts(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pts.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def bare_env() -> dict[str, str]:
+    """The environment without any database setting, as on a fresh machine."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PTS_DATABASE_URL", "DATABASE_URL")}
+    env.pop("PTS_DATA_DIR", None)
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, bare_env: dict[str, str]) -> Iterator[Path]:
+    yield tmp_path
+    # Whatever happened, do not leave an embedded server running.
+    run_pts("db", "--stop", cwd=tmp_path, env=bare_env)
+
+
+@pytest.mark.timeout(120)
+def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[str, str]) -> None:
+    first = run_pts("migrate", cwd=workdir, env=bare_env)
+    assert first.returncode == 0, first.stderr
+    assert "applied 1 migration(s): 0001_initial" in first.stdout
+    assert (workdir / ".pts" / "pgdata" / "PG_VERSION").exists()
+
+    second = run_pts("migrate", cwd=workdir, env=bare_env)
+    assert second.returncode == 0, second.stderr
+    assert "up to date" in second.stdout
+
+    db = run_pts("db", cwd=workdir, env=bare_env)
+    assert db.returncode == 0, db.stderr
+    url = db.stdout.strip()
+    assert url.startswith("postgresql://")
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pts.schema_migrations").fetchone()
+        assert row == (1,)
+
+    stop = run_pts("db", "--stop", cwd=workdir, env=bare_env)
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped" in stop.stdout
+    assert not (workdir / ".pts" / "pgdata" / "postmaster.pid").exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
+
+
+def test_bad_dsn_is_a_clear_error(tmp_path: Path, bare_env: dict[str, str]) -> None:
+    result = run_pts("migrate", "--dsn", "host=localhost", cwd=tmp_path, env=bare_env)
+    assert result.returncode == 1
+    assert "postgresql://" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path, bare_env: dict[str, str]) -> None:
+    url = "postgresql://nobody@127.0.0.1:9/nothing"  # port 9 (discard): nothing listens
+    result = run_pts("migrate", "--dsn", url, cwd=tmp_path, env=bare_env)
+    assert result.returncode == 1
+    assert "cannot connect to the database" in result.stderr
+    assert "Traceback" not in result.stderr

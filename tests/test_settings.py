@@ -1,0 +1,61 @@
+"""Settings come from the environment in one place and fail clearly on bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pts import ConfigurationError, Settings
+from pts.database import database_name, with_database
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.database_url is None
+    assert s.driver == "asyncpg"
+    assert (s.pool_min_size, s.pool_max_size) == (1, 10)
+    assert s.data_dir == Path(".pts")
+
+
+def test_pts_database_url_wins_over_database_url() -> None:
+    env = {"PTS_DATABASE_URL": "postgresql://a/x", "DATABASE_URL": "postgresql://b/y"}
+    assert Settings.from_env(env).database_url == "postgresql://a/x"
+    assert Settings.from_env({"DATABASE_URL": "postgres://b/y"}).database_url == "postgres://b/y"
+
+
+def test_values_are_read() -> None:
+    env = {
+        "PTS_DRIVER": "psycopg",
+        "PTS_POOL_MIN_SIZE": "2",
+        "PTS_POOL_MAX_SIZE": "20",
+        "PTS_DATA_DIR": "/tmp/x",
+    }
+    s = Settings.from_env(env)
+    assert (s.driver, s.pool_min_size, s.pool_max_size, s.data_dir) == (
+        "psycopg",
+        2,
+        20,
+        Path("/tmp/x"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PTS_DRIVER": "sqlite"}, "PTS_DRIVER"),
+        ({"PTS_POOL_MAX_SIZE": "ten"}, "PTS_POOL_MAX_SIZE"),
+        ({"PTS_POOL_MIN_SIZE": "5", "PTS_POOL_MAX_SIZE": "2"}, "exceeds"),
+        ({"PTS_DATABASE_URL": "host=localhost dbname=x"}, "postgresql://"),
+    ],
+)
+def test_bad_values_fail_clearly(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)
+
+
+def test_with_database() -> None:
+    url = "postgresql://postgres:@/postgres?host=/tmp/sock"
+    assert with_database(url, "other") == "postgresql://postgres:@/other?host=/tmp/sock"
+    assert database_name(with_database(url, "other")) == "other"
+    assert database_name("postgresql://u:p@h:5432") == "postgres"
