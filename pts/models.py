@@ -73,3 +73,29 @@ class ReadResult:
     def up_to_date(self) -> bool:
         """True when this read reached the end of what the stream held at the time."""
         return self.next_offset >= self.size
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBody:
+    """A stream's whole text so far, with its state (what ``get_stream_body`` returns)."""
+
+    stream: StreamInfo
+    text: str
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.stream.id
+
+    @property
+    def status(self) -> StreamStatus:
+        return self.stream.status
+
+    @property
+    def size(self) -> int:
+        """Bytes persisted so far."""
+        return self.stream.size
+
+    @property
+    def done(self) -> bool:
+        """True once the stream is finished (done, error, timeout or aborted)."""
+        return self.stream.finished
