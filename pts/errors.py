@@ -97,3 +97,11 @@ class StoreUnavailable(PTSError):
     The operation may or may not have been applied; callers that retry must
     use offsets (appends do) so that a retry cannot duplicate data.
     """
+
+
+class PersistenceFailed(PTSError):
+    """Text could not be persisted: the database stayed unreachable past the outage limit.
+
+    The stream ends with status ``error`` (once the database is back) and the
+    driving client's response is cut off, so it knows the answer is incomplete.
+    """

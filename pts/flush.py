@@ -1,9 +1,22 @@
-"""When buffered text is persisted: ``FlushPolicy``."""
+"""When and how buffered text is persisted: ``FlushPolicy`` and ``Flusher``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import random
 import re
+import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from pts.errors import OffsetConflict, PersistenceFailed, StoreUnavailable, StreamClosed
+from pts.models import StreamStatus
+from pts.store.base import Store
+
+logger = logging.getLogger("pts.flush")
 
 # A sentence ends at . ! ? (possibly followed by closing quotes or brackets)
 # once whitespace follows, so "3.14", "e.g.x" or "a.b()" in code do not end
@@ -38,3 +51,192 @@ class FlushPolicy:
         for match in _SENTENCE_END.finditer(buffer):
             cut = match.end()
         return cut
+
+
+class Flusher:
+    """Buffers one stream's text and persists it beside delivery.
+
+    :meth:`write` never waits for the database: it adds to the buffer and wakes
+    a background task, which appends sentence-sized pieces one at a time (text
+    that arrives during an append joins the next one, so a slow database gets
+    fewer, larger writes, never a queue). While the database is unreachable the
+    piece is retried with backoff, keeping everything in order; after
+    ``outage_limit`` seconds the flusher gives up with PersistenceFailed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        stream_id: uuid.UUID,
+        *,
+        offset: int,
+        policy: FlushPolicy,
+        outage_limit: float = 30.0,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self.policy = policy
+        self.outage_limit = outage_limit
+        self.persisted = offset
+        """Bytes persisted so far: the offset of the next append."""
+        self.appends = 0
+        """Number of appends this flusher committed."""
+        self.failure: BaseException | None = None
+        """Why persisting stopped (PersistenceFailed, StreamClosed, ...), if it did."""
+        self._on_failure = on_failure
+        self._text = ""
+        self._bytes = 0
+        self._start = 0  # absolute character position of self._text[0]
+        self._scanned = 0  # characters of self._text already searched for a sentence end
+        self._cut = 0  # length of the prefix of self._text ending at its last sentence end
+        self._arrivals: deque[tuple[int, float]] = deque()  # (absolute end position, time)
+        self._finish: tuple[StreamStatus, str | None] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background task (on the running event loop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"pts-flush-{self.stream_id}")
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet persisted."""
+        return self._bytes
+
+    def write(self, text: str, nbytes: int | None = None) -> None:
+        """Buffer ``text`` (``nbytes`` is its UTF-8 length, if the caller knows it)."""
+        if self._finish is not None:
+            raise RuntimeError("write() after finish()")
+        if not text or self.failure is not None:
+            return
+        self._text += text
+        self._bytes += len(text.encode()) if nbytes is None else nbytes
+        self._arrivals.append((self._start + len(self._text), _now()))
+        self._wake.set()
+
+    async def finish(self, status: StreamStatus, reason: str | None = None) -> None:
+        """Persist what is buffered and end the stream with ``status``, in one append.
+
+        Raises what stopped persisting (PersistenceFailed, StreamClosed, ...), if anything did.
+        """
+        if self._finish is None:
+            self._finish = (status, reason)
+        self.start()
+        self._wake.set()
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        if self.failure is not None:
+            raise self.failure
+
+    def stop(self, failure: BaseException) -> None:
+        """Stop persisting (the stream was closed elsewhere); drop the buffer."""
+        if self.failure is None:
+            self.failure = failure
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- the background task -------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                cut = self._due()
+                if cut:
+                    await self._persist(self._take(cut), None, None)
+                    continue
+                if self._finish is not None:
+                    status, reason = self._finish
+                    await self._persist(self._take(len(self._text)), status, reason)
+                    return
+                timeout = None
+                if self._arrivals:
+                    oldest = self._arrivals[0][1]
+                    timeout = max(0.0, oldest + self.policy.max_delay - _now())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        except asyncio.CancelledError:
+            if self.failure is None:
+                raise
+        except Exception as exc:  # noqa: BLE001 - reported to the owner, never lost
+            self.failure = exc
+            if self._on_failure is not None:
+                self._on_failure(exc)
+
+    def _due(self) -> int:
+        """How many buffered characters to persist now (0: none yet)."""
+        if not self._text:
+            return 0
+        if self._bytes >= self.policy.max_bytes:
+            return len(self._text)
+        # Search only what is new, with a little overlap: a sentence end is a
+        # few characters long and may straddle two writes.
+        start = max(0, self._scanned - 8)
+        found = self.policy.sentence_cut(self._text[start:])
+        if found:
+            self._cut = start + found
+        self._scanned = len(self._text)
+        if self._cut:
+            return self._cut
+        if _now() - self._arrivals[0][1] >= self.policy.max_delay:
+            return len(self._text)
+        return 0
+
+    def _take(self, cut: int) -> bytes:
+        """Remove the first ``cut`` characters from the buffer and return them encoded."""
+        piece, self._text = self._text[:cut], self._text[cut:]
+        data = piece.encode()
+        self._bytes -= len(data)
+        self._start += cut
+        self._scanned = max(0, self._scanned - cut)
+        self._cut = 0
+        while self._arrivals and self._arrivals[0][0] <= self._start:
+            self._arrivals.popleft()
+        return data
+
+    async def _persist(self, data: bytes, finish: StreamStatus | None, reason: str | None) -> None:
+        """Append ``data`` at the persisted offset, retrying through a database outage."""
+        if not data and finish is None:
+            return
+        first_failure: float | None = None
+        delay = 0.05
+        while True:
+            try:
+                self.persisted = await self.store.append(
+                    self.stream_id, data, offset=self.persisted, finish=finish, reason=reason
+                )
+                self.appends += 1
+                return
+            except StoreUnavailable as exc:
+                now = _now()
+                if first_failure is None:
+                    first_failure = now
+                    logger.warning("stream %s: database unavailable, retrying: %s", self.stream_id, exc)
+                if now - first_failure >= self.outage_limit:
+                    raise PersistenceFailed(
+                        f"the database was unreachable for {self.outage_limit:g} s; "
+                        f"{len(data) + self._bytes} bytes of stream {self.stream_id} were not persisted"
+                    ) from exc
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+            except (OffsetConflict, StreamClosed):
+                # After a failed attempt the append may have committed anyway
+                # (the connection broke after COMMIT): then this is success.
+                if first_failure is not None and await self._already_stored(data, finish):
+                    logger.info("stream %s: the retried append had committed", self.stream_id)
+                    self.persisted += len(data)
+                    self.appends += 1
+                    return
+                raise
+
+    async def _already_stored(self, data: bytes, finish: StreamStatus | None) -> bool:
+        read = await self.store.read(self.stream_id, self.persisted)
+        if read.data != data:
+            return False
+        return finish is None or read.status == finish
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -39,7 +39,8 @@ SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
 
 -- name: append
 -- Appends $3 at byte offset $2, which must be the stream's current size, and
--- optionally finishes the stream with status $4 in the same statement.
+-- optionally finishes the stream with status $4 in the same statement ($5 is
+-- then the abort reason for 'aborted', the error for 'error' and 'timeout').
 -- Concurrent appends at one offset serialize on the row lock; the loser sees
 -- the new size, matches no row and inserts nothing. Returns no row on failure.
 WITH updated AS (
@@ -49,7 +50,9 @@ WITH updated AS (
            heartbeat_at = CASE WHEN status = 'streaming' THEN now() ELSE heartbeat_at END,
            status = coalesce($4::text, status),
            closed = closed OR $4::text IS NOT NULL,
-           finished_at = CASE WHEN $4::text IS NOT NULL THEN now() ELSE finished_at END
+           finished_at = CASE WHEN $4::text IS NOT NULL THEN now() ELSE finished_at END,
+           abort_reason = CASE WHEN $4::text = 'aborted' THEN $5::text ELSE abort_reason END,
+           error = CASE WHEN $4::text IN ('error', 'timeout') THEN $5::text ELSE error END
      WHERE id = $1 AND size = $2::bigint AND NOT closed
     RETURNING id, size
 ), inserted AS (
@@ -165,3 +168,8 @@ SELECT version FROM pts.schema_migrations ORDER BY version;
 
 -- name: record_migration
 INSERT INTO pts.schema_migrations (version, name) VALUES ($1, $2);
+
+-- name: listener_probe
+-- The listener's liveness probe: proves its LISTEN connection still answers
+-- when no notification arrived for a while.
+SELECT 1;

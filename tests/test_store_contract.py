@@ -224,6 +224,17 @@ async def test_append_with_finish_closes_in_the_same_statement(store: SQLStore) 
     assert (await store.read(info.id)).data == b"last words."
 
 
+async def test_append_with_finish_stores_the_reason(store: SQLStore) -> None:
+    aborted = await store.create_stream(status=S.STREAMING)
+    await store.append(aborted.id, b"partial", offset=0, finish=S.ABORTED, reason="stop")
+    info = await store.get_stream(aborted.id)
+    assert (info.status, info.abort_reason, info.error) == (S.ABORTED, "stop", None)
+    failed = await store.create_stream(status=S.STREAMING)
+    await store.append(failed.id, b"", offset=0, finish=S.ERROR, reason="boom")
+    info = await store.get_stream(failed.id)
+    assert (info.status, info.abort_reason, info.error) == (S.ERROR, None, "boom")
+
+
 async def test_finish_without_data(store: SQLStore) -> None:
     info = await store.create_stream(status=S.STREAMING)
     await store.append(info.id, b"x", offset=0)

@@ -97,13 +97,15 @@ class Store(Protocol):
         *,
         offset: int,
         finish: StreamStatus | None = None,
+        reason: str | None = None,
     ) -> int:
         """Append ``data`` at byte ``offset``, which must equal the stream's size.
 
         Atomic: either all of ``data`` is stored and the new size returned, or
         nothing is stored and OffsetConflict / StreamClosed / StreamNotFound is
         raised. With ``finish``, the stream also ends with that status in the
-        same transaction (``data`` may then be empty).
+        same transaction (``data`` may then be empty); ``reason`` is then stored
+        as for :meth:`set_status`.
         """
         ...
 
@@ -227,6 +229,7 @@ class SQLStore(ABC):
         *,
         offset: int,
         finish: StreamStatus | None = None,
+        reason: str | None = None,
     ) -> int:
         stream_id = _uuid(stream_id)
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -238,7 +241,12 @@ class SQLStore(ABC):
         if offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
         row = await self._fetchrow(
-            "append", stream_id, offset, bytes(data), None if finish is None else str(finish)
+            "append",
+            stream_id,
+            offset,
+            bytes(data),
+            None if finish is None else str(finish),
+            reason,
         )
         if row is not None:
             return cast(int, row[0])

@@ -121,9 +121,12 @@ class SyncStore:
         *,
         offset: int,
         finish: StreamStatus | None = None,
+        reason: str | None = None,
     ) -> int:
         """See :meth:`pts.store.base.Store.append`."""
-        return self._run(self._store.append(stream_id, data, offset=offset, finish=finish))
+        return self._run(
+            self._store.append(stream_id, data, offset=offset, finish=finish, reason=reason)
+        )
 
     def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
