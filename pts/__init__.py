@@ -6,6 +6,8 @@ it to Postgres on sentence boundaries, and let every other viewer subscribe.
 
 from __future__ import annotations
 
+from pts.core import PersistentTextStreaming
+from pts.driver import Append, StreamWriter
 from pts.errors import (
     ClientIdTaken,
     ConfigurationError,
@@ -14,35 +16,45 @@ from pts.errors import (
     InvalidTransition,
     OffsetConflict,
     PathTaken,
+    PersistenceFailed,
     PTSError,
     StoreUnavailable,
     StreamClosed,
     StreamConflict,
     StreamNotFound,
 )
-from pts.models import ReadResult, StreamInfo, StreamStatus
+from pts.flush import FlushPolicy
+from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
+from pts.plugin import PTSPlugin
 from pts.settings import Settings
 from pts.store import Store, create_store
 from pts.store.sync import SyncStore
 
 __all__ = [
+    "Append",
     "ClientIdTaken",
     "ConfigurationError",
+    "FlushPolicy",
     "InvalidInput",
     "InvalidOffset",
     "InvalidTransition",
     "OffsetConflict",
     "PTSError",
+    "PTSPlugin",
     "PathTaken",
+    "PersistenceFailed",
+    "PersistentTextStreaming",
     "ReadResult",
     "Settings",
     "Store",
     "StoreUnavailable",
+    "StreamBody",
     "StreamClosed",
     "StreamConflict",
     "StreamInfo",
     "StreamNotFound",
     "StreamStatus",
+    "StreamWriter",
     "SyncStore",
     "create_store",
 ]

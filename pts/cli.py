@@ -1,10 +1,11 @@
-"""The ``pts`` command line: ``pts migrate``, ``pts db``."""
+"""The ``pts`` command line: ``pts migrate``, ``pts db``, ``pts serve``."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
+import os
 import sys
 
 import click
@@ -78,6 +79,50 @@ def db(dsn: str | None, stop: bool) -> None:
         click.echo(resolve_dsn(settings))
     except PTSError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Processes."
+)
+@_dsn_option
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+    help="uvicorn's log level.",
+)
+def serve(host: str, port: int, workers: int, dsn: str | None, log_level: str) -> None:
+    """Serve the pts HTTP API (/streams, /healthz) with uvicorn.
+
+    The database is resolved once here (starting the embedded Postgres if none
+    is configured) and migrated before any worker starts; workers get its URL
+    through PTS_DATABASE_URL. Requests need the header
+    "Authorization: Bearer $PTS_ADMIN_TOKEN".
+    """
+    import uvicorn
+
+    from pts.store.migrations import migrate as run_migrations
+
+    try:
+        url = resolve_dsn(_settings(dsn))
+        asyncio.run(run_migrations(url))
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    os.environ["PTS_DATABASE_URL"] = url
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
+    uvicorn.run(
+        "pts.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,18 +8,33 @@ and the sweeper that times out streams whose driver died.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
 import dataclasses
 import logging
+import random
 import uuid
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
+from typing import TypeVar
+
+from litestar import Response
 
 from pts.database import resolve_dsn
-from pts.errors import InvalidTransition
+from pts.driver import AnyRequest, Drive, Generate, StreamWriter, driving_response
+from pts.errors import InvalidInput, InvalidOffset, InvalidTransition, PTSError, StreamNotFound
 from pts.flush import FlushPolicy
+from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
 from pts.store import SQLStore, create_store
 from pts.store.base import DEFAULT_CONTENT_TYPE
+
+T = TypeVar("T")
+
+# How often a reader re-reads the table when no notification came: NOTIFY is a
+# hint, the table is the truth.
+POLL_INTERVAL = 2.0
 
 logger = logging.getLogger("pts")
 
@@ -53,6 +68,7 @@ class PersistentTextStreaming:
         pool_min_size: int | None = None,
         pool_max_size: int | None = None,
         sweeper: bool = True,
+        shutdown_grace: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self.driver: Driver = driver
@@ -68,7 +84,15 @@ class PersistentTextStreaming:
         self.sweeper_enabled = sweeper
         self._pool_min_size = pool_min_size
         self._pool_max_size = pool_max_size
+        self.shutdown_grace = shutdown_grace
         self._store: SQLStore | None = None
+        self._listener: Listener | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Streams this process writes: heartbeated, and stopped when finished elsewhere.
+        self._writers: dict[uuid.UUID, StreamWriter] = {}
+        self._drives: dict[uuid.UUID, Drive] = {}
+        # Readers waiting for news of a stream.
+        self._watchers: dict[uuid.UUID, set[asyncio.Event]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -102,9 +126,39 @@ class PersistentTextStreaming:
         )
         await store.open()
         self._store = store
+        self._listener = Listener(self._dsn)
+        self._listener.add_handler(self._on_notification)
+        self._listener.add_reconnect_handler(self._on_reconnect)
+        await self._listener.start()
+        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="pts-heartbeat")]
+        if self.sweeper_enabled:
+            self._tasks.append(asyncio.create_task(self._sweep_loop(), name="pts-sweeper"))
 
     async def close(self) -> None:
-        """Stop the background tasks and close the pool. Idempotent."""
+        """Stop the background tasks and close the pool. Idempotent.
+
+        Generations still running get ``shutdown_grace`` seconds to finish;
+        the rest end with status ``error``.
+        """
+        if self._store is None:
+            return
+        drives = [d.task for d in self._drives.values()]
+        if drives:
+            _done, pending = await asyncio.wait(drives, timeout=self.shutdown_grace)
+            for drive in list(self._drives.values()):
+                if drive.task in pending:
+                    drive.cancel(StreamStatus.ERROR, "the server shut down during generation")
+            if pending:
+                await asyncio.wait(pending, timeout=self.shutdown_grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
@@ -160,7 +214,21 @@ class PersistentTextStreaming:
         runs); the text persisted so far stays. Cancelling a finished stream
         changes nothing and returns its state.
         """
+        drive = self._drives.get(stream_id)
+        if drive is not None:
+            # Driven here: stop the generation ourselves, so the text it had
+            # buffered is persisted with the final status.
+            drive.cancel(StreamStatus.ABORTED, reason)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(drive.task), timeout=5.0)
+            return await self.store.get_stream(stream_id)
+        writer = self._writers.get(stream_id)
+        if writer is not None:
+            with contextlib.suppress(PTSError):
+                await writer.abort(reason)
+            return await self.store.get_stream(stream_id)
         try:
+            # The NOTIFY of this change reaches the driving process, which stops.
             return await self.store.set_status(stream_id, StreamStatus.ABORTED, reason=reason)
         except InvalidTransition:
             return await self.store.get_stream(stream_id)
@@ -168,3 +236,176 @@ class PersistentTextStreaming:
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
         """Delete the stream and its text. Raises StreamNotFound."""
         await self.store.delete_stream(stream_id)
+
+    # -- driving -------------------------------------------------------------
+
+    async def stream(
+        self, request: AnyRequest, stream_id: uuid.UUID, generate: Generate
+    ) -> Response[object]:
+        """The HTTP action: run ``generate`` and stream its text to this client.
+
+        Claims the stream (``pending -> streaming``) so only one driver runs:
+        a second call gets 409 with ``{"status", "size"}`` (subscribe instead).
+        The generation runs in its own task and outlives this request; tokens go
+        to the client at once and to Postgres on sentence boundaries. The stream
+        ends ``done``, ``error`` (the generator raised), ``aborted`` (cancel) or
+        ``timeout`` (this process died). Raises StreamNotFound.
+        """
+        try:
+            info = await self.store.claim(stream_id)
+        except InvalidTransition as exc:
+            return Response(
+                {
+                    "error": "conflict",
+                    "detail": "the stream is already driven or finished; subscribe to it instead",
+                    "status": str(exc.current),
+                    "size": exc.size,
+                },
+                status_code=409,
+            )
+        drive = Drive(self, request, info, generate)
+        self._drives[info.id] = drive
+        drive.task.add_done_callback(lambda _t: self._drives.pop(info.id, None))
+        return driving_response(drive)  # type: ignore[return-value]
+
+    async def create_write_stream(
+        self,
+        client_id: str | None = None,
+        metadata: Metadata | None = None,
+        *,
+        owner: str | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> StreamWriter:
+        """Create a stream and return its writer (``await writer.write(text)``, ``close()``).
+
+        The stream starts ``streaming``. Raises ClientIdTaken if ``client_id`` is in use.
+        """
+        info = await self.store.create_stream(
+            client_id=client_id,
+            metadata=metadata,
+            owner=owner,
+            content_type=content_type,
+            status=StreamStatus.STREAMING,
+        )
+        return StreamWriter(self, info)
+
+    def _register(self, writer: StreamWriter) -> None:
+        self._writers[writer.stream_id] = writer
+
+    def _unregister(self, writer: StreamWriter) -> None:
+        if self._writers.get(writer.stream_id) is writer:
+            del self._writers[writer.stream_id]
+
+    # -- reading -------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: uuid.UUID | None = None,
+        *,
+        client_id: str | None = None,
+        byte_offset: int = 0,
+    ) -> AsyncIterator[str]:
+        """The stream's text from ``byte_offset`` on, live, ending when the stream finishes.
+
+        Name the stream by ``stream_id`` or ``client_id``. Raises StreamNotFound,
+        or InvalidOffset for an offset past the end or inside a character.
+        """
+        if (stream_id is None) == (client_id is None):
+            raise InvalidInput("read_stream takes exactly one of stream_id and client_id")
+        if stream_id is None:
+            assert client_id is not None
+            stream_id = (await self.store.get_stream_by_client_id(client_id)).id
+        event = asyncio.Event()
+        # Watch before the first read, so nothing committed in between is missed.
+        self._watchers.setdefault(stream_id, set()).add(event)
+        try:
+            offset = byte_offset
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            while True:
+                event.clear()
+                read = await self.store.read(stream_id, offset)
+                if offset == byte_offset and read.data and _continuation_byte(read.data[0]):
+                    raise InvalidOffset(stream_id, offset, read.size)
+                offset = read.next_offset
+                text = decoder.decode(read.data, final=read.closed and read.up_to_date)
+                if text:
+                    yield text
+                if read.closed and read.up_to_date:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), POLL_INTERVAL)
+        finally:
+            watchers = self._watchers.get(stream_id)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._watchers[stream_id]
+
+    # -- background ------------------------------------------------------------
+
+    def _on_notification(self, note: Notification) -> None:
+        for event in self._watchers.get(note.stream_id, ()):
+            event.set()
+        if note.closed or note.status == "deleted":
+            writer = self._writers.get(note.stream_id)
+            if writer is not None:
+                deleted = note.status == "deleted"
+                status = StreamStatus.ABORTED if deleted else StreamStatus(note.status)
+                writer._closed_elsewhere(status)
+
+    def _on_reconnect(self) -> None:
+        # Notifications sent while the listener was away are lost: wake every
+        # reader (they re-read from their offset) and re-check our writers.
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
+        if self._writers:
+            self._tasks.append(asyncio.create_task(self._check_writers()))
+
+    async def _check_writers(self) -> None:
+        for writer in list(self._writers.values()):
+            try:
+                info = await self.store.get_stream(writer.stream_id)
+            except StreamNotFound:
+                writer._closed_elsewhere(StreamStatus.ABORTED)
+                continue
+            if info.closed:
+                writer._closed_elsewhere(info.status)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            ids = list(self._writers)
+            if not ids:
+                continue
+            alive = await _quietly(self.store.heartbeat(ids), "heartbeat")
+            if alive is None:
+                continue
+            # A writer whose stream is no longer streaming was finished
+            # elsewhere and we missed the notification.
+            for stream_id in ids:
+                writer = self._writers.get(stream_id)
+                if stream_id not in alive and writer is not None and not writer.finished:
+                    self._tasks.append(asyncio.create_task(self._check_writers()))
+                    break
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            # Jitter keeps the sweepers of many processes from running in step.
+            await asyncio.sleep(self.sweep_interval * random.uniform(0.8, 1.2))
+            swept = await _quietly(self.store.timeout_stale(self.stale_after), "sweep")
+            for info in swept or ():
+                logger.warning("stream %s timed out: its driver stopped heartbeating", info.id)
+
+
+def _continuation_byte(byte: int) -> bool:
+    return byte & 0b1100_0000 == 0b1000_0000
+
+
+async def _quietly(work: Awaitable[T], what: str) -> T | None:
+    """Run background ``work``; log a failure instead of killing the loop."""
+    try:
+        return await work
+    except Exception as exc:  # noqa: BLE001 - a background loop must survive anything
+        logger.warning("%s failed: %s", what, exc)
+        return None

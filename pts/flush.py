@@ -213,11 +213,14 @@ class Flusher:
                 now = _now()
                 if first_failure is None:
                     first_failure = now
-                    logger.warning("stream %s: database unavailable, retrying: %s", self.stream_id, exc)
+                    logger.warning(
+                        "stream %s: database unavailable, retrying: %s", self.stream_id, exc
+                    )
                 if now - first_failure >= self.outage_limit:
                     raise PersistenceFailed(
                         f"the database was unreachable for {self.outage_limit:g} s; "
-                        f"{len(data) + self._bytes} bytes of stream {self.stream_id} were not persisted"
+                        f"{len(data) + self._bytes} bytes of stream {self.stream_id} "
+                        "were not persisted"
                     ) from exc
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)

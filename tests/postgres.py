@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 import uuid
 import warnings
@@ -29,6 +30,19 @@ FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes"
 
 def docker_available() -> bool:
     """True when a Docker daemon answers a ping within a few seconds."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        # Ping the socket ourselves: the docker SDK leaks a socket when the
+        # daemon does not answer, and warnings are errors here.
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(3)
+                sock.connect(host.removeprefix("unix://"))
+                sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                status_line = sock.recv(64).split(b"\r\n", 1)[0]
+                return status_line.startswith(b"HTTP/1.") and b" 200" in status_line
+        except OSError:
+            return False
     try:
         import docker
 

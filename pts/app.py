@@ -1,0 +1,39 @@
+"""The standalone pts server (what ``pts serve`` runs): the plugin's routes and ``/healthz``."""
+
+from __future__ import annotations
+
+from litestar import Litestar, get
+
+from pts.core import PersistentTextStreaming
+from pts.plugin import Authorize, PTSPlugin
+from pts.settings import Settings
+
+__all__ = ["create_app", "healthz"]
+
+
+@get("/healthz", sync_to_thread=False, include_in_schema=False)
+def healthz() -> dict[str, bool]:
+    """Liveness: the app is up (its lifespan, which opens the pool, has completed)."""
+    return {"ok": True}
+
+
+def create_app(
+    pts: PersistentTextStreaming | None = None,
+    *,
+    authorize: Authorize | None = None,
+    debug: bool = False,
+) -> Litestar:
+    """A Litestar app serving pts: :class:`~pts.plugin.PTSPlugin` at ``/streams`` and ``/healthz``.
+
+    With no ``pts``, one is built from the environment (``PTS_DATABASE_URL`` /
+    ``DATABASE_URL``, else the embedded Postgres; ``PTS_DRIVER``). Without
+    ``authorize``, only ``Authorization: Bearer $PTS_ADMIN_TOKEN`` is allowed.
+    Called with no arguments, it is the app factory ``pts serve`` gives uvicorn.
+    """
+    if pts is None:
+        pts = PersistentTextStreaming(driver=Settings.from_env().driver)
+    return Litestar(
+        route_handlers=[healthz],
+        plugins=[PTSPlugin(pts, authorize=authorize)],
+        debug=debug,
+    )

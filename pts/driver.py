@@ -1,0 +1,260 @@
+"""Driving a stream: the writer, and the HTTP action that streams to the driving browser.
+
+A *driven* stream has one writer in one process. Its text goes two ways at
+once: straight to the driving client (every token, at once) and through a
+:class:`~pts.flush.Flusher` to Postgres (sentence by sentence). Delivery never
+waits for the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from litestar import Request
+from litestar.response import Stream
+
+from pts.errors import PersistenceFailed, StreamClosed
+from pts.flush import Flusher
+from pts.models import StreamInfo, StreamStatus
+
+if TYPE_CHECKING:
+    from pts.core import PersistentTextStreaming
+
+logger = logging.getLogger("pts.driver")
+
+Append: TypeAlias = Callable[[str], Awaitable[None]]
+"""``await append(text)``: hand one token (any amount of text) to pts."""
+
+AnyRequest: TypeAlias = "Request[Any, Any, Any]"
+
+Generate: TypeAlias = Callable[[AnyRequest, uuid.UUID, Append], Awaitable[None]]
+"""``async def generate(request, stream_id, append)``: the app's generation, e.g. an LLM call."""
+
+SHUTDOWN_MESSAGE = "the server shut down during generation"
+
+
+class StreamWriter:
+    """Writes one stream; text is persisted on sentence boundaries, not per write.
+
+    Get one from :meth:`PersistentTextStreaming.create_write_stream`. Finish it
+    with :meth:`close` (status ``done``) or :meth:`abort`; until then this
+    process heartbeats it, and if it stops (the process dies) the sweeper marks
+    it ``timeout``. If another process cancels the stream, the next
+    :meth:`write` raises StreamClosed.
+    """
+
+    def __init__(self, pts: PersistentTextStreaming, info: StreamInfo) -> None:
+        self._pts = pts
+        self.stream_id: uuid.UUID = info.id
+        self._closed_status: StreamStatus | None = None
+        self._finishing = False
+        self.flusher = Flusher(
+            pts.store,
+            info.id,
+            offset=info.size,
+            policy=pts.flush,
+            outage_limit=pts.outage_limit,
+            on_failure=self._on_flush_failure,
+        )
+        self.flusher.start()
+        self.on_remote_close: Callable[[StreamStatus], None] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        pts._register(self)
+
+    @property
+    def size(self) -> int:
+        """Bytes persisted so far."""
+        return self.flusher.persisted
+
+    @property
+    def finished(self) -> bool:
+        """True once closed, aborted, failed, or closed by another process."""
+        return (
+            self._finishing or self._closed_status is not None or self.flusher.failure is not None
+        )
+
+    async def write(self, text: str) -> None:
+        """Add text to the stream. Raises StreamClosed once the stream is finished."""
+        self._check_open()
+        self.flusher.write(text)
+
+    def write_nowait(self, text: str, nbytes: int | None = None) -> None:
+        """:meth:`write` without the coroutine, for the hot path."""
+        self._check_open()
+        self.flusher.write(text, nbytes)
+
+    async def close(self) -> None:
+        """Persist what is buffered and mark the stream ``done``."""
+        await self._finish(StreamStatus.DONE, None)
+
+    async def abort(self, reason: str | None = None) -> None:
+        """Persist what is buffered and mark the stream ``aborted`` with ``reason``."""
+        await self._finish(StreamStatus.ABORTED, reason)
+
+    async def fail(self, message: str) -> None:
+        """Persist what is buffered and mark the stream ``error`` with ``message``."""
+        await self._finish(StreamStatus.ERROR, message)
+
+    def _check_open(self) -> None:
+        if self.finished:
+            status = self._closed_status or StreamStatus.DONE
+            raise StreamClosed(self.stream_id, status)
+
+    async def _finish(self, status: StreamStatus, reason: str | None) -> None:
+        if self._closed_status is not None:
+            raise StreamClosed(self.stream_id, self._closed_status)
+        self._finishing = True
+        try:
+            await self.flusher.finish(status, reason)
+            self._closed_status = status
+        finally:
+            self._pts._unregister(self)
+
+    def _closed_elsewhere(self, status: StreamStatus) -> None:
+        """Another process (or the sweeper) finished the stream: stop writing."""
+        if self._finishing or self._closed_status is not None:
+            return
+        self._closed_status = status
+        self.flusher.stop(StreamClosed(self.stream_id, status))
+        self._pts._unregister(self)
+        if self.on_remote_close is not None:
+            self.on_remote_close(status)
+
+    def _on_flush_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, StreamClosed):
+            self._closed_elsewhere(StreamStatus(exc.status))
+            return
+        logger.error("stream %s: persisting failed: %s", self.stream_id, exc)
+        if self.on_failure is not None:
+            self.on_failure(exc)
+
+
+class _End:
+    """Marks the end of the driving response; carries the error that cut it off, if any."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class Drive:
+    """One generation: runs ``generate`` in its own task and feeds both paths.
+
+    The task outlives the HTTP request: if the driving client disconnects,
+    generation goes on and is persisted to the end.
+    """
+
+    def __init__(
+        self,
+        pts: PersistentTextStreaming,
+        request: AnyRequest,
+        info: StreamInfo,
+        generate: Generate,
+    ) -> None:
+        self.writer = StreamWriter(pts, info)
+        self.writer.on_remote_close = self._on_remote_close
+        self.writer.on_failure = self._on_persistence_failure
+        self._request = request
+        self._generate = generate
+        self._queue: asyncio.Queue[bytes | _End] = asyncio.Queue()
+        self._cancel_status: tuple[StreamStatus, str | None] | None = None
+        self.task = asyncio.create_task(self._run(), name=f"pts-drive-{info.id}")
+
+    @property
+    def stream_id(self) -> uuid.UUID:
+        return self.writer.stream_id
+
+    async def append(self, text: str) -> None:
+        """The ``append`` handed to ``generate``: deliver now, persist beside."""
+        if not text:
+            return
+        if self.writer.finished:
+            raise StreamClosed(self.stream_id, self.writer._closed_status or StreamStatus.DONE)
+        data = text.encode()
+        self._queue.put_nowait(data)
+        self.writer.write_nowait(text, len(data))
+        # Let the response and the flusher run even if the generator never awaits.
+        await asyncio.sleep(0)
+
+    def cancel(self, status: StreamStatus, reason: str | None) -> None:
+        """Stop the generation; the stream ends with ``status`` and ``reason``."""
+        if self._cancel_status is None:
+            self._cancel_status = (status, reason)
+        self.task.cancel()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The driving response body: every token as soon as it exists."""
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            parts: list[bytes] = []
+            # Whatever else is already waiting goes out in the same write.
+            while isinstance(item, bytes):
+                parts.append(item)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if parts:
+                yield b"".join(parts)
+            if isinstance(item, _End):
+                if item.error is not None:
+                    # Cut the response off (no final chunk) so the client knows
+                    # the answer is incomplete.
+                    raise item.error
+                return
+
+    async def _run(self) -> None:
+        status, reason = StreamStatus.DONE, None
+        try:
+            await self._generate(self._request, self.stream_id, self.append)
+        except asyncio.CancelledError:
+            status, reason = self._cancel_status or (StreamStatus.ERROR, SHUTDOWN_MESSAGE)
+        except StreamClosed:
+            status = self.writer._closed_status or StreamStatus.ABORTED
+        except Exception as exc:  # noqa: BLE001 - the app's generator failed: record it
+            logger.info("stream %s: generator raised %r", self.stream_id, exc)
+            status, reason = StreamStatus.ERROR, str(exc) or type(exc).__name__
+        # The driving client has every token already: end its response now,
+        # before the final write, so delivery never waits for the database.
+        failure = self.writer.flusher.failure
+        self._queue.put_nowait(_End(failure if isinstance(failure, PersistenceFailed) else None))
+        if self.writer._closed_status is not None:
+            return  # finished elsewhere (cancel from another process, the sweeper)
+        try:
+            await self.writer._finish(status, reason)
+        except StreamClosed:
+            pass
+        except PersistenceFailed as exc:
+            await self._record_failure(exc)
+
+    def _on_remote_close(self, status: StreamStatus) -> None:
+        self.cancel(status, None)
+
+    def _on_persistence_failure(self, exc: BaseException) -> None:
+        self.cancel(StreamStatus.ERROR, str(exc))
+
+    async def _record_failure(self, exc: PersistenceFailed) -> None:
+        # The database may be back by now; if not, the sweeper marks the
+        # stream 'timeout' once it is (its heartbeat has stopped).
+        try:
+            store = self.writer._pts.store
+            await store.set_status(self.stream_id, StreamStatus.ERROR, reason=str(exc))
+        except Exception as err:  # noqa: BLE001 - best effort
+            logger.warning("stream %s: could not record the failure: %s", self.stream_id, err)
+
+
+def driving_response(drive: Drive) -> Stream:
+    """The HTTP response for the driving client: 200, text/plain, chunked, unbuffered."""
+    return Stream(
+        drive.body(),
+        status_code=200,
+        media_type="text/plain",  # Litestar adds "; charset=utf-8"
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-PTS-Stream-Id": str(drive.stream_id),
+        },
+    )

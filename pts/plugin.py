@@ -1,0 +1,396 @@
+"""``PTSPlugin``: pts in a Litestar app.
+
+One plugin wires everything an app needs::
+
+    from litestar import Litestar
+    from pts import PTSPlugin
+    from pts.core import PersistentTextStreaming
+
+    pts = PersistentTextStreaming()
+    app = Litestar(plugins=[PTSPlugin(pts, authorize=my_authorize)])
+
+- **lifespan**: ``pts.open()`` when the app starts, ``pts.close()`` when it stops;
+- **dependency injection**: the component is provided under the name ``pts``; a
+  handler declares ``pts: NamedDependency[PersistentTextStreaming]`` (from
+  ``litestar.di``; a bare ``pts: PersistentTextStreaming`` works too, but
+  Litestar 2.25 deprecates undeclared dependencies with a warning);
+- **routes** under ``path`` (default ``/streams``): create, read, cancel, delete;
+- **error mapping** for the whole app: every :class:`~pts.errors.PTSError` a
+  handler raises becomes a JSON response ``{"error": kind, "detail": message}``
+  with the status of the table below, in one place.
+
+=======================================================  ======  =======================
+error                                                    status  ``"error"``
+=======================================================  ======  =======================
+:class:`~pts.errors.StreamNotFound`                      404     ``stream_not_found``
+:class:`~pts.errors.InvalidOffset`                       400     ``invalid_offset``
+:class:`~pts.errors.InvalidInput`                        400     ``invalid_input``
+:class:`~pts.errors.ClientIdTaken`                       409     ``client_id_taken``
+:class:`~pts.errors.PathTaken`                           409     ``path_taken``
+:class:`~pts.errors.OffsetConflict`                      409     ``offset_conflict``
+:class:`~pts.errors.StreamClosed`                        409     ``stream_closed``
+:class:`~pts.errors.InvalidTransition` (+ status, size)  409     ``invalid_transition``
+:class:`~pts.errors.StreamConflict` (other)              409     ``stream_conflict``
+:class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
+:class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
+:class:`Unauthorized`                                    401     ``unauthorized``
+:class:`Forbidden`                                       403     ``forbidden``
+any other :class:`~pts.errors.PTSError`                  500     ``internal_error``
+=======================================================  ======  =======================
+
+A subclass gets the entry of its nearest listed base class.
+
+**Authorization.** Streams are private by default. Every route asks
+``authorize(request, action, stream)`` (sync or async, returns ``True`` to
+allow; anything else denies with 403). Without a hook, only requests bearing
+``Authorization: Bearer <PTS_ADMIN_TOKEN>`` are allowed (401 otherwise); with
+``PTS_ADMIN_TOKEN`` unset or empty, nothing is.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeAlias, cast
+
+from litestar import Litestar, Request, Response, Router, delete, get, post
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.params import Body, FromPath
+from litestar.plugins import InitPluginProtocol
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from pts.core import PersistentTextStreaming
+from pts.errors import (
+    ClientIdTaken,
+    ConfigurationError,
+    InvalidInput,
+    InvalidOffset,
+    InvalidTransition,
+    OffsetConflict,
+    PathTaken,
+    PTSError,
+    StoreUnavailable,
+    StreamClosed,
+    StreamConflict,
+    StreamNotFound,
+)
+from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
+
+__all__ = [
+    "ADMIN_TOKEN_ENV",
+    "Action",
+    "Authorize",
+    "CancelStream",
+    "CreateStream",
+    "CreatedStream",
+    "Forbidden",
+    "PTSPlugin",
+    "StreamView",
+    "Unauthorized",
+    "error_response",
+    "parse_stream_id",
+]
+
+logger = logging.getLogger("pts.plugin")
+
+ADMIN_TOKEN_ENV = "PTS_ADMIN_TOKEN"
+"""The environment variable holding the admin token (read when the plugin is built)."""
+
+AnyRequest: TypeAlias = Request[Any, Any, Any]
+
+Action: TypeAlias = Literal["create", "view", "drive", "cancel", "delete"]
+"""What a request wants to do with a stream."""
+
+Authorize: TypeAlias = Callable[[AnyRequest, Action, StreamInfo | None], bool | Awaitable[bool]]
+"""``authorize(request, action, stream) -> bool`` (sync or async).
+
+``stream`` is the stream concerned, ``None`` for ``"create"``. Return ``True``
+to allow; any other value denies (403). With a hook, the hook alone decides
+(it may call :meth:`PTSPlugin.has_admin_token` to let the admin token through).
+"""
+
+
+class Unauthorized(PTSError):
+    """The request carries no valid credentials (401)."""
+
+
+class Forbidden(PTSError):
+    """The request's credentials do not allow this action (403)."""
+
+
+# -- wire types -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateStream:
+    """Body of ``POST {path}`` (optional as a whole)."""
+
+    client_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelStream:
+    """Body of ``POST {path}/{id}/cancel`` (optional as a whole)."""
+
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedStream:
+    """Response of ``POST {path}``."""
+
+    id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    """A stream as the routes return it: its state and its whole text so far."""
+
+    id: uuid.UUID
+    status: StreamStatus
+    text: str
+    size: int
+    done: bool
+    abort_reason: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_body(cls, body: StreamBody) -> StreamView:
+        """The view of what :meth:`PersistentTextStreaming.get_stream_body` returned."""
+        info = body.stream
+        return cls(
+            id=info.id,
+            status=info.status,
+            text=body.text,
+            size=body.size,
+            done=body.done,
+            abort_reason=info.abort_reason,
+            error=info.error,
+            created_at=info.created_at,
+            updated_at=info.updated_at,
+            finished_at=info.finished_at,
+        )
+
+
+# -- errors -----------------------------------------------------------------------
+
+# Looked up along the exception's MRO: a subclass gets its nearest base's entry.
+_ERRORS: dict[type[PTSError], tuple[int, str]] = {
+    StreamNotFound: (HTTP_404_NOT_FOUND, "stream_not_found"),
+    InvalidOffset: (HTTP_400_BAD_REQUEST, "invalid_offset"),
+    InvalidInput: (HTTP_400_BAD_REQUEST, "invalid_input"),
+    ClientIdTaken: (HTTP_409_CONFLICT, "client_id_taken"),
+    PathTaken: (HTTP_409_CONFLICT, "path_taken"),
+    OffsetConflict: (HTTP_409_CONFLICT, "offset_conflict"),
+    StreamClosed: (HTTP_409_CONFLICT, "stream_closed"),
+    InvalidTransition: (HTTP_409_CONFLICT, "invalid_transition"),
+    StreamConflict: (HTTP_409_CONFLICT, "stream_conflict"),
+    StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
+    ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
+    Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
+    Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
+    PTSError: (HTTP_500_INTERNAL_SERVER_ERROR, "internal_error"),
+}
+
+
+def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any]]:
+    """The JSON response for a pts error: ``{"error": kind, "detail": message}``.
+
+    :class:`~pts.errors.InvalidTransition` adds the stream's ``status`` and
+    ``size``; 401 adds ``WWW-Authenticate: Bearer``. Server-side errors (5xx)
+    are logged; a ``configuration_error`` shows its message only in debug mode
+    (it may quote settings), else it points at the server log.
+    """
+    status_code, kind = next(_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ERRORS)
+    detail = str(exc) or kind.replace("_", " ")
+    if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        if status_code == HTTP_500_INTERNAL_SERVER_ERROR and not request.app.debug:
+            detail = (
+                "pts is misconfigured; the server log has the details"
+                if isinstance(exc, ConfigurationError)
+                else "internal error; the server log has the details"
+            )
+    content: dict[str, Any] = {"error": kind, "detail": detail}
+    if isinstance(exc, InvalidTransition):
+        content["status"] = str(exc.current)
+        content["size"] = exc.size
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == HTTP_401_UNAUTHORIZED else None
+    return Response(content, status_code=status_code, headers=headers)
+
+
+def parse_stream_id(raw: str) -> uuid.UUID:
+    """A stream id from a path segment; raises InvalidInput (400) if it is not a UUID."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidInput(f"{raw[:100]!r} is not a stream id (a UUID)") from None
+
+
+# -- the plugin -------------------------------------------------------------------
+
+
+class PTSPlugin(InitPluginProtocol):
+    """Litestar plugin: pts's lifespan, dependency, routes and error mapping.
+
+    :param pts: the component; the plugin opens and closes it with the app.
+    :param path: where the stream routes are mounted.
+    :param authorize: decides who may do what (see :data:`Authorize`). Without
+        it, only ``Authorization: Bearer $PTS_ADMIN_TOKEN`` is allowed.
+
+    Routes (``{id}`` is a stream's UUID; malformed → 400, unknown → 404):
+
+    - ``POST {path}`` with optional JSON ``{"client_id", "metadata"}`` → 201 ``{"id"}``
+    - ``GET {path}/{id}`` → 200 :class:`StreamView`
+    - ``POST {path}/{id}/cancel`` with optional JSON ``{"reason"}`` → 200 :class:`StreamView`
+    - ``DELETE {path}/{id}`` → 204
+    """
+
+    def __init__(
+        self,
+        pts: PersistentTextStreaming,
+        path: str = "/streams",
+        authorize: Authorize | None = None,
+    ) -> None:
+        self.pts = pts
+        self.path = "/" + path.strip("/")
+        self.authorize = authorize
+        self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+        if authorize is None and self._admin_token is None:
+            logger.warning(
+                "PTSPlugin has no authorize hook and %s is not set: every request to %s "
+                "will be refused (401)",
+                ADMIN_TOKEN_ENV,
+                self.path,
+            )
+
+    # -- Litestar -------------------------------------------------------------
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Add the lifespan, the ``pts`` dependency, the routes and the error handler."""
+        app_config.lifespan.append(self._lifespan)
+        app_config.dependencies["pts"] = Provide(self._provide_pts, sync_to_thread=False)
+        app_config.route_handlers.append(self._router())
+        # An app's own handler for PTSError, if it registered one, wins.
+        app_config.exception_handlers.setdefault(PTSError, error_response)
+        return app_config
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:
+        await self.pts.open()
+        try:
+            yield
+        finally:
+            await self.pts.close()
+
+    def _provide_pts(self) -> PersistentTextStreaming:
+        return self.pts
+
+    # -- authorization ---------------------------------------------------------
+
+    def has_admin_token(self, request: AnyRequest) -> bool:
+        """True if the request bears ``Authorization: Bearer $PTS_ADMIN_TOKEN``."""
+        if self._admin_token is None:
+            return False
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # Header values are latin-1 on the wire; compare bytes (no TypeError on non-ASCII).
+        return hmac.compare_digest(
+            credentials.strip().encode("latin-1", "replace"), self._admin_token.encode()
+        )
+
+    async def check(self, request: AnyRequest, action: Action, stream: StreamInfo | None) -> None:
+        """Allow the request or raise: Forbidden (403) if the hook denies,
+        Unauthorized (401) without a hook and without the admin token.
+
+        For routes an app adds itself (e.g. one that drives streams).
+        """
+        if self.authorize is None:
+            if not self.has_admin_token(request):
+                raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+            return
+        allowed = self.authorize(request, action, stream)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if allowed is not True:
+            what = "streams" if stream is None else f"stream {stream.id}"
+            raise Forbidden(f"not allowed to {action} {what}")
+
+    async def _stream_for(self, request: AnyRequest, action: Action, raw_id: str) -> StreamInfo:
+        """The stream a route names, once the request may act on it."""
+        if self.authorize is None:
+            # Refuse anonymous callers before saying whether the id exists.
+            await self.check(request, action, None)
+        stream = await self.pts.get_stream(parse_stream_id(raw_id))
+        if self.authorize is not None:
+            await self.check(request, action, stream)
+        return stream
+
+    # -- routes ------------------------------------------------------------------
+
+    def _router(self) -> Router:
+        plugin = self
+
+        @post("/", status_code=HTTP_201_CREATED)
+        async def create_stream(
+            request: AnyRequest, data: Annotated[CreateStream | None, Body()] = None
+        ) -> CreatedStream:
+            """Create a pending stream."""
+            await plugin.check(request, "create", None)
+            body = data or CreateStream()
+            stream_id = await plugin.pts.create_stream(
+                client_id=body.client_id, metadata=cast("Metadata | None", body.metadata)
+            )
+            return CreatedStream(id=stream_id)
+
+        @get("/{stream_id:str}")
+        async def view_stream(request: AnyRequest, stream_id: FromPath[str]) -> StreamView:
+            """A stream's state and its whole text so far."""
+            stream = await plugin._stream_for(request, "view", stream_id)
+            return StreamView.from_body(await plugin.pts.get_stream_body(stream.id))
+
+        @post("/{stream_id:str}/cancel", status_code=HTTP_200_OK)
+        async def cancel_stream(
+            request: AnyRequest,
+            stream_id: FromPath[str],
+            data: Annotated[CancelStream | None, Body()] = None,
+        ) -> StreamView:
+            """Abort the stream (a finished stream is left as it is); returns its state."""
+            stream = await plugin._stream_for(request, "cancel", stream_id)
+            await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
+            return StreamView.from_body(await plugin.pts.get_stream_body(stream.id))
+
+        @delete("/{stream_id:str}")
+        async def delete_stream(request: AnyRequest, stream_id: FromPath[str]) -> None:
+            """Delete the stream and its text."""
+            stream = await plugin._stream_for(request, "delete", stream_id)
+            await plugin.pts.delete_stream(stream.id)
+
+        return Router(
+            path=self.path,
+            route_handlers=[create_stream, view_stream, cancel_stream, delete_stream],
+            tags=["pts"],
+        )
