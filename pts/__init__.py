@@ -9,6 +9,7 @@ from __future__ import annotations
 from pts.core import PersistentTextStreaming
 from pts.driver import Append, StreamWriter
 from pts.errors import (
+    AlreadyDriven,
     ClientIdTaken,
     ConfigurationError,
     InvalidInput,
@@ -31,6 +32,7 @@ from pts.store import Store, create_store
 from pts.store.sync import SyncStore
 
 __all__ = [
+    "AlreadyDriven",
     "Append",
     "ClientIdTaken",
     "ConfigurationError",

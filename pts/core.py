@@ -22,7 +22,14 @@ from litestar import Response
 
 from pts.database import resolve_dsn
 from pts.driver import AnyRequest, Drive, Generate, StreamWriter, driving_response
-from pts.errors import InvalidInput, InvalidOffset, InvalidTransition, PTSError, StreamNotFound
+from pts.errors import (
+    AlreadyDriven,
+    InvalidInput,
+    InvalidOffset,
+    InvalidTransition,
+    PTSError,
+    StreamNotFound,
+)
 from pts.flush import FlushPolicy
 from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
@@ -245,7 +252,8 @@ class PersistentTextStreaming:
         """The HTTP action: run ``generate`` and stream its text to this client.
 
         Claims the stream (``pending -> streaming``) so only one driver runs:
-        a second call gets 409 with ``{"status", "size"}`` (subscribe instead).
+        a second call raises AlreadyDriven, which the plugin answers with 409
+        ``{"error": "already_driven", "status", "size"}`` (subscribe instead).
         The generation runs in its own task and outlives this request; tokens go
         to the client at once and to Postgres on sentence boundaries. The stream
         ends ``done``, ``error`` (the generator raised), ``aborted`` (cancel) or
@@ -254,15 +262,8 @@ class PersistentTextStreaming:
         try:
             info = await self.store.claim(stream_id)
         except InvalidTransition as exc:
-            return Response(
-                {
-                    "error": "conflict",
-                    "detail": "the stream is already driven or finished; subscribe to it instead",
-                    "status": str(exc.current),
-                    "size": exc.size,
-                },
-                status_code=409,
-            )
+            # The plugin maps it to 409 {"error": "already_driven", "status", "size"}.
+            raise AlreadyDriven(exc.stream_id, exc.current, exc.size) from None
         drive = Drive(self, request, info, generate)
         self._drives[info.id] = drive
         drive.task.add_done_callback(lambda _t: self._drives.pop(info.id, None))

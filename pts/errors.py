@@ -91,6 +91,20 @@ class InvalidTransition(StreamConflict):
         super().__init__(f"stream {stream_id} is {current}; it cannot become {target}")
 
 
+class AlreadyDriven(InvalidTransition):
+    """``stream()`` was called for a stream that is already driven or finished.
+
+    Only one driver runs per stream (a double submit, a second tab): the
+    client should subscribe to the stream instead.
+    """
+
+    def __init__(self, stream_id: uuid.UUID, current: str, size: int) -> None:
+        super().__init__(stream_id, current, "streaming", size)
+        self.args = (
+            f"stream {stream_id} is already {current} ({size} bytes); subscribe to it instead",
+        )
+
+
 class StoreUnavailable(PTSError):
     """The database could not be reached or dropped the connection.
 

@@ -29,9 +29,11 @@ error                                                    status  ``"error"``
 :class:`~pts.errors.PathTaken`                           409     ``path_taken``
 :class:`~pts.errors.OffsetConflict`                      409     ``offset_conflict``
 :class:`~pts.errors.StreamClosed`                        409     ``stream_closed``
+:class:`~pts.errors.AlreadyDriven` (+ status, size)      409     ``already_driven``
 :class:`~pts.errors.InvalidTransition` (+ status, size)  409     ``invalid_transition``
 :class:`~pts.errors.StreamConflict` (other)              409     ``stream_conflict``
 :class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
+:class:`~pts.errors.PersistenceFailed`                   503     ``persistence_failed``
 :class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
 :class:`Unauthorized`                                    401     ``unauthorized``
 :class:`Forbidden`                                       403     ``forbidden``
@@ -79,6 +81,7 @@ from litestar.status_codes import (
 
 from pts.core import PersistentTextStreaming
 from pts.errors import (
+    AlreadyDriven,
     ClientIdTaken,
     ConfigurationError,
     InvalidInput,
@@ -86,6 +89,7 @@ from pts.errors import (
     InvalidTransition,
     OffsetConflict,
     PathTaken,
+    PersistenceFailed,
     PTSError,
     StoreUnavailable,
     StreamClosed,
@@ -205,9 +209,11 @@ _ERRORS: dict[type[PTSError], tuple[int, str]] = {
     PathTaken: (HTTP_409_CONFLICT, "path_taken"),
     OffsetConflict: (HTTP_409_CONFLICT, "offset_conflict"),
     StreamClosed: (HTTP_409_CONFLICT, "stream_closed"),
+    AlreadyDriven: (HTTP_409_CONFLICT, "already_driven"),
     InvalidTransition: (HTTP_409_CONFLICT, "invalid_transition"),
     StreamConflict: (HTTP_409_CONFLICT, "stream_conflict"),
     StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
+    PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
     Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),

@@ -11,10 +11,12 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
 import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -78,11 +80,18 @@ def postgres_server() -> Iterator[str]:
 
 
 def _embedded_server() -> Iterator[str]:
+    with embedded_server() as (url, _pgdata):
+        yield url
+
+
+@contextlib.contextmanager
+def embedded_server() -> Iterator[tuple[str, Path]]:
+    """A private embedded Postgres in a temporary directory: yields (URL, data directory)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
         from pgserver.postgres_server import get_server
 
-    directory = tempfile.mkdtemp(prefix="pts-test-pg-")
+    directory = Path(tempfile.mkdtemp(prefix="pts-test-pg-"))
     server = get_server(directory, cleanup_mode="delete")
     url = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -91,11 +100,28 @@ def _embedded_server() -> Iterator[str]:
                 sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
             )
         conn.execute("SELECT pg_reload_conf()")
-    logger.info("tests use an embedded Postgres in %s", directory)
+    logger.info("embedded Postgres in %s", directory)
     try:
-        yield url
+        yield url, directory
     finally:
         server.cleanup()
+
+
+def restart_embedded(pgdata: Path) -> None:
+    """Restart an embedded Postgres (fast shutdown: every connection is dropped)."""
+    import pgserver
+
+    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs Postgres as this user
+    # -l: the new postmaster must not inherit our stdout, or this call never returns.
+    subprocess.run(
+        [str(pg_ctl), "-D", str(pgdata), "-l", str(pgdata / "log"), "-w", "-m", "fast", "restart"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        user=user,
+        timeout=60,
+    )
 
 
 class DatabaseFactory:

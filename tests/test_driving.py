@@ -176,6 +176,7 @@ async def test_second_driver_gets_409_and_no_second_generation(harness: Harness)
         second = await harness.client.post(harness.drive_url(stream_id))
         assert second.status_code == 409
         payload = second.json()
+        assert payload["error"] == "already_driven"
         assert payload["status"] == "streaming"
         assert isinstance(payload["size"], int)
         gate.set()
