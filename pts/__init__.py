@@ -25,6 +25,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.flush import FlushPolicy
+from pts.hub import Update
 from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
@@ -58,5 +59,6 @@ __all__ = [
     "StreamStatus",
     "StreamWriter",
     "SyncStore",
+    "Update",
     "create_store",
 ]

@@ -1,9 +1,10 @@
-"""The ``pts`` command line: ``pts migrate``, ``pts db``, ``pts serve``."""
+"""The ``pts`` command line: ``pts migrate``, ``pts db``, ``pts serve``, ``pts bench``."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -123,6 +124,127 @@ def serve(host: str, port: int, workers: int, dsn: str | None, log_level: str) -
         workers=workers,
         log_level=log_level,
     )
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: figures to read, measured over real HTTP (never a test)."""
+
+
+@bench.command(short_help="pts.stream() vs a bare streaming response: latency, writes, load.")
+@click.option(
+    "--tokens",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Tokens per answer.",
+)
+@click.option(
+    "--sentences",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sentences the tokens form (at most --tokens).",
+)
+@click.option(
+    "--requests",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sequential requests of each kind (bare, pts), interleaved.",
+)
+@click.option(
+    "--naive-requests",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Sequential naive answers (a commit per token), spread over the run.",
+)
+@click.option(
+    "--streams",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Concurrent streams per batch.",
+)
+@click.option(
+    "--rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Concurrent batches of each kind, alternating.",
+)
+@click.option(
+    "--warmup",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Unmeasured sequential rounds first.",
+)
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up after this many seconds overall.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write every figure as JSON to this file.",
+)
+@_dsn_option
+def driven(
+    tokens: int,
+    sentences: int,
+    requests: int,
+    naive_requests: int,
+    streams: int,
+    rounds: int,
+    warmup: int,
+    timeout: float,
+    json_path: str | None,
+    dsn: str | None,
+) -> None:
+    """Driving a stream vs a bare streaming response, and writes per answer.
+
+    Serves the same generator (TOKENS tokens forming SENTENCES sentences, no
+    sleeps) through a bare Litestar Stream and through pts.stream() from a
+    uvicorn subprocess, and reports time to first and last byte, commits and
+    rows per answer (pts vs a commit per token), and throughput with STREAMS
+    concurrent streams. Runs in a fresh database created (and dropped) on the
+    configured server.
+    """
+    from pts.bench.driven import BenchError, DrivenConfig, format_report, run_driven
+
+    if sentences > tokens:
+        raise click.BadParameter("must not exceed --tokens", param_hint="--sentences")
+    if naive_requests > requests:
+        raise click.BadParameter("must not exceed --requests", param_hint="--naive-requests")
+    try:
+        url = resolve_dsn(_settings(dsn))
+        config = DrivenConfig(
+            dsn=url,
+            tokens=tokens,
+            sentences=sentences,
+            requests=requests,
+            naive_requests=naive_requests,
+            streams=streams,
+            rounds=rounds,
+            warmup=warmup,
+            timeout=timeout,
+        )
+        result = run_driven(config, progress=lambda message: click.echo(message, err=True))
+    except (PTSError, BenchError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_report(result))
+    if json_path is not None:
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+            out.write("\n")
+        click.echo(f"figures written to {json_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

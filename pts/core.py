@@ -8,13 +8,12 @@ and the sweeper that times out streams whose driver died.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TypeVar
 
@@ -31,6 +30,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.flush import FlushPolicy
+from pts.hub import Hub, Update, subscribe_text
 from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
@@ -38,10 +38,6 @@ from pts.store import SQLStore, create_store
 from pts.store.base import DEFAULT_CONTENT_TYPE
 
 T = TypeVar("T")
-
-# How often a reader re-reads the table when no notification came: NOTIFY is a
-# hint, the table is the truth.
-POLL_INTERVAL = 2.0
 
 logger = logging.getLogger("pts")
 
@@ -60,6 +56,10 @@ class PersistentTextStreaming:
     :param sweep_interval: how often this process looks for stale streams.
     :param outage_limit: how long unpersisted text is kept and retried while the
         database is unreachable before the stream ends with ``error``.
+    :param subscriber_buffer: updates buffered per subscriber; a subscriber
+        that falls further behind re-reads from its offset instead.
+    :param poll_interval: a subscriber that heard nothing for this long
+        re-reads the table (NOTIFY is a hint, the table is the truth).
     """
 
     def __init__(
@@ -76,6 +76,8 @@ class PersistentTextStreaming:
         pool_max_size: int | None = None,
         sweeper: bool = True,
         shutdown_grace: float = 5.0,
+        subscriber_buffer: int = 256,
+        poll_interval: float = 3.0,
     ) -> None:
         self._dsn = dsn
         self.driver: Driver = driver
@@ -92,14 +94,15 @@ class PersistentTextStreaming:
         self._pool_min_size = pool_min_size
         self._pool_max_size = pool_max_size
         self.shutdown_grace = shutdown_grace
+        self.subscriber_buffer = subscriber_buffer
+        self.poll_interval = poll_interval
+        self._hub: Hub | None = None
         self._store: SQLStore | None = None
         self._listener: Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Streams this process writes: heartbeated, and stopped when finished elsewhere.
         self._writers: dict[uuid.UUID, StreamWriter] = {}
         self._drives: dict[uuid.UUID, Drive] = {}
-        # Readers waiting for news of a stream.
-        self._watchers: dict[uuid.UUID, set[asyncio.Event]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -133,7 +136,9 @@ class PersistentTextStreaming:
         )
         await store.open()
         self._store = store
+        self._hub = Hub(store, buffer_size=self.subscriber_buffer, poll_interval=self.poll_interval)
         self._listener = Listener(self._dsn)
+        self._listener.add_handler(self._hub.on_notification)
         self._listener.add_handler(self._on_notification)
         self._listener.add_reconnect_handler(self._on_reconnect)
         await self._listener.start()
@@ -166,6 +171,9 @@ class PersistentTextStreaming:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
@@ -299,6 +307,26 @@ class PersistentTextStreaming:
 
     # -- reading -------------------------------------------------------------
 
+    async def subscribe(
+        self, stream_id: uuid.UUID, offset: int = 0
+    ) -> AsyncGenerator[Update, None]:
+        """Watch a stream live: its text from byte ``offset`` on, then every change.
+
+        Yields :class:`~pts.hub.Update` (offset, end, text, status, finished):
+        first what the table holds from ``offset``, then each flush as it
+        commits, and status changes. Ends after the stream finishes (``done``,
+        ``error``, ``timeout``, ``aborted``). To resume, subscribe again from the
+        last update's ``end``: nothing is lost or repeated. Raises
+        StreamNotFound (also if the stream is deleted meanwhile), or
+        InvalidOffset for an offset past the end or inside a character.
+        """
+        if self._hub is None:
+            raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
+        if offset < 0:
+            raise InvalidOffset(stream_id, offset, 0)
+        async for update in subscribe_text(self._hub, self.store, stream_id, offset):
+            yield update
+
     async def read_stream(
         self,
         stream_id: uuid.UUID | None = None,
@@ -316,37 +344,13 @@ class PersistentTextStreaming:
         if stream_id is None:
             assert client_id is not None
             stream_id = (await self.store.get_stream_by_client_id(client_id)).id
-        event = asyncio.Event()
-        # Watch before the first read, so nothing committed in between is missed.
-        self._watchers.setdefault(stream_id, set()).add(event)
-        try:
-            offset = byte_offset
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            while True:
-                event.clear()
-                read = await self.store.read(stream_id, offset)
-                if offset == byte_offset and read.data and _continuation_byte(read.data[0]):
-                    raise InvalidOffset(stream_id, offset, read.size)
-                offset = read.next_offset
-                text = decoder.decode(read.data, final=read.closed and read.up_to_date)
-                if text:
-                    yield text
-                if read.closed and read.up_to_date:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), POLL_INTERVAL)
-        finally:
-            watchers = self._watchers.get(stream_id)
-            if watchers is not None:
-                watchers.discard(event)
-                if not watchers:
-                    del self._watchers[stream_id]
+        async for update in self.subscribe(stream_id, byte_offset):
+            if update.text:
+                yield update.text
 
     # -- background ------------------------------------------------------------
 
     def _on_notification(self, note: Notification) -> None:
-        for event in self._watchers.get(note.stream_id, ()):
-            event.set()
         if note.closed or note.status == "deleted":
             writer = self._writers.get(note.stream_id)
             if writer is not None:
@@ -355,11 +359,10 @@ class PersistentTextStreaming:
                 writer._closed_elsewhere(status)
 
     def _on_reconnect(self) -> None:
-        # Notifications sent while the listener was away are lost: wake every
-        # reader (they re-read from their offset) and re-check our writers.
-        for events in self._watchers.values():
-            for event in events:
-                event.set()
+        # Notifications sent while the listener was away are lost: every tail
+        # re-reads from its offset, and our writers are re-checked.
+        if self._hub is not None:
+            self._hub.on_reconnect()
         if self._writers:
             self._tasks.append(asyncio.create_task(self._check_writers()))
 
@@ -397,10 +400,6 @@ class PersistentTextStreaming:
             swept = await _quietly(self.store.timeout_stale(self.stale_after), "sweep")
             for info in swept or ():
                 logger.warning("stream %s timed out: its driver stopped heartbeating", info.id)
-
-
-def _continuation_byte(byte: int) -> bool:
-    return byte & 0b1100_0000 == 0b1000_0000
 
 
 async def _quietly(work: Awaitable[T], what: str) -> T | None:

@@ -65,8 +65,9 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.config.app import AppConfig
 from litestar.di import Provide
-from litestar.params import Body, FromPath
+from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins import InitPluginProtocol
+from litestar.response import ServerSentEvent
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -97,6 +98,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
+from pts.sse import event_stream
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
@@ -279,10 +281,13 @@ class PTSPlugin(InitPluginProtocol):
         pts: PersistentTextStreaming,
         path: str = "/streams",
         authorize: Authorize | None = None,
+        *,
+        sse_keepalive: float = 15.0,
     ) -> None:
         self.pts = pts
         self.path = "/" + path.strip("/")
         self.authorize = authorize
+        self.sse_keepalive = sse_keepalive
         self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
         if authorize is None and self._admin_token is None:
             logger.warning(
@@ -389,6 +394,28 @@ class PTSPlugin(InitPluginProtocol):
             await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
             return StreamView.from_body(await plugin.pts.get_stream_body(stream.id))
 
+        @get("/{stream_id:str}/events")
+        async def stream_events(
+            request: AnyRequest,
+            stream_id: FromPath[str],
+            offset: FromQuery[int | None] = None,
+            format: FromQuery[Literal["text", "html"]] = "text",  # the query parameter's name
+        ) -> ServerSentEvent:
+            """Watch the stream live over SSE from byte ``offset`` (or ``Last-Event-ID``).
+
+            Events ``text`` (data: new text, id: end byte offset) and ``status``
+            (JSON); ``?format=html`` sends escaped HTML for htmx instead.
+            """
+            stream = await plugin._stream_for(request, "view", stream_id)
+            start = _resume_offset(request.headers.get("last-event-id"), offset)
+            return await event_stream(
+                plugin.pts,
+                stream.id,
+                start,
+                as_html=format == "html",
+                keepalive=plugin.sse_keepalive,
+            )
+
         @delete("/{stream_id:str}")
         async def delete_stream(request: AnyRequest, stream_id: FromPath[str]) -> None:
             """Delete the stream and its text."""
@@ -397,6 +424,26 @@ class PTSPlugin(InitPluginProtocol):
 
         return Router(
             path=self.path,
-            route_handlers=[create_stream, view_stream, cancel_stream, delete_stream],
+            route_handlers=[
+                create_stream,
+                view_stream,
+                stream_events,
+                cancel_stream,
+                delete_stream,
+            ],
             tags=["pts"],
         )
+
+
+def _resume_offset(last_event_id: str | None, offset: int | None) -> int:
+    """Where an SSE subscription starts: ``Last-Event-ID`` (a reconnect) wins over ``?offset``."""
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            value = int(last_event_id)
+        except ValueError:
+            raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not a byte offset") from None
+    else:
+        value = 0 if offset is None else offset
+    if value < 0:
+        raise InvalidInput(f"offset {value} is negative")
+    return value

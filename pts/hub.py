@@ -1,0 +1,259 @@
+"""In-process fan-out: one tail per stream per process, many subscribers.
+
+The listener's notification is a hint; the table is the truth. For each
+stream that has subscribers in this process, a *tail* reads the new bytes
+once per notification and hands them to every subscriber's bounded buffer.
+A subscriber whose buffer overflows (a slow or stalled client) is not waited
+for: it drops its buffer and re-reads from its own offset, so the producer
+and the other subscribers never slow down. The database connections a
+process uses do not grow with its subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pts.errors import InvalidOffset, StreamNotFound
+from pts.listener import Notification
+from pts.models import StreamStatus
+from pts.store.base import Store
+
+logger = logging.getLogger("pts.hub")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Bytes of a stream at an absolute offset, with the stream's state after them."""
+
+    start: int
+    data: bytes
+    size: int
+    status: StreamStatus
+    closed: bool
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What a subscriber receives: new text, a status change, or both.
+
+    ``offset`` is the byte offset where ``text`` starts and ``end`` the byte
+    offset right after it: resume a subscription from ``end`` to continue
+    exactly where this update left off (it is always a character boundary).
+    """
+
+    offset: int
+    end: int
+    text: str
+    status: StreamStatus
+    finished: bool
+    abort_reason: str | None = None
+    error: str | None = None
+
+
+class _Subscriber:
+    def __init__(self, buffer_size: int) -> None:
+        self.queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=buffer_size)
+        self.overflowed = False
+
+    def offer(self, chunk: Chunk | None) -> None:
+        """Called by the tail; never blocks. None means "re-read": news we cannot carry."""
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(chunk)
+        except asyncio.QueueFull:
+            # Too slow: forget the buffer; the subscriber re-reads from its offset.
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class _Tail:
+    """Follows one stream for every subscriber in this process: one read per notification."""
+
+    def __init__(self, hub: Hub, stream_id: uuid.UUID) -> None:
+        self.hub = hub
+        self.stream_id = stream_id
+        self.subscribers: set[_Subscriber] = set()
+        self.offset: int | None = None  # bytes this tail has read and published
+        self.status: StreamStatus | None = None
+        self.closed = False
+        self.reads = 0
+        self._missed = False  # notified before start_at(): read once started
+        self._dirty = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"pts-tail-{stream_id}")
+
+    def notify(self) -> None:
+        self._dirty.set()
+
+    def start_at(self, offset: int, status: StreamStatus, closed: bool) -> None:
+        """The first subscriber's catch-up read tells the tail where the stream ends.
+
+        Whatever commits after that read notifies; a notification that came
+        while the read was running is remembered and read now.
+        """
+        if self.offset is None:
+            self.offset, self.status, self.closed = offset, status, closed
+            if self._missed:
+                self._dirty.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self.offset is None:
+                self._missed = True  # not started yet: start_at() reads
+                continue
+            try:
+                read = await self.hub.store.read(self.stream_id, self.offset)
+            except StreamNotFound:
+                for sub in list(self.subscribers):
+                    sub.offer(None)
+                return
+            except Exception as exc:  # noqa: BLE001 - keep tailing; subscribers poll meanwhile
+                logger.warning("stream %s: tail read failed: %s", self.stream_id, exc)
+                await asyncio.sleep(self.hub.poll_interval)
+                self._dirty.set()
+                continue
+            self.reads += 1
+            self.hub.reads += 1
+            changed = read.data or read.status != self.status or read.closed != self.closed
+            if not changed:
+                continue
+            chunk = Chunk(self.offset, read.data, read.size, read.status, read.closed)
+            self.offset, self.status, self.closed = read.next_offset, read.status, read.closed
+            for sub in list(self.subscribers):
+                sub.offer(chunk)
+            if read.next_offset < read.size:
+                self._dirty.set()  # a bounded read: more to come
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+class Hub:
+    """Every subscription of this process, grouped into one tail per stream."""
+
+    def __init__(self, store: Store, *, buffer_size: int = 256, poll_interval: float = 2.0) -> None:
+        self.store = store
+        self.buffer_size = buffer_size
+        self.poll_interval = poll_interval
+        self.tails: dict[uuid.UUID, _Tail] = {}
+        self.reads = 0
+        """Database reads made by tails (one per notification per stream, at most)."""
+
+    def on_notification(self, note: Notification) -> None:
+        tail = self.tails.get(note.stream_id)
+        if tail is not None:
+            tail.notify()
+
+    def on_reconnect(self) -> None:
+        """Notifications were lost while the listener was away: every tail re-reads."""
+        for tail in self.tails.values():
+            tail.notify()
+
+    def close(self) -> None:
+        for tail in self.tails.values():
+            tail.close()
+        self.tails.clear()
+
+    async def subscribe_bytes(self, stream_id: uuid.UUID, offset: int = 0) -> AsyncIterator[Chunk]:
+        """Raw chunks from ``offset`` on (live), ending after the stream is closed.
+
+        The first chunk is the catch-up read (possibly empty); later ones carry
+        new bytes or a change of status. Raises StreamNotFound (also if the
+        stream is deleted meanwhile) or InvalidOffset.
+        """
+        sub = _Subscriber(self.buffer_size)
+        tail = self.tails.get(stream_id)
+        if tail is None:
+            tail = self.tails[stream_id] = _Tail(self, stream_id)
+        # Listen before reading: whatever commits after the catch-up read
+        # reaches this subscriber through the tail.
+        tail.subscribers.add(sub)
+        try:
+            position = offset
+            last: tuple[StreamStatus, bool] | None = None
+            need_read = True
+            while True:
+                if need_read:
+                    need_read = False
+                    read = await self.store.read(stream_id, position)
+                    tail.start_at(read.next_offset, read.status, read.closed)
+                    item = Chunk(position, read.data, read.size, read.status, read.closed)
+                else:
+                    try:
+                        queued = await asyncio.wait_for(sub.queue.get(), self.poll_interval)
+                    except TimeoutError:
+                        need_read = True  # no news for a while: check the table
+                        continue
+                    if queued is None:
+                        sub.overflowed = False
+                        need_read = True
+                        continue
+                    if queued.start > position:
+                        need_read = True  # a gap: read it from the table
+                        continue
+                    item = queued
+                if item.end < position:
+                    continue  # old news: an earlier read already had it
+                data = item.data[position - item.start :]
+                if data or last != (item.status, item.closed):
+                    yield Chunk(position, data, item.size, item.status, item.closed)
+                last = (item.status, item.closed)
+                position += len(data)
+                if item.closed and position >= item.size:
+                    return
+        finally:
+            tail.subscribers.discard(sub)
+            if not tail.subscribers and self.tails.get(stream_id) is tail:
+                tail.close()
+                del self.tails[stream_id]
+
+
+async def subscribe_text(
+    hub: Hub, store: Store, stream_id: uuid.UUID, offset: int = 0
+) -> AsyncIterator[Update]:
+    """Text updates from ``offset`` (see :meth:`PersistentTextStreaming.subscribe`).
+
+    Decodes incrementally: a character split across two chunks is held back
+    until it is whole, so every update ends on a character boundary.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    first = True
+    status: StreamStatus | None = None
+    async for chunk in hub.subscribe_bytes(stream_id, offset):
+        if first:
+            first = False
+            if chunk.data and chunk.data[0] & 0b1100_0000 == 0b1000_0000:
+                raise InvalidOffset(stream_id, offset, chunk.size)
+        final = chunk.closed and chunk.end >= chunk.size
+        # Bytes of an incomplete character held from before start this update's text.
+        start = chunk.start - len(decoder.getstate()[0])
+        text = decoder.decode(chunk.data, final=final)
+        end = chunk.end - len(decoder.getstate()[0])
+        if not text and chunk.status == status and not final:
+            continue  # only part of a character so far
+        status = chunk.status
+        reason: str | None = None
+        error: str | None = None
+        if final and chunk.status in (
+            StreamStatus.ABORTED,
+            StreamStatus.ERROR,
+            StreamStatus.TIMEOUT,
+        ):
+            with contextlib.suppress(StreamNotFound):
+                info = await store.get_stream(stream_id)
+                reason, error = info.abort_reason, info.error
+        yield Update(start, end, text, chunk.status, final, reason, error)
