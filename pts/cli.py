@@ -1,4 +1,4 @@
-"""The ``pts`` command line: ``pts migrate``, ``pts db``, ``pts serve``, ``pts bench``."""
+"""The ``pts`` command line: ``migrate``, ``db``, ``serve``, ``tail``, ``bench``."""
 
 from __future__ import annotations
 
@@ -124,6 +124,39 @@ def serve(host: str, port: int, workers: int, dsn: str | None, log_level: str) -
         workers=workers,
         log_level=log_level,
     )
+
+
+@main.command()
+@click.argument("stream_id")
+@click.option(
+    "--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Byte offset."
+)
+@_dsn_option
+def tail(stream_id: str, offset: int, dsn: str | None) -> None:
+    """Print a stream live from --offset, then its final status."""
+    from pts.core import PersistentTextStreaming
+    from pts.store.base import parse_stream_id
+
+    async def follow() -> str:
+        url = resolve_dsn(_settings(dsn))
+        async with PersistentTextStreaming(dsn=url, sweeper=False) as pts:
+            final = ""
+            async for update in pts.subscribe(parse_stream_id(stream_id), offset):
+                if update.text:
+                    click.echo(update.text, nl=False)
+                if update.finished:
+                    reason = update.abort_reason or update.error
+                    final = f"[{update.status}{': ' + reason if reason else ''}]"
+            return final
+
+    try:
+        final = asyncio.run(follow())
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    click.echo("")
+    click.echo(final, err=True)
 
 
 @main.group()

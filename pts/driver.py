@@ -36,6 +36,13 @@ Generate: TypeAlias = Callable[[AnyRequest, uuid.UUID, Append], Awaitable[None]]
 
 SHUTDOWN_MESSAGE = "the server shut down during generation"
 
+YIELD_INTERVAL = 0.0005
+"""A generator that never awaits yields after running this long (seconds).
+
+A real model awaits its network for every token, and the response sends each
+token then; a CPU-bound generator would otherwise starve the response. Yielding
+on every token instead costs a full event-loop iteration per token."""
+
 
 class StreamWriter:
     """Writes one stream; text is persisted on sentence boundaries, not per write.
@@ -159,7 +166,12 @@ class Drive:
         self.writer.on_failure = self._on_persistence_failure
         self._request = request
         self._generate = generate
-        self._queue: asyncio.Queue[bytes | _End] = asyncio.Queue()
+        # Tokens not yet handed to the response, and the response's wait for more.
+        self._pending: list[bytes] = []
+        self._end: _End | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._resumed = -YIELD_INTERVAL  # the first token yields at once
         self._cancel_status: tuple[StreamStatus, str | None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"pts-drive-{info.id}")
 
@@ -174,10 +186,17 @@ class Drive:
         if self.writer.finished:
             raise StreamClosed(self.stream_id, self.writer._closed_status or StreamStatus.DONE)
         data = text.encode()
-        self._queue.put_nowait(data)
+        self._pending.append(data)
         self.writer.write_nowait(text, len(data))
-        # Let the response and the flusher run even if the generator never awaits.
-        await asyncio.sleep(0)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        # Let the response (and the flusher) run: at once for the first token,
+        # then after every YIELD_INTERVAL this generator ran without awaiting
+        # (measured from when it resumed, so other tasks' time does not count).
+        if self._loop.time() - self._resumed >= YIELD_INTERVAL:
+            await asyncio.sleep(0)
+            self._resumed = self._loop.time()
 
     def cancel(self, status: StreamStatus, reason: str | None) -> None:
         """Stop the generation; the stream ends with ``status`` and ``reason``."""
@@ -187,24 +206,30 @@ class Drive:
 
     async def body(self) -> AsyncIterator[bytes]:
         """The driving response body: every token as soon as it exists."""
-        queue = self._queue
         while True:
-            item = await queue.get()
-            parts: list[bytes] = []
-            # Whatever else is already waiting goes out in the same write.
-            while isinstance(item, bytes):
-                parts.append(item)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if parts:
-                yield b"".join(parts)
-            if isinstance(item, _End):
-                if item.error is not None:
+            if self._pending:
+                # Whatever arrived since the last write goes out in one write.
+                parts, self._pending = self._pending, []
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                continue
+            end = self._end
+            if end is not None:
+                if end.error is not None:
                     # Cut the response off (no final chunk) so the client knows
                     # the answer is incomplete.
-                    raise item.error
+                    raise end.error
                 return
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _finish_response(self, end: _End) -> None:
+        self._end = end
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _run(self) -> None:
         status, reason = StreamStatus.DONE, None
@@ -220,7 +245,7 @@ class Drive:
         # The driving client has every token already: end its response now,
         # before the final write, so delivery never waits for the database.
         failure = self.writer.flusher.failure
-        self._queue.put_nowait(_End(failure if isinstance(failure, PersistenceFailed) else None))
+        self._finish_response(_End(failure if isinstance(failure, PersistenceFailed) else None))
         if self.writer._closed_status is not None:
             return  # finished elsewhere (cancel from another process, the sweeper)
         try:

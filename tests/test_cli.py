@@ -79,3 +79,33 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path, bare_env: dict[st
     assert result.returncode == 1
     assert "cannot connect to the database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tail_prints_a_stream_and_its_final_status(
+    db_url: str, bare_env: dict[str, str], tmp_path: Path
+) -> None:
+    from pts import StreamStatus, SyncStore
+
+    with SyncStore(db_url) as store:
+        info = store.create_stream(status=StreamStatus.STREAMING)
+        size = store.append(info.id, "Hello, 世界. ".encode(), offset=0)
+        store.append(
+            info.id, "Bye 👋".encode(), offset=size, finish=StreamStatus.ABORTED, reason="stop"
+        )
+    whole = run_pts("tail", str(info.id), "--dsn", db_url, cwd=tmp_path, env=bare_env)
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == "Hello, 世界. Bye 👋\n"
+    assert "[aborted: stop]" in whole.stderr
+    rest = run_pts(
+        "tail", str(info.id), "--offset", str(size), "--dsn", db_url, cwd=tmp_path, env=bare_env
+    )
+    assert rest.stdout == "Bye 👋\n"
+
+
+def test_tail_unknown_stream_is_a_clear_error(
+    db_url: str, bare_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_pts("tail", "not-a-uuid", "--dsn", db_url, cwd=tmp_path, env=bare_env)
+    assert result.returncode == 1
+    assert "not found" in result.stderr
+    assert "Traceback" not in result.stderr
