@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from pts.errors import (
     InvalidOffset,
     InvalidTransition,
     PTSError,
+    StreamClosed,
     StreamNotFound,
 )
 from pts.flush import FlushPolicy
@@ -162,6 +163,12 @@ class PersistentTextStreaming:
                     drive.cancel(StreamStatus.ERROR, "the server shut down during generation")
             if pending:
                 await asyncio.wait(pending, timeout=self.shutdown_grace)
+        for writer in list(self._writers.values()):
+            # A writer its owner never closed: its text so far stays; with no
+            # heartbeat the sweeper marks it 'timeout'.
+            logger.warning("stream %s: writer not closed before shutdown", writer.stream_id)
+            writer.flusher.stop(StreamClosed(writer.stream_id, StreamStatus.STREAMING))
+        self._writers.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -364,7 +371,12 @@ class PersistentTextStreaming:
         if self._hub is not None:
             self._hub.on_reconnect()
         if self._writers:
-            self._tasks.append(asyncio.create_task(self._check_writers()))
+            self._spawn(self._check_writers())
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        """Run background work; keep a reference (forgetting finished tasks)."""
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(work))
 
     async def _check_writers(self) -> None:
         for writer in list(self._writers.values()):
@@ -390,7 +402,7 @@ class PersistentTextStreaming:
             for stream_id in ids:
                 writer = self._writers.get(stream_id)
                 if stream_id not in alive and writer is not None and not writer.finished:
-                    self._tasks.append(asyncio.create_task(self._check_writers()))
+                    self._spawn(self._check_writers())
                     break
 
     async def _sweep_loop(self) -> None:

@@ -168,6 +168,7 @@ class Drive:
         self._generate = generate
         # Tokens not yet handed to the response, and the response's wait for more.
         self._pending: list[bytes] = []
+        self._detached = False  # the driving client went away: stop buffering for it
         self._end: _End | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -186,7 +187,8 @@ class Drive:
         if self.writer.finished:
             raise StreamClosed(self.stream_id, self.writer._closed_status or StreamStatus.DONE)
         data = text.encode()
-        self._pending.append(data)
+        if not self._detached:
+            self._pending.append(data)
         self.writer.write_nowait(text, len(data))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -206,6 +208,15 @@ class Drive:
 
     async def body(self) -> AsyncIterator[bytes]:
         """The driving response body: every token as soon as it exists."""
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        finally:
+            # The response is over (or the client disconnected): generation goes on.
+            self._detached = True
+            self._pending.clear()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
             if self._pending:
                 # Whatever arrived since the last write goes out in one write.

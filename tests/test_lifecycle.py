@@ -120,3 +120,20 @@ async def test_database_restart_mid_stream_loses_nothing(
             assert body.size == len(expected.encode())
         finally:
             await harness.client.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_writer_left_open_at_shutdown_times_out_later(db_url: str) -> None:
+    pts = PersistentTextStreaming(dsn=db_url, stale_after=1.0, sweeper=False)
+    await pts.open()
+    writer = await pts.create_write_stream()
+    await writer.write("Persisted before shutdown. ")
+    while writer.size == 0:
+        await asyncio.sleep(0.01)
+    await writer.write("still buffered")
+    await pts.close()  # the owner never closed the writer
+    async with PersistentTextStreaming(dsn=db_url, stale_after=1.0, sweep_interval=0.2) as other:
+        status = await asyncio.wait_for(_wait_status(other, writer.stream_id), 20)
+        assert status is StreamStatus.TIMEOUT
+        body = await other.get_stream_body(writer.stream_id)
+        assert body.text.startswith("Persisted before shutdown. ")
