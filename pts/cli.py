@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -194,6 +193,20 @@ def bench() -> None:
     help="Sequential naive answers (a commit per token), spread over the run.",
 )
 @click.option(
+    "--paced-requests",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Sequential pts answers at LLM pace, for writes per answer (0: none).",
+)
+@click.option(
+    "--pace",
+    default=0.002,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Seconds the paced generator sleeps between tokens.",
+)
+@click.option(
     "--streams",
     default=200,
     show_default=True,
@@ -234,6 +247,8 @@ def driven(
     sentences: int,
     requests: int,
     naive_requests: int,
+    paced_requests: int,
+    pace: float,
     streams: int,
     rounds: int,
     warmup: int,
@@ -246,11 +261,13 @@ def driven(
     Serves the same generator (TOKENS tokens forming SENTENCES sentences, no
     sleeps) through a bare Litestar Stream and through pts.stream() from a
     uvicorn subprocess, and reports time to first and last byte, commits and
-    rows per answer (pts vs a commit per token), and throughput with STREAMS
-    concurrent streams. Runs in a fresh database created (and dropped) on the
-    configured server.
+    rows per answer (pts vs a commit per token; pts also with PACED_REQUESTS
+    answers whose generator sleeps PACE seconds between tokens), and
+    throughput with STREAMS concurrent streams. Runs in a fresh database
+    created (and dropped) on the configured server.
     """
-    from pts.bench.driven import BenchError, DrivenConfig, format_report, run_driven
+    from pts.bench.common import BenchError, write_json
+    from pts.bench.driven import DrivenConfig, format_report, run_driven
 
     if sentences > tokens:
         raise click.BadParameter("must not exceed --tokens", param_hint="--sentences")
@@ -264,6 +281,8 @@ def driven(
             sentences=sentences,
             requests=requests,
             naive_requests=naive_requests,
+            paced_requests=paced_requests,
+            pace=pace,
             streams=streams,
             rounds=rounds,
             warmup=warmup,
@@ -274,9 +293,113 @@ def driven(
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(result))
     if json_path is not None:
-        with open(json_path, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-            out.write("\n")
+        write_json(json_path, result)
+        click.echo(f"figures written to {json_path}")
+
+
+@bench.command(short_help="Many SSE subscribers per stream: delay, loss, connections, reads.")
+@click.option(
+    "--streams",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Streams produced at once, in the server process.",
+)
+@click.option(
+    "--subscribers",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="SSE subscribers of the main run, spread evenly over the streams.",
+)
+@click.option(
+    "--sentences",
+    default=40,
+    show_default=True,
+    type=click.IntRange(1, 4000),
+    help="Sentences per stream.",
+)
+@click.option(
+    "--tokens-per-sentence",
+    default=25,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Tokens per sentence (~5 bytes each).",
+)
+@click.option(
+    "--pace",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(0, 10),
+    help="Seconds between two tokens of a stream (each gap 0.5-1.5x this).",
+)
+@click.option(
+    "--max-subscribers",
+    default=16_000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Scale up to this many subscribers; <= --subscribers: no scaling.",
+)
+@click.option(
+    "--timeout",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up after this many seconds overall (scaling stops in time).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write every figure as JSON to this file.",
+)
+@_dsn_option
+def fanout(
+    streams: int,
+    subscribers: int,
+    sentences: int,
+    tokens_per_sentence: int,
+    pace: float,
+    max_subscribers: int,
+    timeout: float,
+    json_path: str | None,
+    dsn: str | None,
+) -> None:
+    """Fan-out to live SSE subscribers: delay, loss, connections, reads per flush.
+
+    One uvicorn server process produces STREAMS streams (SENTENCES sentences
+    each, PACE seconds per token) while SUBSCRIBERS SSE subscribers, connected
+    beforehand from this process over real HTTP, watch them. Reports the delay
+    from each flush's commit to each subscriber, missing and duplicated bytes,
+    the server's database connections and reads per flush; then doubles the
+    subscribers (up to MAX_SUBSCRIBERS) to find the largest count holding p99
+    under 100 ms. Runs in a fresh database created (and dropped) on the
+    configured server.
+    """
+    from pts.bench.common import BenchError, write_json
+    from pts.bench.fanout import FanoutConfig, format_report, run_fanout
+
+    if subscribers < streams:
+        raise click.BadParameter("must be at least --streams", param_hint="--subscribers")
+    try:
+        url = resolve_dsn(_settings(dsn))
+        config = FanoutConfig(
+            dsn=url,
+            streams=streams,
+            subscribers=subscribers,
+            sentences=sentences,
+            tokens_per_sentence=tokens_per_sentence,
+            pace=pace,
+            max_subscribers=max_subscribers,
+            timeout=timeout,
+        )
+        result = run_fanout(config, progress=lambda message: click.echo(message, err=True))
+    except (PTSError, BenchError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_report(result))
+    if json_path is not None:
+        write_json(json_path, result)
         click.echo(f"figures written to {json_path}")
 
 

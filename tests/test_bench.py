@@ -1,10 +1,12 @@
-"""``pts bench driven`` runs end to end with tiny parameters: figures are present and sane.
+"""``pts bench driven`` and ``pts bench fanout`` run end to end with tiny parameters.
 
-A benchmark, not a timed test: nothing here asserts a duration or a ratio.
+Benchmarks, not timed tests: nothing here asserts a duration, a latency or a
+ratio; only that the figures are present, consistent and lossless.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -14,10 +16,15 @@ from typing import Any
 
 import pytest
 
-from pts.bench.driven import DrivenConfig, answer_tokens, summarize
+from pts.bench.common import percentiles, summarize
+from pts.bench.driven import DrivenConfig, answer_tokens
+from pts.bench.fanout import FanoutConfig
+from pts.bench.fanout_app import stream_tokens
+from pts.bench.sse_client import SseResponse, judge, parse_sse_response
 from pts.flush import FlushPolicy
 
 TOKENS, SENTENCES, REQUESTS, NAIVE, STREAMS = 50, 5, 3, 2, 5
+PACED, PACE = 2, 0.001
 
 
 def run_cli(*args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
@@ -67,6 +74,20 @@ def test_summarize() -> None:
     assert summarize([]) == {"n": 0}
 
 
+def test_config_refuses_a_bad_pace() -> None:
+    with pytest.raises(ValueError, match="pace"):
+        DrivenConfig(dsn="postgresql://localhost/x", pace=0)
+
+
+def test_percentiles() -> None:
+    stats = percentiles([float(v) for v in range(1, 101)], (50, 99), scale=10)
+    assert (stats["n"], stats["min"], stats["max"]) == (100, 10.0, 1000.0)
+    assert stats["p50"] == pytest.approx(505.0)
+    assert stats["p99"] == pytest.approx(990.1)
+    assert percentiles([2.0])["p99"] == 2.0
+    assert percentiles([]) == {"n": 0}
+
+
 def test_cli_refuses_more_sentences_than_tokens() -> None:
     result = run_cli("bench", "driven", "--tokens", "3", "--sentences", "4", timeout=30)
     assert result.returncode == 2
@@ -80,6 +101,7 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
         "bench", "driven",
         "--tokens", str(TOKENS), "--sentences", str(SENTENCES),
         "--requests", str(REQUESTS), "--naive-requests", str(NAIVE),
+        "--paced-requests", str(PACED), "--pace", str(PACE),
         "--streams", str(STREAMS), "--rounds", "1", "--warmup", "1",
         "--timeout", "90", "--dsn", db_url, "--json", str(out),
     )  # fmt: skip
@@ -99,6 +121,7 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
         REQUESTS,
     )
     assert (params["naive_requests"], params["streams"], params["rounds"]) == (NAIVE, STREAMS, 1)
+    assert (params["paced_requests"], params["pace"]) == (PACED, PACE)
     assert "dsn" not in params
     assert figures["database"]["fresh"] is True  # a bench database was made (and dropped)
     answer_bytes = len("".join(answer_tokens(TOKENS, SENTENCES)).encode())
@@ -122,6 +145,15 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
     assert 0 < pts["rows"]["min"] <= pts["rows"]["max"] <= SENTENCES + 1
     assert 3 <= pts["commits"]["min"] <= pts["commits"]["max"] <= SENTENCES + 3
     assert pts["persisted_bytes"]["min"] == pts["persisted_bytes"]["max"] == answer_bytes
+    # paced: the same answers, with sleeps between tokens; every one persisted whole.
+    paced = figures["writes"]["pts_paced"]
+    assert (paced["answers"], paced["done"], paced["pace_s"]) == (PACED, PACED, PACE)
+    assert paced["persisted_bytes"]["min"] == paced["persisted_bytes"]["max"] == answer_bytes
+    # At most an append per sentence, plus one per max_delay without a sentence
+    # end (a stalled machine), far below a row per token.
+    assert 1 <= paced["rows"]["min"] <= paced["rows"]["max"] <= 2 * SENTENCES + 1
+    assert 3 <= paced["commits"]["min"] <= paced["commits"]["max"] <= 2 * SENTENCES + 3
+    assert "paced" in result.stdout
     # naive: a row and a commit per token, plus the claim.
     assert naive["rows"]["min"] == naive["rows"]["max"] == TOKENS
     assert naive["commits"]["min"] == naive["commits"]["max"] == TOKENS + 1
@@ -137,7 +169,149 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
     assert concurrency["ttlb_ratio"] > 0
 
     checks = figures["checks"]
-    responses = 2 * REQUESTS + NAIVE + 2 * STREAMS
+    responses = 2 * REQUESTS + NAIVE + PACED + 2 * STREAMS
     assert checks["responses"] == responses
     assert checks["bytes_delivered"] == checks["bytes_expected"] == responses * answer_bytes
     assert checks["body_mismatches"] == 0
+
+
+# -- pts bench fanout ----------------------------------------------------------------------
+
+
+def test_stream_tokens_form_distinct_sentences() -> None:
+    tokens = stream_tokens(0, 4, 25)
+    assert len(tokens) == 100
+    text = "".join(tokens)
+    assert text.count(". ") == 4
+    assert [i for i, t in enumerate(tokens) if t.endswith(". ")] == [24, 49, 74, 99]
+    assert FlushPolicy().sentence_cut(text) == len(text)
+    assert stream_tokens(0, 4, 25) == tokens
+    assert "".join(stream_tokens(1, 4, 25)) != text
+    with pytest.raises(ValueError, match="at least 1"):
+        stream_tokens(0, 0, 25)
+
+
+def test_fanout_config_refuses_fewer_subscribers_than_streams() -> None:
+    with pytest.raises(ValueError, match="subscribers"):
+        FanoutConfig(dsn="postgresql://localhost/x", streams=10, subscribers=5)
+
+
+def _pieces(raw: bytes, cuts: list[int]) -> list[tuple[float, bytes]]:
+    bounds = [0, *cuts, len(raw)]
+    return [(float(i), raw[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+
+
+def _chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_parse_sse_response_times_each_event_by_the_piece_that_completed_it() -> None:
+    body = _chunked(
+        b": pts\r\nretry: 1000\r\n\r\n",
+        "event: text\r\ndata: Caf\u00e9 au\r\nid: 10\r\n\r\n".encode(),
+        b"event: text\r\ndata: a\r\ndata: b\r\nid: 13\r\n\r\n",
+        b'event: status\r\ndata: {"status": "done", "size": 13}\r\n\r\n',
+    )
+    raw = HEAD + body
+    # Cut inside the head, inside a chunk-size line and inside an event.
+    split = raw.index(b"data: a") + 3
+    response = parse_sse_response(_pieces(raw, [20, len(HEAD) + 1, split]))
+    assert response.status == 200
+    assert response.ended
+    assert [(end, data) for _t, end, data in response.texts] == [
+        (10, "Caf\u00e9 au".encode()),
+        (13, b"a\nb"),
+    ]
+    assert response.texts[0][0] == 2.0  # arrived with the piece after the head
+    assert response.texts[1][0] == 3.0  # completed by the last piece
+    assert response.statuses == [{"status": "done", "size": 13}]
+
+
+def test_parse_sse_response_notices_a_cut_off_response() -> None:
+    raw = HEAD + _chunked(b"event: text\r\ndata: x\r\nid: 1\r\n\r\n")[:-5]
+    response = parse_sse_response([(0.0, raw)])
+    assert [end for _t, end, _d in response.texts] == [1]
+    assert not response.ended
+    assert parse_sse_response([(0.0, b"HTTP/1.1 200")]).error == "no response head"
+
+
+def test_judge_counts_missing_and_duplicated_bytes_and_delays() -> None:
+    body = b"Hello. World. Bye. "
+    flushes = [(7, 1.0), (14, 2.0), (19, 3.0)]
+    exact = SseResponse(200, ended=True, statuses=[{"status": "done"}])
+    exact.texts = [(1.5, 7, body[:7]), (2.25, 19, body[7:])]
+    delivery = judge(exact, body, flushes)
+    assert (delivery.missing, delivery.duplicated, delivery.corrupt_events) == (0, 0, 0)
+    assert delivery.exact
+    assert delivery.complete
+    # The second event carries the second and the third flush.
+    assert delivery.delays == pytest.approx([0.5, 0.25, -0.75])
+
+    gappy = SseResponse(200, ended=False)
+    gappy.texts = [(1.5, 7, body[:7]), (2.5, 7, body[:7]), (3.5, 19, body[14:])]
+    delivery = judge(gappy, body, flushes)
+    assert (delivery.missing, delivery.duplicated) == (7, 7)
+    assert not delivery.exact
+    assert not delivery.complete
+    assert delivery.corrupt_events == 0
+
+    wrong = SseResponse(200)
+    wrong.texts = [(1.5, 7, b"Jello. ")]
+    delivery = judge(wrong, body, flushes)
+    assert (delivery.corrupt_events, delivery.missing) == (1, 12)
+
+
+@pytest.mark.timeout(90)
+def test_bench_fanout_runs_and_loses_nothing(db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    streams, subscribers, sentences, per_sentence = 2, 10, 3, 10
+    result = run_cli(
+        "bench", "fanout",
+        "--streams", str(streams), "--subscribers", str(subscribers),
+        "--sentences", str(sentences), "--tokens-per-sentence", str(per_sentence),
+        "--pace", "0.005", "--max-subscribers", "0",
+        "--timeout", "60", "--dsn", db_url, "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Main run: 10 subscribers" in result.stdout
+    assert "scaling off" in result.stdout
+    assert f"figures written to {out}" in result.stdout
+
+    figures: dict[str, Any] = json.loads(out.read_text())
+    assert figures["benchmark"] == "fanout"
+    assert figures["database"]["fresh"] is True
+    assert "dsn" not in figures["parameters"]
+    assert "NOTIFY" in figures["method"]["commit_time"]
+    main = figures["main"]
+    assert (main["subscribers"], main["streams"], main["per_stream"]) == (10, 2, 5)
+    for key in ("p50", "p99", "max"):
+        assert key in main["delay_ms"]
+    # Every subscriber got every flush, exactly once, in full.
+    assert main["delay_samples"] == main["delay_samples_expected"] > 0
+    assert main["missing_bytes"] == main["duplicated_bytes"] == main["corrupt_events"] == 0
+    assert main["subscribers_exact"] == main["subscribers_complete"] == subscribers
+    assert main["bodies_as_written"] == streams
+    assert main["final_status"] == ["done"]
+    assert main["producer_failures"] == {}
+    assert set(main["per_flush_ms"]) == {"first_subscriber", "last_subscriber", "spread"}
+    assert set(main["server_gc"]) == {"collections", "pause_ms", "max_pause_ms"}
+    # Every flush notified once; a tail reads once per notification, never more.
+    assert main["flushes"] == main["notifications"] >= streams * sentences
+    reads = main["reads"]
+    assert reads["tail"] <= main["flushes"]
+    assert reads["per_flush_per_stream_max"] <= 1
+    assert reads["while_connecting"] >= subscribers  # each subscriber's catch-up read
+    # The server's connections: its pool and its LISTEN connection, no more.
+    conns = main["connections"]
+    assert conns["limit"] == conns["pool_max"] + 1
+    assert 1 <= conns["open_max_incl_connecting"] <= conns["limit"]
+    assert conns["samples"] > 0
+    targets = figures["targets"]
+    assert targets["lossless_met"]
+    assert targets["connections_met"]
+    assert targets["reads_met"]
+    scaling = figures["scaling"]
+    assert [s["subscribers"] for s in scaling["steps"]] == [subscribers]

@@ -10,20 +10,25 @@ sleeps, forming ``sentences`` sentences, each ending with ``". "``):
    time to the first body byte (TTFB) and to the last (TTLB), medians and p90.
 2. **Database writes per answer.** The pts answers of (1) next to the naive
    approach (a ``store.append`` per token, each awaited before the token is
-   sent; the last one also finishes the stream). *Commits* are counted exactly,
-   per stream, from the ``pts_v1`` notifications: every committed change of a
-   stream (the claim, every append, the final status) sends one, and nothing
-   else does (creating the stream notifies ``pending``, which is not counted).
-   *Rows* are the stream's rows in ``pts.chunks``.
+   sent; the last one also finishes the stream). Without sleeps the whole
+   answer exists within a few milliseconds, before the first flush has
+   committed, so it lands in one or two appends: that figure is degenerate.
+   Hence also ``paced_requests`` *paced* pts answers, whose generator sleeps
+   ``pace`` seconds between tokens as a model streams: their commits and rows
+   are the figure to compare with the naive approach's. *Commits* are counted
+   exactly, per stream, from the ``pts_v1`` notifications: every committed
+   change of a stream (the claim, every append, the final status) sends one,
+   and nothing else does (creating the stream notifies ``pending``, which is
+   not counted). *Rows* are the stream's rows in ``pts.chunks``.
 3. **Concurrency.** ``streams`` requests at once, bare and pts batches
    alternating for ``rounds`` rounds: tokens per second delivered to the
    clients, and the TTLB ratio.
 
 The server is uvicorn running :func:`create_bench_app` in a subprocess on a
-free 127.0.0.1 port. The load client is a minimal asyncio HTTP/1.1 client (one
-connection per request, ``Connection: close``), not httpx: its per-chunk cost
-is a few microseconds, so it distorts neither TTFB nor the ratio. Times start
-before the client connects.
+free 127.0.0.1 port. The load client is the minimal asyncio HTTP/1.1 client of
+:mod:`pts.bench.common` (one connection per request, ``Connection: close``),
+not httpx: its per-chunk cost is a few microseconds, so it distorts neither
+TTFB nor the ratio. Times start before the client connects.
 
 The bench creates a database ``pts_bench_<random>`` on the given server and
 drops it at the end; without the privilege it uses the given database (counts
@@ -34,40 +39,41 @@ asserted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
-import os
-import platform
-import secrets
-import signal
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import IO, Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
+from pts.bench.common import (
+    BenchError,
+    Database,
+    Progress,
+    bench_database,
+    bench_server,
+    http_request,
+    machine,
+    ms,
+    run_benchmark,
+    server_info,
+    summarize,
+    table,
+    value_range,
+)
 from pts.core import PersistentTextStreaming
-from pts.database import database_name, with_database
 from pts.driver import Append
-from pts.errors import PTSError
-from pts.flush import FlushPolicy
 from pts.models import StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
 from pts.store import SQLStore, create_store
-from pts.store.migrations import migrate
 
 __all__ = [
     "BenchError",
@@ -76,11 +82,11 @@ __all__ = [
     "create_bench_app",
     "format_report",
     "run_driven",
+    "summarize",
 ]
 
 logger = logging.getLogger("pts.bench")
 
-HOST = "127.0.0.1"
 APP_FACTORY = "pts.bench.driven:create_bench_app"
 CLIENT = "minimal asyncio HTTP/1.1 client (one connection per request, Connection: close)"
 
@@ -91,13 +97,12 @@ TARGET_TTFB_DELTA_MS = 1.0
 # Hang guards, far beyond any sane figure.
 REQUEST_GUARD = 120.0
 PERSIST_GUARD = 120.0
-STARTUP_GUARD = 30.0
-STOP_GUARD = 10.0
 
 MAX_TOKENS = 1_000_000
+MAX_PACE = 1.0
 
-Progress: TypeAlias = Callable[[str], None]
-Kind: TypeAlias = Literal["bare", "pts", "naive"]
+Kind: TypeAlias = Literal["bare", "pts", "paced", "naive"]
+"""``paced``: a pts answer whose generator sleeps between tokens."""
 
 _TEXT = (
     "the model writes an answer one token at a time while the user waits and "
@@ -106,10 +111,6 @@ _TEXT = (
     "paying for it twice or slowing down the stream"
 )
 _WORDS = tuple(_TEXT.split(" "))
-
-
-class BenchError(Exception):
-    """The benchmark could not run or produced invalid measurements."""
 
 
 def answer_tokens(tokens: int, sentences: int) -> tuple[str, ...]:
@@ -145,6 +146,7 @@ _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 TokensParam: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_TOKENS)]
 SentencesParam: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_TOKENS)]
+PaceParam: TypeAlias = Annotated[float, QueryParameter(ge=0, le=MAX_PACE)]
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 
 
@@ -161,6 +163,7 @@ def create_bench_app() -> Litestar:
 
     - ``POST /bench/bare``: the answer through a bare ``Stream`` (no database);
     - ``POST /bench/pts/{id}``: the answer through ``pts.stream()`` on pending stream ``id``;
+      with ``pace`` > 0 (seconds) the generator sleeps that long between tokens;
     - ``POST /bench/naive/{id}``: claim, then one awaited ``store.append`` per token
       before the token is sent (the last append finishes the stream);
     - ``GET /healthz``.
@@ -191,12 +194,19 @@ def create_bench_app() -> Litestar:
         stream_id: FromPath[uuid.UUID],
         tokens: TokensParam = 1000,
         sentences: SentencesParam = 40,
+        pace: PaceParam = 0.0,
     ) -> Response[object]:
-        """The answer through ``pts.stream()``."""
+        """The answer through ``pts.stream()``, ``pace`` seconds between tokens."""
         words = answer_tokens(tokens, min(sentences, tokens))
 
         async def generate(_request: AnyRequest, _stream_id: uuid.UUID, append: Append) -> None:
-            for token in words:
+            if not pace:
+                for token in words:
+                    await append(token)
+                return
+            for i, token in enumerate(words):
+                if i:
+                    await asyncio.sleep(pace)
                 await append(token)
 
         return await pts.stream(request, stream_id, generate)
@@ -251,58 +261,6 @@ class Sample:
         return self.start + self.ttlb
 
 
-async def http_request(port: int, method: str, path: str) -> tuple[int, bytes, float, float, float]:
-    """One HTTP/1.1 request on a fresh connection to ``127.0.0.1:port``.
-
-    Returns ``(status, body, start, ttfb, ttlb)``: ``start`` is the
-    ``perf_counter`` time before connecting, ``ttfb`` and ``ttlb`` are seconds
-    from then to the first and the last body byte. Reads chunked,
-    ``Content-Length`` and read-to-EOF bodies.
-    """
-    start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head[:-4].split(b"\r\n")
-        status = int(status_line.split(b" ", 2)[1])
-        headers: dict[bytes, bytes] = {}
-        for line in header_lines:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        body = bytearray()
-        first: float | None = None
-        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-                if size == 0:
-                    while await reader.readuntil(b"\r\n") != b"\r\n":
-                        pass  # trailers
-                    break
-                chunk = await reader.readexactly(size + 2)
-                if first is None:
-                    first = time.perf_counter()
-                body += chunk[:-2]
-        elif b"content-length" in headers:
-            length = int(headers[b"content-length"])
-            if length:
-                body += await reader.readexactly(length)
-                first = time.perf_counter()
-        else:
-            body += await reader.read()
-            first = time.perf_counter()
-        last = time.perf_counter()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    first = last if first is None else first
-    return status, bytes(body), start, first - start, last - start
-
-
 async def _fetch(
     port: int, kind: Kind, path: str, expected: bytes, stream_id: uuid.UUID | None = None
 ) -> Sample:
@@ -353,23 +311,7 @@ class WriteCounter:
             ) from None
 
 
-# -- statistics and results -------------------------------------------------------------
-
-
-def summarize(values: Sequence[float], scale: float = 1.0) -> dict[str, float]:
-    """``n``, ``median``, ``p90``, ``mean``, ``min``, ``max`` of ``values`` times ``scale``."""
-    if not values:
-        return {"n": 0}
-    xs = sorted(v * scale for v in values)
-    p90 = xs[0] if len(xs) == 1 else statistics.quantiles(xs, n=10, method="inclusive")[8]
-    return {
-        "n": len(xs),
-        "median": statistics.median(xs),
-        "p90": p90,
-        "mean": statistics.fmean(xs),
-        "min": xs[0],
-        "max": xs[-1],
-    }
+# -- the configuration -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +323,8 @@ class DrivenConfig:
     sentences: int = 40
     requests: int = 50
     naive_requests: int = 10
+    paced_requests: int = 3
+    pace: float = 0.002
     streams: int = 200
     rounds: int = 3
     warmup: int = 3
@@ -392,6 +336,8 @@ class DrivenConfig:
             raise ValueError("requests, streams and rounds must be at least 1")
         if not 0 <= self.naive_requests <= self.requests:
             raise ValueError("naive_requests must be between 0 and requests")
+        if self.paced_requests < 0 or not 0 < self.pace <= MAX_PACE:
+            raise ValueError(f"paced_requests must be >= 0 and pace in (0, {MAX_PACE:g}]")
         if self.warmup < 0 or self.timeout <= 0:
             raise ValueError("warmup must be >= 0 and timeout > 0")
 
@@ -441,9 +387,11 @@ class _Run:
         if kind == "bare":
             return await _fetch(self.port, kind, "/bench/bare" + query, self.expected)
         stream_id = await self.new_stream()
-        sample = await _fetch(
-            self.port, kind, f"/bench/{kind}/{stream_id}{query}", self.expected, stream_id
-        )
+        if kind == "paced":
+            path = f"/bench/pts/{stream_id}{query}&pace={self.config.pace!r}"
+        else:
+            path = f"/bench/{kind}/{stream_id}{query}"
+        sample = await _fetch(self.port, kind, path, self.expected, stream_id)
         await self.counter.wait_closed([stream_id])
         return sample
 
@@ -471,6 +419,20 @@ async def _sequential(run: _Run, progress: Progress) -> None:
             sample = await run.one(kind)
             if i >= config.warmup:
                 run.sequential.append(sample)
+
+
+async def _paced(run: _Run, progress: Progress) -> None:
+    """Phase 2b: pts answers at LLM pace, one at a time (what a sentence-sized flush saves)."""
+    config = run.config
+    if not config.paced_requests:
+        return
+    seconds = config.paced_requests * (config.tokens - 1) * config.pace
+    progress(
+        f"paced: {config.paced_requests} pts answers, {config.pace * 1000:g} ms between "
+        f"tokens (~{seconds:.0f} s)"
+    )
+    for _ in range(config.paced_requests):
+        run.sequential.append(await run.one("paced"))
 
 
 async def _concurrent(run: _Run, progress: Progress) -> None:
@@ -517,146 +479,7 @@ async def _batch(run: _Run, kind: Kind) -> _Batch:
     return _Batch(kind, wall, list(samples), persisted)
 
 
-# -- the database and the server --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Database:
-    url: str
-    fresh: bool
-    info: dict[str, Any]
-
-
-@contextlib.asynccontextmanager
-async def _bench_database(dsn: str, progress: Progress) -> AsyncIterator[_Database]:
-    """A fresh ``pts_bench_<random>`` database, migrated; the given one if it cannot be made."""
-    name = f"pts_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(dsn, timeout=15)
-    try:
-        info = {
-            "server_version": await admin.fetchval("SHOW server_version"),
-            "fsync": await admin.fetchval("SHOW fsync"),
-            "synchronous_commit": await admin.fetchval("SHOW synchronous_commit"),
-        }
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            fresh = True
-        except asyncpg.PostgresError as exc:
-            progress(f"cannot create a bench database ({exc}); using {database_name(dsn)!r}")
-            fresh = False
-    finally:
-        await admin.close()
-    url = with_database(dsn, name) if fresh else dsn
-    try:
-        await migrate(url)
-        info["database"] = name if fresh else database_name(dsn)
-        yield _Database(url, fresh, info)
-    finally:
-        if fresh:
-            await _drop_database(dsn, name, progress)
-
-
-async def _drop_database(dsn: str, name: str, progress: Progress) -> None:
-    try:
-        async with asyncio.timeout(30):
-            admin = await asyncpg.connect(dsn, timeout=15)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        progress(f"could not drop the bench database {name!r}: {exc}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _server_output(log: IO[bytes]) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-4000:]
-
-
-@contextlib.asynccontextmanager
-async def _bench_server(url: str) -> AsyncIterator[int]:
-    """uvicorn serving :func:`create_bench_app` in a subprocess; yields its port.
-
-    Always terminated on exit: SIGTERM, then SIGKILL, then its whole process group.
-    """
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        APP_FACTORY,
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "5",
-    ]
-    env = {**os.environ, "PTS_DATABASE_URL": url}
-    with tempfile.TemporaryFile() as log:
-        process = _spawn(command, env, log)
-        try:
-            await _wait_healthy(process, port, log)
-            yield port
-        finally:
-            _stop(process)
-            if process.returncode not in (0, -signal.SIGTERM, None):
-                logger.warning(
-                    "bench server exited %s:\n%s", process.returncode, _server_output(log)
-                )
-
-
-def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    # Its own session, so that _stop can kill whatever it started, too.
-    return subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-async def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_GUARD
-    while True:
-        if process.poll() is not None:
-            raise BenchError(
-                f"the bench server exited with code {process.returncode}:\n{_server_output(log)}"
-            )
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
-            async with asyncio.timeout(2):
-                status, *_ = await http_request(port, "GET", "/healthz")
-            if status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"the bench server did not answer within {STARTUP_GUARD:g} s:\n"
-                f"{_server_output(log)}"
-            )
-        await asyncio.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_GUARD)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_GUARD)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+# -- the database ---------------------------------------------------------------------------
 
 
 async def _chunk_rows(
@@ -687,29 +510,7 @@ def run_driven(config: DrivenConfig, progress: Progress | None = None) -> dict[s
     Ctrl-C too, which raises KeyboardInterrupt once they are).
     """
     say = progress or (lambda _message: None)
-    try:
-        return asyncio.run(_run_until_terminated(config, say))
-    except TimeoutError:
-        raise BenchError(f"the benchmark did not finish within {config.timeout:g} s") from None
-    except asyncio.CancelledError:
-        raise BenchError("the benchmark was terminated") from None
-    except (OSError, asyncpg.PostgresError, PTSError) as exc:
-        raise BenchError(str(exc)) from exc
-
-
-async def _run_until_terminated(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
-    """:func:`_run`, cancelled (so that it cleans up) on SIGTERM."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
-        return await _run(config, progress)
-    try:
-        return await _run(config, progress)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+    return run_benchmark(lambda: _run(config, say), config.timeout)
 
 
 async def _run(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
@@ -717,7 +518,7 @@ async def _run(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
     run = _Run(config, expected)
     started = time.perf_counter()
     async with asyncio.timeout(config.timeout):
-        async with _bench_database(config.dsn, progress) as db:
+        async with bench_database(config.dsn, progress) as db:
             listener = await asyncpg.connect(db.url, timeout=15)
             try:
                 await listener.add_listener("pts_v1", run.counter.on_notify)
@@ -725,9 +526,10 @@ async def _run(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
                 await run.store.open()
                 try:
                     progress(f"starting the bench server ({APP_FACTORY}) on {db.info['database']}")
-                    async with _bench_server(db.url) as port:
+                    async with bench_server(db.url, APP_FACTORY) as port:
                         run.port = port
                         await _sequential(run, progress)
+                        await _paced(run, progress)
                         await _concurrent(run, progress)
                 finally:
                     await run.store.close()
@@ -742,44 +544,9 @@ async def _run(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
     return result
 
 
-def _machine() -> dict[str, Any]:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(affinity(0)) if affinity is not None else os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-
-
-def _server_info() -> dict[str, Any]:
-    import uvicorn
-
-    def has(module: str) -> bool:
-        try:
-            __import__(module)
-        except ImportError:
-            return False
-        return True
-
-    settings = Settings.from_env()
-    policy = FlushPolicy()
-    return {
-        "runner": f"uvicorn {uvicorn.__version__} in a subprocess, 1 worker, access log off",
-        "app": APP_FACTORY,
-        "loop": "uvloop" if has("uvloop") else "asyncio",
-        "http": "httptools" if has("httptools") else "h11",
-        "driver": settings.driver,
-        "pool_max_size": settings.pool_max_size,
-        "flush_policy": {"max_bytes": policy.max_bytes, "max_delay": policy.max_delay},
-    }
-
-
-def _results(run: _Run, db: _Database, rows: dict[uuid.UUID, tuple[int, int]]) -> dict[str, Any]:
+def _results(run: _Run, db: Database, rows: dict[uuid.UUID, tuple[int, int]]) -> dict[str, Any]:
     config = run.config
-    by_kind: dict[Kind, list[Sample]] = {"bare": [], "pts": [], "naive": []}
+    by_kind: dict[Kind, list[Sample]] = {"bare": [], "pts": [], "paced": [], "naive": []}
     for sample in run.sequential:
         by_kind[sample.kind].append(sample)
 
@@ -803,6 +570,7 @@ def _results(run: _Run, db: _Database, rows: dict[uuid.UUID, tuple[int, int]]) -
         }
 
     bare, pts, naive = by_kind["bare"], by_kind["pts"], by_kind["naive"]
+    paced = by_kind["paced"]
     bare_t, pts_t = timing(bare), timing(pts)
     for entry, samples in ((bare_t, bare), (pts_t, pts)):
         entry["samples_ms"] = {
@@ -833,9 +601,9 @@ def _results(run: _Run, db: _Database, rows: dict[uuid.UUID, tuple[int, int]]) -
     everything = run.sequential + [s for b in run.batches for s in b.samples]
     return {
         "benchmark": "driven",
-        "machine": _machine(),
+        "machine": machine(),
         "parameters": config.parameters(),
-        "server": _server_info(),
+        "server": server_info(APP_FACTORY),
         "client": CLIENT,
         "database": {**db.info, "fresh": db.fresh},
         "answer": {
@@ -857,6 +625,12 @@ def _results(run: _Run, db: _Database, rows: dict[uuid.UUID, tuple[int, int]]) -
         },
         "writes": {
             "pts": {**writes(pts), "ttlb_ms": pts_t["ttlb_ms"]},
+            "pts_paced": {
+                **writes(paced),
+                "ttlb_ms": timing(paced)["ttlb_ms"],
+                "pace_s": config.pace,
+                "generation_ms": (config.tokens - 1) * config.pace * 1000,
+            },
             "naive": {**writes(naive), "ttlb_ms": timing(naive)["ttlb_ms"]},
         },
         "concurrency": concurrency,
@@ -880,6 +654,7 @@ def _check(result: dict[str, Any]) -> None:
     answer = result["answer"]["bytes"]
     for name, section in (
         ("pts", result["writes"]["pts"]),
+        ("paced pts", result["writes"]["pts_paced"]),
         ("naive", result["writes"]["naive"]),
         ("concurrent pts", result["concurrency"]["pts"]),
     ):
@@ -892,20 +667,6 @@ def _check(result: dict[str, Any]) -> None:
 
 
 # -- the report -----------------------------------------------------------------------------
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.2f} ms"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for row in [header, *rows]:
-        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        cells = [row[0].ljust(widths[0]), *rest]
-        lines.append("  " + "   ".join(cells))
-    return lines
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -931,13 +692,13 @@ def format_report(result: dict[str, Any]) -> str:
         rows.append(
             [
                 kind,
-                _ms(t["ttfb_ms"]["median"]),
-                _ms(t["ttfb_ms"]["p90"]),
-                _ms(t["ttlb_ms"]["median"]),
-                _ms(t["ttlb_ms"]["p90"]),
+                ms(t["ttfb_ms"]["median"]),
+                ms(t["ttfb_ms"]["p90"]),
+                ms(t["ttlb_ms"]["median"]),
+                ms(t["ttlb_ms"]["p90"]),
             ]
         )
-    lines += _table(["", "TTFB median", "TTFB p90", "TTLB median", "TTLB p90"], rows)
+    lines += table(["", "TTFB median", "TTFB p90", "TTLB median", "TTLB p90"], rows)
     targets = over["targets"]
     lines += [
         f"  TTLB pts/bare: {over['ttlb_ratio']:.3f} (target <= {targets['ttlb_ratio_max']}: "
@@ -948,23 +709,42 @@ def format_report(result: dict[str, Any]) -> str:
         f"Database writes per answer ({a['tokens']} tokens, {a['sentences']} sentences; "
         "medians [min-max])",
     ]
+    paced = writes["pts_paced"]
+    pace_ms = paced["pace_s"] * 1000
+    labels = {
+        "pts": "pts, no sleeps: degenerate",
+        "pts_paced": f"pts, paced {pace_ms:g} ms/token",
+        "naive": "naive, a commit per token",
+    }
     rows = []
-    for kind in ("pts", "naive"):
+    for kind in ("pts", "pts_paced", "naive"):
         w = writes[kind]
         if not w["answers"]:
             continue
         rows.append(
             [
-                f"{kind} ({w['answers']} answers)",
-                _range(w["commits"]),
-                _range(w["rows"]),
-                _ms(w["ttlb_ms"]["median"]),
-                _ms(w["persisted_after_last_byte_ms"]["median"]),
+                f"{labels[kind]} ({w['answers']} answers)",
+                value_range(w["commits"]),
+                value_range(w["rows"]),
+                ms(w["ttlb_ms"]["median"]),
+                ms(w["persisted_after_last_byte_ms"]["median"]),
             ]
         )
-    lines += _table(["", "commits", "rows", "TTLB median", "done after last byte"], rows)
+    lines += table(["", "commits", "rows", "TTLB median", "done after last byte"], rows)
+    lines += [
+        "  no sleeps: the generator makes the whole answer in a few ms, before the first",
+        "    flush commits, so it lands in one or two appends: not what an answer costs;",
+    ]
+    if paced["answers"]:
+        lines += [
+            f"  paced: the generator sleeps {pace_ms:g} ms between tokens as a model streams "
+            f"(>= {paced['generation_ms'] / 1000:.1f} s per answer):",
+            "    the figure to compare with naive (one append per sentence, plus one whenever",
+            f"    {srv['flush_policy']['max_delay'] * 1000:g} ms pass without a sentence end);",
+        ]
     lines += [
         "  commits: the claim + every append (incl. the final status), counted from NOTIFY;",
+        "  rows: the stream's rows in pts.chunks;",
         "  done after last byte: until the stream is finished in Postgres (< 0: before)",
         "",
         f"Concurrency ({conc['streams']} streams at once, {conc['rounds']} round(s) each)",
@@ -976,12 +756,12 @@ def format_report(result: dict[str, Any]) -> str:
             [
                 kind,
                 f"{c['tokens_per_s']['median']:,.0f}",
-                _ms(c["ttfb_ms"]["median"]),
-                _ms(c["ttlb_ms"]["median"]),
-                _ms(c["ttlb_ms"]["p90"]),
+                ms(c["ttfb_ms"]["median"]),
+                ms(c["ttlb_ms"]["median"]),
+                ms(c["ttlb_ms"]["p90"]),
             ]
         )
-    lines += _table(["", "tokens/s", "TTFB median", "TTLB median", "TTLB p90"], rows)
+    lines += table(["", "tokens/s", "TTFB median", "TTLB median", "TTLB p90"], rows)
     cp, cb = conc["pts"], conc["bare"]
     lines += [
         f"  TTLB pts/bare: {conc['ttlb_ratio']:.3f}; tokens/s pts/bare: "
@@ -994,8 +774,8 @@ def format_report(result: dict[str, Any]) -> str:
             "after another; pts ones interleave. Compare tokens/s and batch wall.)"
         )
     lines += [
-        f"  pts writes per answer under load: {_range(cp['commits'])} commits, "
-        f"{_range(cp['rows'])} rows; all persisted "
+        f"  pts writes per answer under load: {value_range(cp['commits'])} commits, "
+        f"{value_range(cp['rows'])} rows; all persisted "
         f"{cp['all_persisted_s']['median']:.2f} s after the batch started",
         "",
         f"checks: {result['checks']['responses']} responses, "
@@ -1003,7 +783,3 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['checks']['body_mismatches']} mismatches; took {result['elapsed_s']:.1f} s",
     ]
     return "\n".join(lines)
-
-
-def _range(stats: dict[str, float]) -> str:
-    return f"{stats['median']:g} [{stats['min']:g}-{stats['max']:g}]"
