@@ -59,7 +59,7 @@ class PersistentTextStreaming:
         database is unreachable before the stream ends with ``error``.
     :param subscriber_buffer: updates buffered per subscriber; a subscriber
         that falls further behind re-reads from its offset instead.
-    :param poll_interval: a subscriber that heard nothing for this long
+    :param poll_interval: a stream's tail that heard nothing for this long
         re-reads the table (NOTIFY is a hint, the table is the truth).
     """
 
@@ -327,12 +327,19 @@ class PersistentTextStreaming:
         StreamNotFound (also if the stream is deleted meanwhile), or
         InvalidOffset for an offset past the end or inside a character.
         """
+        async for update in self._updates(stream_id, offset, idle=None):
+            if update is not None:
+                yield update
+
+    def _updates(
+        self, stream_id: uuid.UUID, offset: int, *, idle: float | None
+    ) -> AsyncIterator[Update | None]:
+        """:meth:`subscribe`, plus ``None`` after each ``idle`` seconds of silence (for SSE)."""
         if self._hub is None:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
         if offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
-        async for update in subscribe_text(self._hub, self.store, stream_id, offset):
-            yield update
+        return subscribe_text(self._hub, self.store, stream_id, offset, idle=idle)
 
     async def read_stream(
         self,

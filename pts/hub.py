@@ -16,8 +16,10 @@ import codecs
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 from pts.errors import InvalidOffset, StreamNotFound
 from pts.listener import Notification
@@ -36,6 +38,9 @@ class Chunk:
     size: int
     status: StreamStatus
     closed: bool
+    shared: dict[str, object] | None = field(default=None, compare=False, repr=False)
+    """For a chunk a tail hands to many subscribers: work done once for all of them
+    (the decoded text, its SSE encoding), keyed by what it is."""
 
     @property
     def end(self) -> int:
@@ -58,25 +63,58 @@ class Update:
     finished: bool
     abort_reason: str | None = None
     error: str | None = None
+    shared: dict[str, object] | None = field(default=None, compare=False, repr=False)
+    """Internal: set when every subscriber of this process got this very update, so
+    its encodings (SSE bytes) are computed once and shared."""
 
 
 class _Subscriber:
+    """One subscription's bounded buffer. Cheap on purpose: it runs per update per subscriber."""
+
+    __slots__ = ("buffer_size", "items", "overflowed", "waiter")
+
     def __init__(self, buffer_size: int) -> None:
-        self.queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=buffer_size)
+        self.buffer_size = buffer_size
+        self.items: deque[Chunk | None] = deque()
         self.overflowed = False
+        self.waiter: asyncio.Future[None] | None = None
 
     def offer(self, chunk: Chunk | None) -> None:
         """Called by the tail; never blocks. None means "re-read": news we cannot carry."""
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(chunk)
-        except asyncio.QueueFull:
+        if len(self.items) >= self.buffer_size:
             # Too slow: forget the buffer; the subscriber re-reads from its offset.
             self.overflowed = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.items.clear()
+            chunk = None
+        self.items.append(chunk)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait until something is buffered; False after ``seconds`` of nothing."""
+        if self.items:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+        return bool(self.items)
+
+
+_WITH_REASON = (StreamStatus.ABORTED, StreamStatus.ERROR, StreamStatus.TIMEOUT)
+_FOREVER = 86400.0  # a subscriber without keep-alives waits this long for news
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Tail:
@@ -110,10 +148,14 @@ class _Tail:
 
     async def _run(self) -> None:
         while True:
-            await self._dirty.wait()
+            # NOTIFY is a hint: with none for poll_interval, read anyway (once
+            # for every subscriber of this stream in this process).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self.hub.poll_interval)
+            notified = self._dirty.is_set()
             self._dirty.clear()
             if self.offset is None:
-                self._missed = True  # not started yet: start_at() reads
+                self._missed = self._missed or notified  # not started: start_at() reads
                 continue
             try:
                 read = await self.hub.store.read(self.stream_id, self.offset)
@@ -131,7 +173,7 @@ class _Tail:
             changed = read.data or read.status != self.status or read.closed != self.closed
             if not changed:
                 continue
-            chunk = Chunk(self.offset, read.data, read.size, read.status, read.closed)
+            chunk = Chunk(self.offset, read.data, read.size, read.status, read.closed, {})
             self.offset, self.status, self.closed = read.next_offset, read.status, read.closed
             for sub in list(self.subscribers):
                 sub.offer(chunk)
@@ -168,12 +210,15 @@ class Hub:
             tail.close()
         self.tails.clear()
 
-    async def subscribe_bytes(self, stream_id: uuid.UUID, offset: int = 0) -> AsyncIterator[Chunk]:
+    async def subscribe_bytes(
+        self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
+    ) -> AsyncIterator[Chunk | None]:
         """Raw chunks from ``offset`` on (live), ending after the stream is closed.
 
         The first chunk is the catch-up read (possibly empty); later ones carry
-        new bytes or a change of status. Raises StreamNotFound (also if the
-        stream is deleted meanwhile) or InvalidOffset.
+        new bytes or a change of status. With ``idle``, ``None`` is yielded
+        after every ``idle`` seconds without a chunk (for keep-alives). Raises
+        StreamNotFound (also if the stream is deleted meanwhile) or InvalidOffset.
         """
         sub = _Subscriber(self.buffer_size)
         tail = self.tails.get(stream_id)
@@ -193,11 +238,12 @@ class Hub:
                     tail.start_at(read.next_offset, read.status, read.closed)
                     item = Chunk(position, read.data, read.size, read.status, read.closed)
                 else:
-                    try:
-                        queued = await asyncio.wait_for(sub.queue.get(), self.poll_interval)
-                    except TimeoutError:
-                        need_read = True  # no news for a while: check the table
+                    # The tail polls for everyone; here we only wait (and tell
+                    # the caller about silence, for keep-alives).
+                    if not await sub.wait(idle if idle is not None else _FOREVER):
+                        yield None
                         continue
+                    queued = sub.items.popleft()
                     if queued is None:
                         sub.overflowed = False
                         need_read = True
@@ -210,7 +256,10 @@ class Hub:
                     continue  # old news: an earlier read already had it
                 data = item.data[position - item.start :]
                 if data or last != (item.status, item.closed):
-                    yield Chunk(position, data, item.size, item.status, item.closed)
+                    if position == item.start:
+                        yield item  # as the tail made it: its shared work stays shared
+                    else:
+                        yield Chunk(position, data, item.size, item.status, item.closed)
                 last = (item.status, item.closed)
                 position += len(data)
                 if item.closed and position >= item.size:
@@ -223,25 +272,46 @@ class Hub:
 
 
 async def subscribe_text(
-    hub: Hub, store: Store, stream_id: uuid.UUID, offset: int = 0
-) -> AsyncIterator[Update]:
+    hub: Hub,
+    store: Store,
+    stream_id: uuid.UUID,
+    offset: int = 0,
+    *,
+    idle: float | None = None,
+) -> AsyncIterator[Update | None]:
     """Text updates from ``offset`` (see :meth:`PersistentTextStreaming.subscribe`).
 
     Decodes incrementally: a character split across two chunks is held back
-    until it is whole, so every update ends on a character boundary.
+    until it is whole, so every update ends on a character boundary. With
+    ``idle``, yields ``None`` after each ``idle`` seconds of silence.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     first = True
     status: StreamStatus | None = None
-    async for chunk in hub.subscribe_bytes(stream_id, offset):
+    async for chunk in hub.subscribe_bytes(stream_id, offset, idle=idle):
+        if chunk is None:
+            yield None
+            continue
         if first:
             first = False
             if chunk.data and chunk.data[0] & 0b1100_0000 == 0b1000_0000:
                 raise InvalidOffset(stream_id, offset, chunk.size)
         final = chunk.closed and chunk.end >= chunk.size
+        held = decoder.getstate()[0]
+        shared = chunk.shared if not held else None
+        if shared is not None:
+            # Every subscriber that is at this chunk's start decodes it the same
+            # way: do it once (keeping an incomplete last character for later).
+            decoded = shared.get("text")
+            if decoded is None:
+                once = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                decoded = shared["text"] = (once.decode(chunk.data, final=final), once.getstate())
+            text, state = cast("tuple[str, tuple[bytes, int]]", decoded)
+            decoder.setstate(state)
+        else:
+            text = decoder.decode(chunk.data, final=final)
         # Bytes of an incomplete character held from before start this update's text.
-        start = chunk.start - len(decoder.getstate()[0])
-        text = decoder.decode(chunk.data, final=final)
+        start = chunk.start - len(held)
         end = chunk.end - len(decoder.getstate()[0])
         if not text and chunk.status == status and not final:
             continue  # only part of a character so far
@@ -253,7 +323,26 @@ async def subscribe_text(
             StreamStatus.ERROR,
             StreamStatus.TIMEOUT,
         ):
-            with contextlib.suppress(StreamNotFound):
-                info = await store.get_stream(stream_id)
-                reason, error = info.abort_reason, info.error
-        yield Update(start, end, text, chunk.status, final, reason, error)
+            reason, error = await _reasons(store, stream_id, shared)
+        yield Update(start, end, text, chunk.status, final, reason, error, shared)
+
+
+async def _reasons(
+    store: Store, stream_id: uuid.UUID, shared: dict[str, object] | None
+) -> tuple[str | None, str | None]:
+    """The abort reason and error of a finished stream, fetched once per shared chunk."""
+    if shared is not None:
+        pending = shared.get("reasons")
+        if pending is None:
+            pending = shared["reasons"] = asyncio.ensure_future(_fetch_reasons(store, stream_id))
+        assert isinstance(pending, asyncio.Future)
+        return await asyncio.shield(pending)
+    return await _fetch_reasons(store, stream_id)
+
+
+async def _fetch_reasons(store: Store, stream_id: uuid.UUID) -> tuple[str | None, str | None]:
+    try:
+        info = await store.get_stream(stream_id)
+    except StreamNotFound:
+        return None, None
+    return info.abort_reason, info.error

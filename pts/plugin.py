@@ -67,7 +67,7 @@ from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins import InitPluginProtocol
-from litestar.response import ServerSentEvent
+from litestar.response import Stream
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -400,7 +400,7 @@ class PTSPlugin(InitPluginProtocol):
             stream_id: FromPath[str],
             offset: FromQuery[int | None] = None,
             format: FromQuery[Literal["text", "html"]] = "text",  # the query parameter's name
-        ) -> ServerSentEvent:
+        ) -> Stream:
             """Watch the stream live over SSE from byte ``offset`` (or ``Last-Event-ID``).
 
             Events ``text`` (data: new text, id: end byte offset) and ``status``

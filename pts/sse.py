@@ -11,19 +11,21 @@ Events:
 
 With ``html=True`` the ``text`` data is escaped HTML that htmx's SSE extension
 can swap straight into a page, and ``status`` data is the bare status word.
+
+The events are encoded here, not by Litestar's ``ServerSentEvent``: a flush
+reaches every subscriber of a stream in this process as the same update, so
+its bytes are encoded once and written to each connection as they are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import json
+import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
-from litestar.response import ServerSentEvent
-from litestar.response.sse import ServerSentEventMessage
+from litestar.response import Stream
 
 from pts.core import PersistentTextStreaming
 from pts.errors import StreamNotFound
@@ -31,6 +33,20 @@ from pts.hub import Update
 
 RETRY_MS = 1000
 """How long a disconnected EventSource waits before it reconnects."""
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_HELLO = f": pts\nretry: {RETRY_MS}\n\n".encode()
+_KEEPALIVE = b": keep-alive\n\n"
+
+
+def encode_event(event: str, data: str, event_id: int | None = None) -> bytes:
+    """One SSE event: ``data`` split into ``data:`` lines (EventSource joins them with \\n)."""
+    lines = [f"event: {event}\n"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}\n")
+    lines.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    lines.append("\n")
+    return "".join(lines).encode()
 
 
 async def event_stream(
@@ -40,75 +56,85 @@ async def event_stream(
     *,
     as_html: bool = False,
     keepalive: float = 15.0,
-) -> ServerSentEvent:
+) -> Stream:
     """The SSE response for one subscriber.
 
     The first update (the catch-up read) is awaited here, so an unknown
     stream or a bad offset raises (and becomes a 4xx) before any event is sent.
     """
-    updates = pts.subscribe(stream_id, offset)
+    updates = pts._updates(stream_id, offset, idle=keepalive)
     try:
         first = await anext(updates)
     except BaseException:
-        await updates.aclose()
+        await _close(updates)
         raise
-    return ServerSentEvent(
-        _events(updates, first, as_html=as_html, keepalive=keepalive),
+    assert first is not None  # the catch-up read comes first
+    return Stream(
+        _events(updates, first, as_html=as_html),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _events(
-    updates: AsyncGenerator[Update, None], first: Update, *, as_html: bool, keepalive: float
-) -> AsyncIterator[ServerSentEventMessage]:
+    updates: AsyncIterator[Update | None], first: Update, *, as_html: bool
+) -> AsyncIterator[bytes]:
     status = None
-    pending: asyncio.Future[Update] | None = None
-    update: Update | None = first
     try:
-        yield ServerSentEventMessage(comment="pts", retry=RETRY_MS, data=None)
+        yield _HELLO
+        update: Update | None = first
         while True:
-            if update is not None:
-                if update.text:
-                    data = html.escape(update.text) if as_html else update.text
-                    yield ServerSentEventMessage(event="text", data=data, id=update.end)
-                if update.status != status or update.finished:
-                    status = update.status
-                    yield _status_message(update, as_html)
+            if update is None:
+                yield _KEEPALIVE
+            else:
+                send_status = update.status != status or update.finished
+                status = update.status
+                yield _encode_update(update, as_html, send_status)
                 if update.finished:
                     return
-            # Wait for the next update without cancelling the subscription
-            # when the keep-alive timer fires.
-            if pending is None:
-                pending = asyncio.ensure_future(anext(updates))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive)
-            if not done:
-                update = None
-                yield ServerSentEventMessage(comment="keep-alive", data=None)
-                continue
-            pending = None
             try:
-                update = done.pop().result()
+                update = await anext(updates)
             except StopAsyncIteration:
                 return
             except StreamNotFound:
-                data = "deleted" if as_html else json.dumps({"status": "deleted"})
-                yield ServerSentEventMessage(event="status", data=data)
+                yield encode_event("status", "deleted" if as_html else '{"status": "deleted"}')
                 return
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        await updates.aclose()
+        await _close(updates)
 
 
-def _status_message(update: Update, as_html: bool) -> ServerSentEventMessage:
+def _encode_update(update: Update, as_html: bool, send_status: bool) -> bytes:
+    """The events for one update; encoded once when the update is shared."""
+    key = f"sse:{as_html}:{send_status}"
+    if update.shared is not None:
+        cached = update.shared.get(key)
+        if isinstance(cached, bytes):
+            return cached
+    parts = []
+    if update.text:
+        data = html.escape(update.text) if as_html else update.text
+        parts.append(encode_event("text", data, update.end))
+    if send_status:
+        parts.append(_status_event(update, as_html))
+    encoded = b"".join(parts)
+    if update.shared is not None:
+        update.shared[key] = encoded
+    return encoded
+
+
+def _status_event(update: Update, as_html: bool) -> bytes:
     if as_html:
-        return ServerSentEventMessage(event="status", data=html.escape(update.status))
+        return encode_event("status", html.escape(update.status))
     payload = {
         "status": str(update.status),
         "size": update.end,
         "abort_reason": update.abort_reason,
         "error": update.error,
     }
-    return ServerSentEventMessage(event="status", data=json.dumps(payload))
+    return encode_event("status", json.dumps(payload))
+
+
+async def _close(updates: AsyncIterator[Update | None]) -> None:
+    aclose = getattr(updates, "aclose", None)
+    if aclose is not None:
+        await aclose()

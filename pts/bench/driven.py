@@ -53,6 +53,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
+from pts.app import freeze_gc
 from pts.bench.common import (
     BenchError,
     Database,
@@ -236,6 +237,7 @@ def create_bench_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, bare, drive, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
+        on_startup=[freeze_gc],  # as `pts serve` does (pts.app.create_app)
     )
 
 
