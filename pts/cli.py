@@ -29,6 +29,15 @@ _dsn_option = click.option(
 )
 
 
+_json_option = click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write every figure as JSON to this file.",
+)
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log what pts does.")
 def main(verbose: bool) -> None:
@@ -234,13 +243,7 @@ def bench() -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Give up after this many seconds overall.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    default=None,
-    type=click.Path(dir_okay=False, writable=True),
-    help="Also write every figure as JSON to this file.",
-)
+@_json_option
 @_dsn_option
 def driven(
     tokens: int,
@@ -347,13 +350,7 @@ def driven(
     type=click.FloatRange(min=0, min_open=True),
     help="Give up after this many seconds overall (scaling stops in time).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    default=None,
-    type=click.Path(dir_okay=False, writable=True),
-    help="Also write every figure as JSON to this file.",
-)
+@_json_option
 @_dsn_option
 def fanout(
     streams: int,
