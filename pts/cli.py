@@ -143,7 +143,7 @@ def serve(host: str, port: int, workers: int, dsn: str | None, log_level: str) -
 def tail(stream_id: str, offset: int, dsn: str | None) -> None:
     """Print a stream live from --offset, then its final status."""
     from pts.core import PersistentTextStreaming
-    from pts.store.base import parse_stream_id
+    from pts.plugin import parse_stream_id
 
     async def follow() -> str:
         url = resolve_dsn(_settings(dsn))

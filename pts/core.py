@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
-from litestar import Response
+from litestar.response import Stream
 
 from pts.database import resolve_dsn
 from pts.driver import AnyRequest, Drive, Generate, StreamWriter, driving_response
@@ -219,8 +219,11 @@ class PersistentTextStreaming:
 
     async def get_stream_body(self, stream_id: uuid.UUID) -> StreamBody:
         """The whole text persisted so far, with the stream's state. Raises StreamNotFound."""
-        info = await self.store.get_stream(stream_id)
-        read = await self.store.read(stream_id)
+        return await self._body_of(await self.store.get_stream(stream_id))
+
+    async def _body_of(self, info: StreamInfo) -> StreamBody:
+        """The body of a stream whose metadata the caller already has (one read)."""
+        read = await self.store.read(info.id)
         # Size and state come from the text's own snapshot (the stream may
         # have grown between the two reads).
         info = dataclasses.replace(
@@ -261,9 +264,7 @@ class PersistentTextStreaming:
 
     # -- driving -------------------------------------------------------------
 
-    async def stream(
-        self, request: AnyRequest, stream_id: uuid.UUID, generate: Generate
-    ) -> Response[object]:
+    async def stream(self, request: AnyRequest, stream_id: uuid.UUID, generate: Generate) -> Stream:
         """The HTTP action: run ``generate`` and stream its text to this client.
 
         Claims the stream (``pending -> streaming``) so only one driver runs:
@@ -282,7 +283,7 @@ class PersistentTextStreaming:
         drive = Drive(self, request, info, generate)
         self._drives[info.id] = drive
         drive.task.add_done_callback(lambda _t: self._drives.pop(info.id, None))
-        return driving_response(drive)  # type: ignore[return-value]
+        return driving_response(drive)
 
     async def create_write_stream(
         self,
@@ -333,7 +334,7 @@ class PersistentTextStreaming:
 
     def _updates(
         self, stream_id: uuid.UUID, offset: int, *, idle: float | None
-    ) -> AsyncIterator[Update | None]:
+    ) -> AsyncGenerator[Update | None, None]:
         """:meth:`subscribe`, plus ``None`` after each ``idle`` seconds of silence (for SSE)."""
         if self._hub is None:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")

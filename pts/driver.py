@@ -86,8 +86,7 @@ class StreamWriter:
 
     async def write(self, text: str) -> None:
         """Add text to the stream. Raises StreamClosed once the stream is finished."""
-        self._check_open()
-        self.flusher.write(text)
+        self.write_nowait(text)
 
     def write_nowait(self, text: str, nbytes: int | None = None) -> None:
         """:meth:`write` without the coroutine, for the hot path."""
@@ -184,12 +183,10 @@ class Drive:
         """The ``append`` handed to ``generate``: deliver now, persist beside."""
         if not text:
             return
-        if self.writer.finished:
-            raise StreamClosed(self.stream_id, self.writer._closed_status or StreamStatus.DONE)
         data = text.encode()
+        self.writer.write_nowait(text, len(data))  # raises StreamClosed once finished
         if not self._detached:
             self._pending.append(data)
-        self.writer.write_nowait(text, len(data))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -163,7 +163,7 @@ class _Tail:
                 for sub in list(self.subscribers):
                     sub.offer(None)
                 return
-            except Exception as exc:  # noqa: BLE001 - keep tailing; subscribers poll meanwhile
+            except Exception as exc:  # noqa: BLE001 - keep tailing: retry after poll_interval
                 logger.warning("stream %s: tail read failed: %s", self.stream_id, exc)
                 await asyncio.sleep(self.hub.poll_interval)
                 self._dirty.set()
@@ -177,8 +177,6 @@ class _Tail:
             self.offset, self.status, self.closed = read.next_offset, read.status, read.closed
             for sub in list(self.subscribers):
                 sub.offer(chunk)
-            if read.next_offset < read.size:
-                self._dirty.set()  # a bounded read: more to come
 
     def close(self) -> None:
         self._task.cancel()
@@ -278,7 +276,7 @@ async def subscribe_text(
     offset: int = 0,
     *,
     idle: float | None = None,
-) -> AsyncIterator[Update | None]:
+) -> AsyncGenerator[Update | None, None]:
     """Text updates from ``offset`` (see :meth:`PersistentTextStreaming.subscribe`).
 
     Decodes incrementally: a character split across two chunks is held back

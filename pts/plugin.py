@@ -381,7 +381,7 @@ class PTSPlugin(InitPluginProtocol):
         async def view_stream(request: AnyRequest, stream_id: FromPath[str]) -> StreamView:
             """A stream's state and its whole text so far."""
             stream = await plugin._stream_for(request, "view", stream_id)
-            return StreamView.from_body(await plugin.pts.get_stream_body(stream.id))
+            return StreamView.from_body(await plugin.pts._body_of(stream))
 
         @post("/{stream_id:str}/cancel", status_code=HTTP_200_OK)
         async def cancel_stream(
@@ -391,8 +391,8 @@ class PTSPlugin(InitPluginProtocol):
         ) -> StreamView:
             """Abort the stream (a finished stream is left as it is); returns its state."""
             stream = await plugin._stream_for(request, "cancel", stream_id)
-            await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
-            return StreamView.from_body(await plugin.pts.get_stream_body(stream.id))
+            info = await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
+            return StreamView.from_body(await plugin.pts._body_of(info))
 
         @get("/{stream_id:str}/events")
         async def stream_events(

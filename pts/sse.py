@@ -23,7 +23,7 @@ import html
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from litestar.response import Stream
 
@@ -66,7 +66,7 @@ async def event_stream(
     try:
         first = await anext(updates)
     except BaseException:
-        await _close(updates)
+        await updates.aclose()
         raise
     assert first is not None  # the catch-up read comes first
     return Stream(
@@ -77,7 +77,7 @@ async def event_stream(
 
 
 async def _events(
-    updates: AsyncIterator[Update | None], first: Update, *, as_html: bool
+    updates: AsyncGenerator[Update | None, None], first: Update, *, as_html: bool
 ) -> AsyncIterator[bytes]:
     status = None
     try:
@@ -100,7 +100,7 @@ async def _events(
                 yield encode_event("status", "deleted" if as_html else '{"status": "deleted"}')
                 return
     finally:
-        await _close(updates)
+        await updates.aclose()
 
 
 def _encode_update(update: Update, as_html: bool, send_status: bool) -> bytes:
@@ -132,9 +132,3 @@ def _status_event(update: Update, as_html: bool) -> bytes:
         "error": update.error,
     }
     return encode_event("status", json.dumps(payload))
-
-
-async def _close(updates: AsyncIterator[Update | None]) -> None:
-    aclose = getattr(updates, "aclose", None)
-    if aclose is not None:
-        await aclose()

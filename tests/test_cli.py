@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def test_tail_unknown_stream_is_a_clear_error(
     db_url: str, bare_env: dict[str, str], tmp_path: Path
 ) -> None:
     result = run_pts("tail", "not-a-uuid", "--dsn", db_url, cwd=tmp_path, env=bare_env)
+    assert result.returncode == 1
+    assert "is not a stream id" in result.stderr
+    assert "Traceback" not in result.stderr
+    unknown = str(uuid.uuid4())
+    result = run_pts("tail", unknown, "--dsn", db_url, cwd=tmp_path, env=bare_env)
     assert result.returncode == 1
     assert "not found" in result.stderr
     assert "Traceback" not in result.stderr

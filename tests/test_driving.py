@@ -49,6 +49,21 @@ class Harness:
         return await asyncio.wait_for(poll(), guard)
 
 
+def endless(template: str, pause: float, cancelled: asyncio.Event) -> Generate:
+    """A generator that appends ``template.format(i)`` forever; sets ``cancelled`` when stopped."""
+
+    async def generate(_r: object, _s: uuid.UUID, append: Append) -> None:
+        try:
+            for i in range(100_000):
+                await append(template.format(i))
+                await asyncio.sleep(pause)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    return generate
+
+
 def make_app(pts: PersistentTextStreaming, harness_ref: list[Harness]) -> Litestar:
     @post("/drive/{stream_id:uuid}")
     async def drive(
@@ -215,17 +230,7 @@ async def test_cancel_from_another_process_ends_the_generation(
     harness: Harness, db_url: str
 ) -> None:
     cancelled = asyncio.Event()
-
-    async def generate(_r: object, _s: uuid.UUID, append: Append) -> None:
-        try:
-            for i in range(100_000):
-                await append(f"word{i} ")
-                await asyncio.sleep(0.005)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    harness.generate = generate
+    harness.generate = endless("word{} ", 0.005, cancelled)
     stream_id = await harness.new_stream()
     # Another "process": its own pool and its own LISTEN connection.
     async with (

@@ -18,7 +18,7 @@ from pts.driver import Append
 from pts.flush import FlushPolicy
 from tests.server import run_pts_serve, serve_app
 from tests.sse_client import Event, collect, events
-from tests.test_driving import Harness, make_app
+from tests.test_driving import Harness, endless, make_app
 
 
 @pytest.fixture
@@ -166,17 +166,7 @@ async def test_driven_in_one_process_watched_and_cancelled_in_another(
     harness: Harness, db_url: str
 ) -> None:
     cancelled = asyncio.Event()
-
-    async def generate(_r: object, _s: uuid.UUID, append: Append) -> None:
-        try:
-            for i in range(100_000):
-                await append(f"Sentence {i}. ")
-                await asyncio.sleep(0.01)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    harness.generate = generate
+    harness.generate = endless("Sentence {}. ", 0.01, cancelled)
     stream_id = await harness.new_stream()
     token = "test-admin-token"
     env = {**os.environ, "PTS_ADMIN_TOKEN": token}

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
@@ -196,7 +196,7 @@ def create_bench_app() -> Litestar:
         tokens: TokensParam = 1000,
         sentences: SentencesParam = 40,
         pace: PaceParam = 0.0,
-    ) -> Response[object]:
+    ) -> Stream:
         """The answer through ``pts.stream()``, ``pace`` seconds between tokens."""
         words = answer_tokens(tokens, min(sentences, tokens))
 

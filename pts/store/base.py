@@ -334,11 +334,6 @@ def _check_stale_args(stale_after: float, limit: int) -> None:
         raise InvalidInput("limit must be at least 1")
 
 
-def parse_stream_id(value: uuid.UUID | str) -> uuid.UUID:
-    """A stream id from a UUID or its string form; anything else is StreamNotFound."""
-    return _uuid(value)
-
-
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     """Accept a UUID or its string form; anything else is a StreamNotFound, not a driver error."""
     if isinstance(value, uuid.UUID):
