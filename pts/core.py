@@ -420,6 +420,8 @@ class PersistentTextStreaming:
             swept = await _quietly(self.store.timeout_stale(self.stale_after), "sweep")
             for info in swept or ():
                 logger.warning("stream %s timed out: its driver stopped heartbeating", info.id)
+            # Expired and deleted streams no live fork needs (Durable Streams TTLs).
+            await _quietly(self.store.collect_garbage(), "garbage collection")
 
 
 async def _quietly(work: Awaitable[T], what: str) -> T | None:

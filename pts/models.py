@@ -49,6 +49,14 @@ class StreamInfo:
     expires_at: datetime | None
     metadata: Metadata = field(default_factory=dict)
     owner: str | None = None
+    ttl_seconds: int | None = None
+    """A sliding time-to-live (Durable Streams ``Stream-TTL``): access renews ``expires_at``."""
+    forked_from: uuid.UUID | None = None
+    """For a fork: the stream whose bytes below ``fork_offset`` it shares."""
+    fork_offset: int | None = None
+    fork_sub_offset: int | None = None
+    deleted_at: datetime | None = None
+    """Set on a soft-deleted stream: deleted while live forks still read its bytes."""
 
     @property
     def finished(self) -> bool:
@@ -68,6 +76,8 @@ class ReadResult:
     """The stream's size when read; ``next_offset == size`` means the reader is caught up."""
     status: StreamStatus
     closed: bool
+    at_boundary: bool = True
+    """Whether ``offset`` is where a stored chunk starts (or the end of the stream)."""
 
     @property
     def up_to_date(self) -> bool:
@@ -99,3 +109,80 @@ class StreamBody:
     def done(self) -> bool:
         """True once the stream is finished (done, error, timeout or aborted)."""
         return self.stream.finished
+
+
+# -- Durable Streams ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DurableLookup:
+    """A stream found by its Durable Streams path, judged by the database's clock."""
+
+    stream: StreamInfo
+    expired: bool
+    """Its TTL or Expires-At has passed: to the protocol it no longer exists."""
+    referenced: bool
+    """For a soft-deleted stream: live forks still read its bytes (so it answers 410)."""
+
+    @property
+    def gone(self) -> bool:
+        """Soft-deleted and still held by live forks: the protocol's 410."""
+        return self.stream.deleted_at is not None and self.referenced
+
+    @property
+    def exists(self) -> bool:
+        """Neither expired nor deleted."""
+        return not self.expired and self.stream.deleted_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """An idempotent producer's request: ``Producer-Id``, ``-Epoch``, ``-Seq``."""
+
+    id: str
+    epoch: int
+    seq: int
+
+
+class CreateOutcome(enum.StrEnum):
+    """What ``ds_create`` did (see ``pts.ds_create_v1`` in the schema)."""
+
+    CREATED = "created"
+    EXISTS = "exists"
+    GONE = "gone"
+    SOURCE_NOT_FOUND = "source_not_found"
+    SOURCE_GONE = "source_gone"
+    BAD_FORK_OFFSET = "bad_fork_offset"
+
+
+class AppendOutcome(enum.StrEnum):
+    """What ``ds_append`` did (see ``pts.ds_append_v1`` in the schema)."""
+
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"
+    NOT_FOUND = "not_found"
+    GONE = "gone"
+    DRIVEN = "driven"
+    CLOSED = "closed"
+    CONTENT_TYPE = "content_type"
+    STALE_EPOCH = "stale_epoch"
+    BAD_EPOCH_SEQ = "bad_epoch_seq"
+    SEQ_GAP = "seq_gap"
+    SEQ_CONFLICT = "seq_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of a Durable Streams append, with the state to report."""
+
+    outcome: AppendOutcome
+    stream_id: uuid.UUID | None
+    size: int
+    """The stream's size after the request (its next offset)."""
+    closed: bool
+    epoch: int | None = None
+    """The producer epoch to report (the current one for a stale epoch)."""
+    seq: int | None = None
+    """The producer sequence number to report (the last accepted one for a duplicate)."""
+    expected_seq: int | None = None
+    """For a sequence gap: the sequence number the stream expected."""

@@ -283,11 +283,19 @@ class PTSPlugin(InitPluginProtocol):
         authorize: Authorize | None = None,
         *,
         sse_keepalive: float = 15.0,
+        durable_streams_path: str | None = "/v1/stream",
+        long_poll_timeout: float = 30.0,
     ) -> None:
+        if long_poll_timeout <= 0:
+            raise ConfigurationError("long_poll_timeout must be positive")
         self.pts = pts
         self.path = "/" + path.strip("/")
         self.authorize = authorize
         self.sse_keepalive = sse_keepalive
+        self.durable_streams_path = (
+            None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
+        )
+        self.long_poll_timeout = long_poll_timeout
         self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
         if authorize is None and self._admin_token is None:
             logger.warning(

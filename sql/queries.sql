@@ -5,7 +5,8 @@
 -- Stream rows are always returned with the same columns, in this order:
 --   id, client_id, path, content_type, status, size, closed, abort_reason,
 --   error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
---   metadata (as text), owner
+--   metadata (as text), owner, ttl_seconds, forked_from, fork_offset,
+--   fork_sub_offset, deleted_at
 
 -- name: create_stream
 INSERT INTO pts.streams (client_id, path, content_type, status, metadata, owner, expires_at,
@@ -14,26 +15,30 @@ VALUES ($1, $2, $3, $4::text, $5::jsonb, $6, $7,
         CASE WHEN $4::text = 'streaming' THEN now() END)
 RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner;
+          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at;
 
 -- name: get_stream
 SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
        error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner
+       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at
   FROM pts.streams
  WHERE id = $1;
 
 -- name: get_stream_by_client_id
 SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
        error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner
+       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at
   FROM pts.streams
  WHERE client_id = $1;
 
 -- name: get_stream_by_path
 SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
        error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner
+       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at
   FROM pts.streams
  WHERE path = $1;
 
@@ -68,20 +73,37 @@ SELECT size, status, closed FROM pts.streams WHERE id = $1;
 -- name: read
 -- The bytes from offset $2 to the end (or, with $3, of the chunks that start
 -- before $2 + $3: a read always ends on a chunk boundary), with the stream's
--- state, in one statement so both come from one snapshot.
+-- state, in one statement so both come from one snapshot. A fork shares its
+-- source's offsets: below its fork_offset the bytes are the source's (and so on
+-- up the lineage). `at_boundary` says whether $2 is where a chunk starts (or
+-- the end): JSON streams may only be read from there.
+WITH RECURSIVE lineage AS (
+    SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
+      FROM pts.streams s
+     WHERE s.id = $1
+    UNION ALL
+    SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+      FROM lineage l
+      JOIN pts.streams p ON p.id = l.forked_from
+), pieces AS (
+    SELECT c.start_offset, c.data
+      FROM lineage l
+      JOIN pts.chunks c ON c.stream_id = l.id
+     WHERE (l.upto IS NULL OR c.start_offset < l.upto)
+       AND c.start_offset >= coalesce((SELECT max(f.start_offset)
+                                         FROM pts.chunks f
+                                        WHERE f.stream_id = l.id
+                                          AND f.start_offset <= $2::bigint), 0)
+       AND c.start_offset + octet_length(c.data) > $2::bigint
+       AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
+)
 SELECT s.size, s.status, s.closed,
-       (SELECT coalesce(string_agg(substring(c.data FROM greatest($2::bigint - c.start_offset, 0)::int + 1),
-                                   ''::bytea ORDER BY c.start_offset),
+       (SELECT coalesce(string_agg(substring(p.data FROM greatest($2::bigint - p.start_offset, 0)::int + 1),
+                                   ''::bytea ORDER BY p.start_offset),
                         ''::bytea)
-          FROM pts.chunks c
-         WHERE c.stream_id = s.id
-           AND c.start_offset >= coalesce((SELECT max(f.start_offset)
-                                             FROM pts.chunks f
-                                            WHERE f.stream_id = s.id
-                                              AND f.start_offset <= $2::bigint), 0)
-           AND c.start_offset + octet_length(c.data) > $2::bigint
-           AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
-       ) AS data
+          FROM pieces p) AS data,
+       ($2::bigint = s.size OR EXISTS (SELECT 1 FROM pieces p WHERE p.start_offset = $2::bigint))
+           AS at_boundary
   FROM pts.streams s
  WHERE s.id = $1;
 
@@ -92,7 +114,8 @@ UPDATE pts.streams
  WHERE id = $1 AND status = 'pending'
 RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner;
+          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at;
 
 -- name: set_status
 -- Moves the stream to status $2 if its current status is one of $4 (the
@@ -109,7 +132,8 @@ UPDATE pts.streams
  WHERE id = $1 AND status = ANY($4::text[])
 RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner;
+          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at;
 
 -- name: heartbeat
 UPDATE pts.streams
@@ -120,7 +144,8 @@ RETURNING id;
 -- name: find_stale
 SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
        error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner
+       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at
   FROM pts.streams
  WHERE status = 'streaming' AND heartbeat_at < now() - make_interval(secs => $1::float8)
  ORDER BY heartbeat_at
@@ -142,10 +167,63 @@ UPDATE pts.streams
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner;
+          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at;
 
 -- name: delete_stream
-DELETE FROM pts.streams WHERE id = $1 RETURNING id;
+-- 'deleted', 'soft_deleted' (live forks still read its bytes) or 'not_found'.
+SELECT pts.ds_delete_v1($1::uuid);
+
+-- name: ds_lookup
+-- The stream at Durable Streams path $1 (or, with $3, the stream with that
+-- id), judged by the database's clock: `expired` and, for a soft-deleted one,
+-- whether live forks still hold it. With $2 a sliding TTL is renewed (every
+-- access but HEAD renews it), in the same statement.
+WITH found AS (
+    SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
+           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+           metadata::text AS metadata, owner, ttl_seconds, forked_from, fork_offset,
+           fork_sub_offset, deleted_at,
+           coalesce(expires_at <= now(), false) AS expired
+      FROM pts.streams
+     WHERE ($1::text IS NOT NULL AND path = $1::text) OR ($3::uuid IS NOT NULL AND id = $3::uuid)
+     LIMIT 1
+), touched AS (
+    UPDATE pts.streams t
+       SET expires_at = now() + make_interval(secs => t.ttl_seconds)
+      FROM found f
+     WHERE $2::boolean AND t.id = f.id AND t.ttl_seconds IS NOT NULL
+       AND t.deleted_at IS NULL AND NOT f.expired
+    RETURNING t.expires_at
+)
+SELECT f.id, f.client_id, f.path, f.content_type, f.status, f.size, f.closed, f.abort_reason,
+       f.error, f.created_at, f.updated_at, f.heartbeat_at, f.finished_at,
+       coalesce((SELECT expires_at FROM touched), f.expires_at),
+       f.metadata, f.owner, f.ttl_seconds, f.forked_from, f.fork_offset,
+       f.fork_sub_offset, f.deleted_at,
+       f.expired,
+       CASE WHEN f.deleted_at IS NOT NULL THEN pts.ds_referenced_v1(f.id) END AS referenced
+  FROM found f;
+
+-- name: ds_create
+SELECT outcome, stream_id
+  FROM pts.ds_create_v1($1::text, $2::text, $3::bigint, $4::timestamptz, $5::boolean, $6::bytea,
+                        $7::uuid, $8::bigint, $9::bigint, $10::bytea);
+
+-- name: ds_append
+SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq
+  FROM pts.ds_append_v1($1::text, $2::bytea, $3::text, $4::boolean, $5::text, $6::text,
+                        $7::bigint, $8::bigint);
+
+-- name: ds_collect
+-- Removes streams nobody can reach any more: expired or deleted, with no live
+-- fork (and then their ancestors that became unreachable). Returns how many.
+SELECT coalesce(sum(pts.ds_collect_v1(id)), 0)::bigint
+  FROM (SELECT id
+          FROM pts.streams
+         WHERE deleted_at IS NOT NULL OR expires_at <= now()
+         ORDER BY expires_at NULLS FIRST
+         LIMIT $1::int) dead;
 
 -- name: migrations_lock
 -- Held until the migration transaction ends: concurrent `pts migrate` runs queue up.

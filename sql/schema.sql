@@ -25,6 +25,16 @@ CREATE TABLE pts.streams (
     expires_at    timestamptz,
     metadata      jsonb       NOT NULL DEFAULT '{}'::jsonb,
     owner         text,
+    -- Durable Streams (sql/migrations/0002_durable_streams.sql explains each).
+    ttl_seconds        bigint,
+    stream_seq         text,
+    forked_from        uuid REFERENCES pts.streams (id) ON DELETE CASCADE,
+    fork_offset        bigint,
+    fork_sub_offset    bigint,
+    deleted_at         timestamptz,
+    closed_by_producer text,
+    closed_by_epoch    bigint,
+    closed_by_seq      bigint,
     CONSTRAINT streams_status_check
         CHECK (status IN ('pending', 'streaming', 'done', 'error', 'timeout', 'aborted')),
     CONSTRAINT streams_size_check CHECK (size >= 0),
@@ -33,7 +43,10 @@ CREATE TABLE pts.streams (
         CHECK (status IN ('pending', 'streaming') OR closed),
     -- A driven stream always has a heartbeat, so the sweeper can judge it.
     CONSTRAINT streams_streaming_heartbeat_check
-        CHECK (status <> 'streaming' OR heartbeat_at IS NOT NULL)
+        CHECK (status <> 'streaming' OR heartbeat_at IS NOT NULL),
+    CONSTRAINT streams_ttl_seconds_check CHECK (ttl_seconds IS NULL OR ttl_seconds >= 0),
+    CONSTRAINT streams_fork_check
+        CHECK ((forked_from IS NULL) = (fork_offset IS NULL) AND coalesce(fork_offset, 0) <= size)
 );
 
 -- The sweeper looks for live streams whose driver stopped heartbeating.
@@ -136,3 +149,279 @@ CREATE TRIGGER streams_notify_update
 CREATE TRIGGER streams_notify_delete
     AFTER DELETE ON pts.streams
     FOR EACH ROW EXECUTE FUNCTION pts.notify_change_v1();
+
+-- Durable Streams: forks, producers, and the protocol's create/append/delete.
+CREATE INDEX streams_forked_from_idx ON pts.streams (forked_from) WHERE forked_from IS NOT NULL;
+
+-- One row per (stream, producer): the epoch it writes in and the last sequence
+-- number accepted, updated in the same transaction as the data it guards.
+CREATE TABLE pts.producers (
+    stream_id    uuid        NOT NULL REFERENCES pts.streams (id) ON DELETE CASCADE,
+    producer_id  text        NOT NULL,
+    epoch        bigint      NOT NULL,
+    last_seq     bigint      NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, producer_id),
+    CONSTRAINT producers_epoch_check CHECK (epoch >= 0),
+    CONSTRAINT producers_last_seq_check CHECK (last_seq >= 0)
+);
+
+-- True while some fork below this stream (at any depth) is alive: neither
+-- expired nor deleted. Such a stream must keep its bytes (a soft delete).
+-- Dead forks in between do not break the chain: their own live forks read
+-- through them.
+CREATE FUNCTION pts.ds_referenced_v1(p_id uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE below AS (
+        SELECT id, expires_at, deleted_at FROM pts.streams WHERE forked_from = p_id
+        UNION ALL
+        SELECT c.id, c.expires_at, c.deleted_at
+          FROM pts.streams c JOIN below b ON c.forked_from = b.id
+    )
+    SELECT EXISTS (SELECT 1 FROM below
+                    WHERE deleted_at IS NULL AND (expires_at IS NULL OR expires_at > now()));
+$$;
+
+-- Removes a stream nobody can reach any more (deleted or expired, and no live
+-- fork), then its ancestors that became unreachable with it. Returns how many
+-- rows went. Dead forks below it go with it (ON DELETE CASCADE).
+CREATE FUNCTION pts.ds_collect_v1(p_id uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    current_id uuid := p_id;
+    parent uuid;
+    dead boolean;
+    removed integer := 0;
+BEGIN
+    WHILE current_id IS NOT NULL LOOP
+        SELECT forked_from,
+               deleted_at IS NOT NULL OR (expires_at IS NOT NULL AND expires_at <= now())
+          INTO parent, dead
+          FROM pts.streams WHERE id = current_id FOR UPDATE;
+        IF NOT FOUND OR NOT dead OR pts.ds_referenced_v1(current_id) THEN
+            RETURN removed;
+        END IF;
+        DELETE FROM pts.streams WHERE id = current_id;
+        removed := removed + 1;
+        current_id := parent;
+    END LOOP;
+    RETURN removed;
+END;
+$$;
+
+-- PUT: create the stream at p_path, or report what is there.
+-- Outcomes: 'created' | 'exists' (compare its config in the caller) | 'gone'
+-- (soft-deleted: the path stays taken) | 'source_not_found' | 'source_gone' |
+-- 'bad_fork_offset'. p_ttl wins over p_expires_at (the caller rejects both).
+-- A fork's first own chunk is p_prefix (the materialized sub-offset), then p_data.
+CREATE FUNCTION pts.ds_create_v1(
+    p_path text, p_content_type text, p_ttl bigint, p_expires_at timestamptz,
+    p_closed boolean, p_data bytea, p_source uuid, p_fork_offset bigint,
+    p_sub_offset bigint, p_prefix bytea
+) RETURNS TABLE (outcome text, stream_id uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pts.streams%ROWTYPE;
+    src pts.streams%ROWTYPE;
+    start_at bigint := coalesce(p_fork_offset, 0);
+    new_id uuid;
+BEGIN
+    FOR attempt IN 1..3 LOOP
+        SELECT * INTO s FROM pts.streams WHERE path = p_path FOR UPDATE;
+        IF FOUND THEN
+            IF s.deleted_at IS NOT NULL AND pts.ds_referenced_v1(s.id) THEN
+                RETURN QUERY SELECT 'gone'::text, s.id;
+                RETURN;
+            ELSIF s.deleted_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now()) THEN
+                RETURN QUERY SELECT 'exists'::text, s.id;
+                RETURN;
+            ELSIF pts.ds_referenced_v1(s.id) THEN
+                -- Expired, but live forks read its bytes: keep them, free the path.
+                UPDATE pts.streams SET path = NULL, deleted_at = now() WHERE id = s.id;
+            ELSE
+                PERFORM pts.ds_collect_v1(s.id);
+            END IF;
+        END IF;
+        IF p_source IS NOT NULL THEN
+            -- FOR SHARE: the source cannot be deleted while its fork is being made.
+            SELECT * INTO src FROM pts.streams WHERE id = p_source FOR SHARE;
+            IF NOT FOUND OR (src.expires_at IS NOT NULL AND src.expires_at <= now()) THEN
+                RETURN QUERY SELECT 'source_not_found'::text, NULL::uuid;
+                RETURN;
+            ELSIF src.deleted_at IS NOT NULL THEN
+                RETURN QUERY SELECT 'source_gone'::text, src.id;
+                RETURN;
+            ELSIF start_at > src.size THEN
+                RETURN QUERY SELECT 'bad_fork_offset'::text, src.id;
+                RETURN;
+            END IF;
+        END IF;
+        INSERT INTO pts.streams AS t (path, content_type, status, size, closed, finished_at,
+                                      ttl_seconds, expires_at, forked_from, fork_offset,
+                                      fork_sub_offset)
+        VALUES (p_path, p_content_type,
+                CASE WHEN p_closed THEN 'done' ELSE 'pending' END,
+                start_at + octet_length(p_prefix) + octet_length(p_data),
+                p_closed,
+                CASE WHEN p_closed THEN now() END,
+                p_ttl,
+                CASE WHEN p_ttl IS NOT NULL THEN now() + make_interval(secs => p_ttl)
+                     ELSE p_expires_at END,
+                p_source,
+                CASE WHEN p_source IS NOT NULL THEN start_at END,
+                CASE WHEN p_source IS NOT NULL THEN coalesce(p_sub_offset, 0) END)
+        ON CONFLICT (path) DO NOTHING
+        RETURNING t.id INTO new_id;
+        IF new_id IS NOT NULL THEN
+            IF octet_length(p_prefix) > 0 THEN
+                INSERT INTO pts.chunks (stream_id, start_offset, data)
+                VALUES (new_id, start_at, p_prefix);
+            END IF;
+            IF octet_length(p_data) > 0 THEN
+                INSERT INTO pts.chunks (stream_id, start_offset, data)
+                VALUES (new_id, start_at + octet_length(p_prefix), p_data);
+            END IF;
+            RETURN QUERY SELECT 'created'::text, new_id;
+            RETURN;
+        END IF;
+        -- A concurrent PUT created the path first: look again.
+    END LOOP;
+    RAISE EXCEPTION 'pts: could not create stream at %', p_path USING ERRCODE = 'serialization_failure';
+END;
+$$;
+
+-- POST: append p_data (possibly empty) and/or close, atomically, under the
+-- stream's row lock. The producer rules and Stream-Seq are checked before
+-- anything is written, so a refused request changes nothing.
+-- Outcomes: 'appended' | 'duplicate' (a producer retry: nothing written) |
+-- 'not_found' | 'gone' | 'driven' (a pts driver writes this stream) |
+-- 'closed' | 'content_type' | 'stale_epoch' | 'bad_epoch_seq' | 'seq_gap' |
+-- 'seq_conflict'. epoch/seq are the producer state to report, expected_seq the
+-- sequence number a gap expected.
+CREATE FUNCTION pts.ds_append_v1(
+    p_path text, p_data bytea, p_media_type text, p_close boolean, p_stream_seq text,
+    p_producer text, p_epoch bigint, p_seq bigint
+) RETURNS TABLE (outcome text, stream_id uuid, size bigint, closed boolean,
+                 epoch bigint, seq bigint, expected_seq bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pts.streams%ROWTYPE;
+    known boolean := false;
+    state_epoch bigint;
+    state_seq bigint;
+    added bigint := octet_length(p_data);
+BEGIN
+    SELECT * INTO s FROM pts.streams t WHERE t.path = p_path FOR UPDATE;
+    IF NOT FOUND OR (s.expires_at IS NOT NULL AND s.expires_at <= now()) THEN
+        RETURN QUERY SELECT 'not_found'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF s.deleted_at IS NOT NULL THEN
+        RETURN QUERY SELECT CASE WHEN pts.ds_referenced_v1(s.id) THEN 'gone' ELSE 'not_found' END,
+                            s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF s.status = 'streaming' THEN
+        RETURN QUERY SELECT 'driven'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF s.closed THEN
+        IF p_producer IS NOT NULL AND s.closed_by_producer = p_producer
+           AND s.closed_by_epoch = p_epoch AND s.closed_by_seq = p_seq THEN
+            RETURN QUERY SELECT 'duplicate'::text, s.id, s.size, true, p_epoch, p_seq, NULL::bigint;
+        ELSIF added = 0 AND p_close AND p_producer IS NULL THEN
+            -- Closing a closed stream again is a no-op, not an error.
+            RETURN QUERY SELECT 'appended'::text, s.id, s.size, true, NULL::bigint, NULL::bigint, NULL::bigint;
+        ELSE
+            RETURN QUERY SELECT 'closed'::text, s.id, s.size, true, NULL::bigint, NULL::bigint, NULL::bigint;
+        END IF;
+        RETURN;
+    END IF;
+    IF added > 0 AND lower(btrim(split_part(s.content_type, ';', 1))) <> p_media_type THEN
+        RETURN QUERY SELECT 'content_type'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_producer IS NOT NULL THEN
+        SELECT pr.epoch, pr.last_seq INTO state_epoch, state_seq
+          FROM pts.producers pr
+         WHERE pr.stream_id = s.id AND pr.producer_id = p_producer
+           FOR UPDATE;
+        known := FOUND;
+        IF NOT known THEN
+            IF p_seq <> 0 THEN
+                RETURN QUERY SELECT 'seq_gap'::text, s.id, s.size, s.closed, p_epoch, p_seq, 0::bigint;
+                RETURN;
+            END IF;
+        ELSIF p_epoch < state_epoch THEN
+            RETURN QUERY SELECT 'stale_epoch'::text, s.id, s.size, s.closed, state_epoch, state_seq, NULL::bigint;
+            RETURN;
+        ELSIF p_epoch > state_epoch THEN
+            IF p_seq <> 0 THEN
+                RETURN QUERY SELECT 'bad_epoch_seq'::text, s.id, s.size, s.closed, state_epoch, state_seq, NULL::bigint;
+                RETURN;
+            END IF;
+        ELSIF p_seq <= state_seq THEN
+            RETURN QUERY SELECT 'duplicate'::text, s.id, s.size, s.closed, state_epoch, state_seq, NULL::bigint;
+            RETURN;
+        ELSIF p_seq > state_seq + 1 THEN
+            RETURN QUERY SELECT 'seq_gap'::text, s.id, s.size, s.closed, state_epoch, state_seq, state_seq + 1;
+            RETURN;
+        END IF;
+    END IF;
+    IF p_stream_seq IS NOT NULL AND s.stream_seq IS NOT NULL
+       AND p_stream_seq COLLATE "C" <= s.stream_seq COLLATE "C" THEN
+        RETURN QUERY SELECT 'seq_conflict'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    -- Every check passed: write.
+    IF p_producer IS NOT NULL THEN
+        INSERT INTO pts.producers AS pr (stream_id, producer_id, epoch, last_seq)
+        VALUES (s.id, p_producer, p_epoch, p_seq)
+        ON CONFLICT (stream_id, producer_id)
+        DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq, updated_at = now();
+    END IF;
+    IF added > 0 THEN
+        INSERT INTO pts.chunks (stream_id, start_offset, data) VALUES (s.id, s.size, p_data);
+    END IF;
+    UPDATE pts.streams t
+       SET size = t.size + added,
+           stream_seq = coalesce(p_stream_seq, t.stream_seq),
+           closed = t.closed OR p_close,
+           status = CASE WHEN p_close THEN 'done' ELSE t.status END,
+           finished_at = CASE WHEN p_close THEN now() ELSE t.finished_at END,
+           closed_by_producer = CASE WHEN p_close THEN p_producer ELSE t.closed_by_producer END,
+           closed_by_epoch = CASE WHEN p_close THEN p_epoch ELSE t.closed_by_epoch END,
+           closed_by_seq = CASE WHEN p_close THEN p_seq ELSE t.closed_by_seq END,
+           expires_at = CASE WHEN t.ttl_seconds IS NOT NULL
+                             THEN now() + make_interval(secs => t.ttl_seconds)
+                             ELSE t.expires_at END,
+           updated_at = now()
+     WHERE t.id = s.id;
+    RETURN QUERY SELECT 'appended'::text, s.id, s.size + added, s.closed OR p_close, p_epoch, p_seq, NULL::bigint;
+END;
+$$;
+
+-- DELETE: remove the stream, or soft-delete it while live forks read from it
+-- (its path stays taken and answers 410 until the last fork goes; then
+-- pts.ds_collect_v1 removes it). Returns 'deleted' | 'soft_deleted' | 'not_found'.
+CREATE FUNCTION pts.ds_delete_v1(p_id uuid) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    s pts.streams%ROWTYPE;
+BEGIN
+    SELECT * INTO s FROM pts.streams WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'not_found';
+    END IF;
+    IF pts.ds_referenced_v1(p_id) THEN
+        UPDATE pts.streams SET deleted_at = coalesce(deleted_at, now()) WHERE id = p_id;
+        RETURN 'soft_deleted';
+    END IF;
+    DELETE FROM pts.streams WHERE id = p_id;
+    -- Its source may have been waiting for this last fork to go.
+    IF s.forked_from IS NOT NULL THEN
+        PERFORM pts.ds_collect_v1(s.forked_from);
+    END IF;
+    RETURN 'deleted';
+END;
+$$;

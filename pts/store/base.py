@@ -25,7 +25,17 @@ from pts.errors import (
     StreamClosed,
     StreamNotFound,
 )
-from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
+from pts.models import (
+    AppendOutcome,
+    AppendResult,
+    CreateOutcome,
+    DurableLookup,
+    Metadata,
+    Producer,
+    ReadResult,
+    StreamInfo,
+    StreamStatus,
+)
 
 
 class Row(Protocol):
@@ -146,7 +156,63 @@ class Store(Protocol):
         ...
 
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
-        """Delete a stream and its text. Raises StreamNotFound."""
+        """Delete a stream and its text. Raises StreamNotFound.
+
+        A stream that live forks still read from is soft-deleted instead: its
+        bytes stay until the last fork goes.
+        """
+        ...
+
+    async def ds_lookup(
+        self, path: str | None, *, stream_id: uuid.UUID | None = None, touch: bool = False
+    ) -> DurableLookup | None:
+        """The stream at a Durable Streams path (or with ``stream_id``); None if there is none.
+
+        With ``touch``, a sliding TTL is renewed in the same statement.
+        """
+        ...
+
+    async def ds_create(
+        self,
+        path: str,
+        *,
+        content_type: str,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        closed: bool = False,
+        data: bytes = b"",
+        source: uuid.UUID | None = None,
+        fork_offset: int | None = None,
+        fork_sub_offset: int | None = None,
+        prefix: bytes = b"",
+    ) -> tuple[CreateOutcome, uuid.UUID | None]:
+        """Create a stream at ``path`` (a fork of ``source`` if given), atomically.
+
+        An expired stream at ``path`` is replaced; an existing one is reported
+        (``EXISTS``) for the caller to compare with the request.
+        """
+        ...
+
+    async def ds_append(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        media_type: str,
+        close: bool = False,
+        stream_seq: str | None = None,
+        producer: Producer | None = None,
+    ) -> AppendResult:
+        """Append (and/or close) under the stream's row lock, with the producer and
+        Stream-Seq rules, in one transaction. Refusals are outcomes, not errors."""
+        ...
+
+    async def ds_delete(self, stream_id: uuid.UUID) -> str:
+        """``"deleted"``, ``"soft_deleted"`` (live forks hold it) or ``"not_found"``."""
+        ...
+
+    async def collect_garbage(self, limit: int = 100) -> int:
+        """Remove up to ``limit`` expired or deleted streams no live fork needs."""
         ...
 
 
@@ -281,6 +347,7 @@ class SQLStore(ABC):
             size=size,
             status=StreamStatus(cast(str, row[1])),
             closed=cast(bool, row[2]),
+            at_boundary=row[4] is True,
         )
 
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
@@ -322,9 +389,113 @@ class SQLStore(ABC):
         return [_stream(r) for r in rows]
 
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
-        stream_id = _uuid(stream_id)
-        if await self._fetchrow("delete_stream", stream_id) is None:
+        if await self.ds_delete(stream_id) == "not_found":
             raise StreamNotFound(stream_id)
+
+    # -- Durable Streams ---------------------------------------------------------
+
+    async def ds_lookup(
+        self, path: str | None, *, stream_id: uuid.UUID | None = None, touch: bool = False
+    ) -> DurableLookup | None:
+        if (path is None) == (stream_id is None):
+            raise InvalidInput("look a stream up by path or by id")
+        row = await self._fetchrow(
+            "ds_lookup", path, touch, None if stream_id is None else _uuid(stream_id)
+        )
+        if row is None:
+            return None
+        return DurableLookup(
+            stream=_stream(row), expired=cast(bool, row[21]), referenced=row[22] is True
+        )
+
+    async def ds_create(
+        self,
+        path: str,
+        *,
+        content_type: str,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        closed: bool = False,
+        data: bytes = b"",
+        source: uuid.UUID | None = None,
+        fork_offset: int | None = None,
+        fork_sub_offset: int | None = None,
+        prefix: bytes = b"",
+    ) -> tuple[CreateOutcome, uuid.UUID | None]:
+        if not path:
+            raise InvalidInput("a stream path must not be empty")
+        if not content_type:
+            raise InvalidInput("content_type must not be empty")
+        if ttl_seconds is not None and expires_at is not None:
+            raise InvalidInput("give a TTL or an expiry time, not both")
+        if source is None and (fork_offset is not None or fork_sub_offset or prefix):
+            raise InvalidInput("a fork offset needs a source stream")
+        row = await self._fetchrow(
+            "ds_create",
+            path,
+            content_type,
+            ttl_seconds,
+            expires_at,
+            closed,
+            bytes(data),
+            source,
+            fork_offset,
+            fork_sub_offset,
+            bytes(prefix),
+        )
+        assert row is not None
+        return CreateOutcome(cast(str, row[0])), cast("uuid.UUID | None", row[1])
+
+    async def ds_append(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        media_type: str,
+        close: bool = False,
+        stream_seq: str | None = None,
+        producer: Producer | None = None,
+    ) -> AppendResult:
+        if not data and not close:
+            raise InvalidInput("an append must carry data or close the stream")
+        row = await self._fetchrow(
+            "ds_append",
+            path,
+            bytes(data),
+            media_type.lower(),
+            close,
+            stream_seq,
+            None if producer is None else producer.id,
+            None if producer is None else producer.epoch,
+            None if producer is None else producer.seq,
+        )
+        assert row is not None
+        size = row[2]
+        return AppendResult(
+            outcome=AppendOutcome(cast(str, row[0])),
+            stream_id=cast("uuid.UUID | None", row[1]),
+            size=cast(int, size) if size is not None else 0,
+            closed=row[3] is True,
+            epoch=cast("int | None", row[4]),
+            seq=cast("int | None", row[5]),
+            expected_seq=cast("int | None", row[6]),
+        )
+
+    async def ds_delete(self, stream_id: uuid.UUID) -> str:
+        try:
+            stream_id = _uuid(stream_id)
+        except StreamNotFound:
+            return "not_found"
+        row = await self._fetchrow("delete_stream", stream_id)
+        assert row is not None
+        return cast(str, row[0])
+
+    async def collect_garbage(self, limit: int = 100) -> int:
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1")
+        row = await self._fetchrow("ds_collect", limit)
+        assert row is not None
+        return cast(int, row[0])
 
 
 def _check_stale_args(stale_after: float, limit: int) -> None:
@@ -364,4 +535,9 @@ def _stream(row: Row) -> StreamInfo:
         expires_at=cast("datetime | None", row[13]),
         metadata=metadata,
         owner=cast("str | None", row[15]),
+        ttl_seconds=cast("int | None", row[16]),
+        forked_from=cast("uuid.UUID | None", row[17]),
+        fork_offset=cast("int | None", row[18]),
+        fork_sub_offset=cast("int | None", row[19]),
+        deleted_at=cast("datetime | None", row[20]),
     )
