@@ -31,7 +31,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.flush import FlushPolicy
-from pts.hub import Hub, Update, subscribe_text
+from pts.hub import Chunk, Hub, Update, subscribe_text
 from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
@@ -341,6 +341,21 @@ class PersistentTextStreaming:
         if offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
         return subscribe_text(self._hub, self.store, stream_id, offset, idle=idle)
+
+    def subscribe_bytes(
+        self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
+    ) -> AsyncGenerator[Chunk | None, None]:
+        """Raw chunks of a stream from byte ``offset`` on, live (see :meth:`Hub.subscribe_bytes`).
+
+        For protocols that carry bytes, not text (Durable Streams): no decoding,
+        offsets are bytes. With ``idle``, ``None`` comes after each ``idle``
+        seconds of silence. Ends after the stream is closed.
+        """
+        if self._hub is None:
+            raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
+        if offset < 0:
+            raise InvalidOffset(stream_id, offset, 0)
+        return self._hub.subscribe_bytes(stream_id, offset, idle=idle)
 
     async def read_stream(
         self,

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -210,7 +210,7 @@ class Hub:
 
     async def subscribe_bytes(
         self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
-    ) -> AsyncIterator[Chunk | None]:
+    ) -> AsyncGenerator[Chunk | None, None]:
         """Raw chunks from ``offset`` on (live), ending after the stream is closed.
 
         The first chunk is the catch-up read (possibly empty); later ones carry

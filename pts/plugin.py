@@ -5,6 +5,7 @@ One plugin wires everything an app needs::
     from litestar import Litestar
     from pts import PTSPlugin
     from pts.core import PersistentTextStreaming
+from pts.durable import DurableStreams
 
     pts = PersistentTextStreaming()
     app = Litestar(plugins=[PTSPlugin(pts, authorize=my_authorize)])
@@ -65,6 +66,7 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.config.app import AppConfig
 from litestar.di import Provide
+from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins import InitPluginProtocol
 from litestar.response import Stream
@@ -79,8 +81,10 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from litestar.types import Receive, Scope, Send
 
 from pts.core import PersistentTextStreaming
+from pts.durable import DurableStreams
 from pts.errors import (
     AlreadyDriven,
     ClientIdTaken,
@@ -285,6 +289,7 @@ class PTSPlugin(InitPluginProtocol):
         sse_keepalive: float = 15.0,
         durable_streams_path: str | None = "/v1/stream",
         long_poll_timeout: float = 30.0,
+        max_body_size: int = 10 * 1024 * 1024,
     ) -> None:
         if long_poll_timeout <= 0:
             raise ConfigurationError("long_poll_timeout must be positive")
@@ -296,6 +301,7 @@ class PTSPlugin(InitPluginProtocol):
             None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
         )
         self.long_poll_timeout = long_poll_timeout
+        self.max_body_size = max_body_size
         self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
         if authorize is None and self._admin_token is None:
             logger.warning(
@@ -312,6 +318,8 @@ class PTSPlugin(InitPluginProtocol):
         app_config.lifespan.append(self._lifespan)
         app_config.dependencies["pts"] = Provide(self._provide_pts, sync_to_thread=False)
         app_config.route_handlers.append(self._router())
+        if self.durable_streams_path is not None:
+            app_config.route_handlers.append(self._durable_streams(self.durable_streams_path))
         # An app's own handler for PTSError, if it registered one, wins.
         app_config.exception_handlers.setdefault(PTSError, error_response)
         return app_config
@@ -369,6 +377,16 @@ class PTSPlugin(InitPluginProtocol):
         return stream
 
     # -- routes ------------------------------------------------------------------
+
+    def _durable_streams(self, mount: str) -> ASGIRouteHandler:
+        """The Durable Streams protocol (:mod:`pts.durable`) as a mounted ASGI app."""
+        app = DurableStreams(self, mount)
+
+        @asgi(mount, is_mount=True, copy_scope=True)
+        async def durable_streams(scope: Scope, receive: Receive, send: Send) -> None:
+            await app(cast("dict[str, Any]", scope), receive, send)  # type: ignore[arg-type]
+
+        return durable_streams
 
     def _router(self) -> Router:
         plugin = self

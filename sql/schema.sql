@@ -296,8 +296,8 @@ $$;
 -- Outcomes: 'appended' | 'duplicate' (a producer retry: nothing written) |
 -- 'not_found' | 'gone' | 'driven' (a pts driver writes this stream) |
 -- 'closed' | 'content_type' | 'stale_epoch' | 'bad_epoch_seq' | 'seq_gap' |
--- 'seq_conflict'. epoch/seq are the producer state to report, expected_seq the
--- sequence number a gap expected.
+-- 'seq_conflict'. epoch/seq are the producer state to report (for a gap, seq is
+-- the one received), expected_seq the sequence number a gap expected.
 CREATE FUNCTION pts.ds_append_v1(
     p_path text, p_data bytea, p_media_type text, p_close boolean, p_stream_seq text,
     p_producer text, p_epoch bigint, p_seq bigint
@@ -364,7 +364,7 @@ BEGIN
             RETURN QUERY SELECT 'duplicate'::text, s.id, s.size, s.closed, state_epoch, state_seq, NULL::bigint;
             RETURN;
         ELSIF p_seq > state_seq + 1 THEN
-            RETURN QUERY SELECT 'seq_gap'::text, s.id, s.size, s.closed, state_epoch, state_seq, state_seq + 1;
+            RETURN QUERY SELECT 'seq_gap'::text, s.id, s.size, s.closed, state_epoch, p_seq, state_seq + 1;
             RETURN;
         END IF;
     END IF;
@@ -377,7 +377,7 @@ BEGIN
     IF p_producer IS NOT NULL THEN
         INSERT INTO pts.producers AS pr (stream_id, producer_id, epoch, last_seq)
         VALUES (s.id, p_producer, p_epoch, p_seq)
-        ON CONFLICT (stream_id, producer_id)
+        ON CONFLICT ON CONSTRAINT producers_pkey
         DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq, updated_at = now();
     END IF;
     IF added > 0 THEN
