@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import gc
+import logging
+import math
+import os
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
 
 from pts.core import PersistentTextStreaming
-from pts.plugin import Authorize, PTSPlugin
+from pts.errors import ConfigurationError
+from pts.models import StreamInfo
+from pts.plugin import Action, Authorize, PTSPlugin
 from pts.settings import Settings
 
-__all__ = ["create_app", "freeze_gc", "healthz"]
+__all__ = [
+    "DEFAULT_LONG_POLL_TIMEOUT",
+    "LONG_POLL_TIMEOUT_ENV",
+    "NO_AUTH_ENV",
+    "allow_everything",
+    "create_app",
+    "freeze_gc",
+    "healthz",
+    "long_poll_timeout_from_env",
+    "no_auth_from_env",
+]
+
+logger = logging.getLogger("pts.app")
+
+NO_AUTH_ENV = "PTS_NO_AUTH"
+"""``1`` (``true``, ``yes``, ``on``): :func:`create_app` allows every request (``--no-auth``)."""
+
+LONG_POLL_TIMEOUT_ENV = "PTS_LONG_POLL_TIMEOUT"
+"""Seconds a Durable Streams long-poll waits for data (``pts serve --long-poll-timeout``)."""
+
+DEFAULT_LONG_POLL_TIMEOUT = 30.0
+
+# The spellings click accepts for ``pts serve --no-auth``'s environment variable.
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"", "0", "false", "f", "no", "n", "off"})
 
 
 def freeze_gc() -> None:
@@ -30,24 +60,86 @@ def healthz() -> dict[str, bool]:
     return {"ok": True}
 
 
+def allow_everything(
+    request: Request[Any, Any, Any], action: Action, stream: StreamInfo | None
+) -> bool:
+    """An ``authorize`` hook that allows every request (no access control at all)."""
+    return True
+
+
+def no_auth_from_env() -> bool:
+    """``PTS_NO_AUTH`` as a flag (unset or empty: False); ConfigurationError if malformed."""
+    raw = os.environ.get(NO_AUTH_ENV, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"{NO_AUTH_ENV}={os.environ[NO_AUTH_ENV]!r} is not a flag: use 1 or 0 (true/false)"
+    )
+
+
+def long_poll_timeout_from_env() -> float:
+    """``PTS_LONG_POLL_TIMEOUT`` in seconds (default 30); ConfigurationError unless > 0."""
+    raw = os.environ.get(LONG_POLL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LONG_POLL_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    # isfinite: "nan" and "inf" parse as floats but are no timeout.
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(
+            f"{LONG_POLL_TIMEOUT_ENV}={raw!r} is not a positive number of seconds"
+        )
+    return seconds
+
+
 def create_app(
     pts: PersistentTextStreaming | None = None,
     *,
     authorize: Authorize | None = None,
     debug: bool = False,
+    no_auth: bool | None = None,
+    long_poll_timeout: float | None = None,
 ) -> Litestar:
     """A Litestar app serving pts: :class:`~pts.plugin.PTSPlugin` at ``/streams`` and ``/healthz``.
 
     With no ``pts``, one is built from the environment (``PTS_DATABASE_URL`` /
     ``DATABASE_URL``, else the embedded Postgres; ``PTS_DRIVER``). Without
     ``authorize``, only ``Authorization: Bearer $PTS_ADMIN_TOKEN`` is allowed.
-    Called with no arguments, it is the app factory ``pts serve`` gives uvicorn.
+    Called with no arguments, it is the app factory ``pts serve`` gives uvicorn,
+    which passes its options through the environment (read here because every
+    worker process calls this factory):
+
+    ========================== ==================================================
+    ``PTS_NO_AUTH``            ``1``: no access control at all, every request is
+                               allowed (``no_auth``; default ``0``). For local
+                               development and tests only: ``pts serve
+                               --no-auth`` binds loopback addresses only.
+    ``PTS_LONG_POLL_TIMEOUT``  seconds a Durable Streams long-poll waits for
+                               data before answering 204 (``long_poll_timeout``;
+                               default 30).
+    ========================== ==================================================
+
+    Explicit arguments win over the environment. Raises ConfigurationError for
+    a malformed variable, or for ``no_auth`` together with ``authorize``.
     """
+    if no_auth is None:
+        no_auth = no_auth_from_env()
+    if long_poll_timeout is None:
+        long_poll_timeout = long_poll_timeout_from_env()
+    if no_auth:
+        if authorize is not None:
+            raise ConfigurationError("no_auth and an authorize hook exclude each other")
+        logger.warning("no access control (%s=1): every request is allowed", NO_AUTH_ENV)
+        authorize = allow_everything
     if pts is None:
         pts = PersistentTextStreaming(driver=Settings.from_env().driver)
     return Litestar(
         route_handlers=[healthz],
-        plugins=[PTSPlugin(pts, authorize=authorize)],
+        plugins=[PTSPlugin(pts, authorize=authorize, long_poll_timeout=long_poll_timeout)],
         on_startup=[freeze_gc],
         debug=debug,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
+import math
 import os
 import sys
 
@@ -90,6 +92,24 @@ def db(dsn: str | None, stop: bool) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def is_loopback_host(host: str) -> bool:
+    """True if ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # another host name: what it resolves to may change, so no
+        return False
+
+
+def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    # FloatRange lets "nan" and "inf" through; neither is a timeout.
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds")
+    return value
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -104,24 +124,66 @@ def db(dsn: str | None, stop: bool) -> None:
     type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
     help="uvicorn's log level.",
 )
-def serve(host: str, port: int, workers: int, dsn: str | None, log_level: str) -> None:
-    """Serve the pts HTTP API (/streams, /healthz) with uvicorn.
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    envvar="PTS_NO_AUTH",
+    show_envvar=True,
+    help="No access control: allow every request (loopback addresses only; for development).",
+)
+@click.option(
+    "--long-poll-timeout",
+    default=30.0,
+    show_default=True,
+    envvar="PTS_LONG_POLL_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(min=0, min_open=True),
+    callback=_positive_seconds,
+    metavar="SECONDS",
+    help="How long a Durable Streams long-poll waits for data before answering 204.",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    dsn: str | None,
+    log_level: str,
+    no_auth: bool,
+    long_poll_timeout: float,
+) -> None:
+    """Serve the pts HTTP API (/streams, /v1/stream, /healthz) with uvicorn.
 
     The database is resolved once here (starting the embedded Postgres if none
     is configured) and migrated before any worker starts; workers get its URL
-    through PTS_DATABASE_URL. Requests need the header
-    "Authorization: Bearer $PTS_ADMIN_TOKEN".
+    through PTS_DATABASE_URL, and the options below through PTS_NO_AUTH and
+    PTS_LONG_POLL_TIMEOUT (read by pts.app:create_app). Requests need the
+    header "Authorization: Bearer $PTS_ADMIN_TOKEN", unless --no-auth, which
+    refuses any address but a loopback one (127.0.0.0/8, ::1, localhost).
     """
     import uvicorn
 
     from pts.store.migrations import migrate as run_migrations
 
+    if no_auth:
+        if not is_loopback_host(host):
+            raise click.UsageError(
+                f"--no-auth serves every request without access control, so it only binds "
+                f"loopback addresses (127.0.0.1, ::1, localhost), not {host!r}"
+            )
+        click.echo(
+            "WARNING: --no-auth: no access control, every request is allowed "
+            "(for development and tests only)",
+            err=True,
+        )
     try:
         url = resolve_dsn(_settings(dsn))
         asyncio.run(run_migrations(url))
     except PTSError as exc:
         raise click.ClickException(str(exc)) from exc
     os.environ["PTS_DATABASE_URL"] = url
+    # Always set, so that the workers follow these options, not an older environment.
+    os.environ["PTS_NO_AUTH"] = "1" if no_auth else "0"
+    os.environ["PTS_LONG_POLL_TIMEOUT"] = repr(long_poll_timeout)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     uvicorn.run(
@@ -392,6 +454,159 @@ def fanout(
             timeout=timeout,
         )
         result = run_fanout(config, progress=lambda message: click.echo(message, err=True))
+    except (PTSError, BenchError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_report(result))
+    if json_path is not None:
+        write_json(json_path, result)
+        click.echo(f"figures written to {json_path}")
+
+
+@bench.command(short_help="Durable Streams over HTTP: pts vs the reference Node server.")
+@click.option(
+    "--servers",
+    default="both",
+    show_default=True,
+    type=click.Choice(["both", "pts", "reference"]),
+    help="Which servers to measure.",
+)
+@click.option(
+    "--reference-store",
+    default="memory",
+    show_default=True,
+    type=click.Choice(["memory", "file", "both"]),
+    help="The reference server's store: in memory (its default) or files (fdatasync per append).",
+)
+@click.option(
+    "--reference-dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="A directory with node_modules/@durable-streams/server "
+    "(default: the checkout's tests/, after `npm ci --prefix tests`).",
+)
+@click.option(
+    "--appends",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Sequential appends measured.",
+)
+@click.option(
+    "--warmup",
+    default=50,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Unmeasured sequential appends first.",
+)
+@click.option(
+    "--concurrency",
+    default=75,
+    show_default=True,
+    type=click.IntRange(1, 2000),
+    help="Connections (and streams) appending at once.",
+)
+@click.option(
+    "--concurrent-appends",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Appends per connection in the throughput run.",
+)
+@click.option(
+    "--catchup-mb",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.001, 1000),
+    help="Size of the stream read from the start (MB = 10^6 bytes).",
+)
+@click.option(
+    "--catchup-reads",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Times it is read.",
+)
+@click.option(
+    "--sse-events",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Appends timed to their SSE data event.",
+)
+@click.option(
+    "--sse-connects",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="SSE connections timed to their first control event.",
+)
+@click.option(
+    "--payload",
+    default=100,
+    show_default=True,
+    type=click.IntRange(24, 1_000_000),
+    help="Bytes per append.",
+)
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up after this many seconds overall.",
+)
+@_json_option
+@_dsn_option
+def protocol(
+    servers: str,
+    reference_store: str,
+    reference_dir: str | None,
+    appends: int,
+    warmup: int,
+    concurrency: int,
+    concurrent_appends: int,
+    catchup_mb: float,
+    catchup_reads: int,
+    sse_events: int,
+    sse_connects: int,
+    payload: int,
+    timeout: float,
+    json_path: str | None,
+    dsn: str | None,
+) -> None:
+    """The Durable Streams protocol: pts vs the reference server, side by side.
+
+    From this process over real HTTP (keep-alive connections, the same client
+    for both): sequential append latency p50/p99, append throughput with
+    CONCURRENCY connections on as many streams, a catch-up read of a
+    CATCHUP_MB stream, and SSE latencies (an append to its data event at a
+    reader connected at the tail; a new connection to its first control
+    event). pts runs as `pts serve --no-auth` would, in a subprocess on a fresh
+    database created (and dropped) on the configured Postgres; the reference
+    server (@durable-streams/server, Node.js) in another. Without Node.js or
+    the package, this fails and says how to install them (or use --servers pts).
+    """
+    from pts.bench.common import BenchError, write_json
+    from pts.bench.protocol import ProtocolConfig, format_report, run_protocol
+
+    try:
+        url = resolve_dsn(_settings(dsn)) if servers in ("both", "pts") else None
+        config = ProtocolConfig(
+            dsn=url,
+            servers=servers,
+            reference_store=reference_store,
+            reference_dir=reference_dir,
+            appends=appends,
+            warmup=warmup,
+            concurrency=concurrency,
+            concurrent_appends=concurrent_appends,
+            catchup_bytes=round(catchup_mb * 1_000_000),
+            catchup_reads=catchup_reads,
+            sse_events=sse_events,
+            sse_connects=sse_connects,
+            payload=payload,
+            timeout=timeout,
+        )
+        result = run_protocol(config, progress=lambda message: click.echo(message, err=True))
     except (PTSError, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_report(result))

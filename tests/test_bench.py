@@ -1,4 +1,4 @@
-"""``pts bench driven`` and ``pts bench fanout`` run end to end with tiny parameters.
+"""``pts bench driven``, ``fanout`` and ``protocol`` run end to end with tiny parameters.
 
 Benchmarks, not timed tests: nothing here asserts a duration, a latency or a
 ratio; only that the figures are present, consistent and lossless.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,19 @@ from typing import Any
 
 import pytest
 
-from pts.bench.common import percentiles, summarize
+from pts.bench.common import BenchError, percentiles, summarize
 from pts.bench.driven import DrivenConfig, answer_tokens
 from pts.bench.fanout import FanoutConfig
 from pts.bench.fanout_app import stream_tokens
+from pts.bench.protocol import (
+    CHECKOUT_TESTS,
+    REFERENCE_PACKAGE,
+    ProtocolConfig,
+    SseParser,
+    filler,
+    find_reference_dir,
+    payload,
+)
 from pts.bench.sse_client import SseResponse, judge, parse_sse_response
 from pts.flush import FlushPolicy
 
@@ -315,3 +325,155 @@ def test_bench_fanout_runs_and_loses_nothing(db_url: str, tmp_path: Path) -> Non
     assert targets["reads_met"]
     scaling = figures["scaling"]
     assert [s["subscribers"] for s in scaling["steps"]] == [subscribers]
+
+
+# -- pts bench protocol ----------------------------------------------------------------------
+
+# Tiny counts: every measurement runs, none of its figures means anything.
+PROTOCOL_ARGS = (
+    "--appends", "5", "--warmup", "1", "--concurrency", "3", "--concurrent-appends", "2",
+    "--catchup-mb", "0.2", "--catchup-reads", "2", "--sse-events", "3", "--sse-connects", "2",
+    "--timeout", "90",
+)  # fmt: skip
+ROWS = ("append latency p50", "append throughput", "catch-up read", "SSE first event p50")
+
+
+def test_payloads_are_distinct_ascii_of_the_given_size() -> None:
+    a, b = payload("s", 1, 100), payload("s", 2, 100)
+    assert len(a) == len(b) == 100
+    assert a != b
+    assert a.startswith(b"s:00000001:")
+    assert a.isascii()
+    assert b"\n" not in a
+    body = filler(200_000)
+    assert len(body) == 200_000
+    assert body.isascii()
+
+
+def test_sse_parser_joins_data_lines_across_pieces() -> None:
+    raw = (
+        b": comment\n\n"
+        b"event: data\ndata:line1\ndata:line2\n\n"
+        b'event: control\r\ndata:{"streamNextOffset":"5"}\r\n\r\n'
+        b"event: data\ndata: keeps its space\n\n"
+    )
+    parser = SseParser()
+    events: list[tuple[str, bytes]] = []
+    for at in range(0, len(raw), 7):  # pieces that split lines, CR LF pairs and events
+        events += parser.feed(raw[at : at + 7])
+    assert events == [
+        ("data", b"line1\nline2"),
+        ("control", b'{"streamNextOffset":"5"}'),
+        ("data", b" keeps its space"),
+    ]
+    assert parser.feed(b"event: data\ndata:x\n") == []  # incomplete: no blank line yet
+    assert parser.feed(b"\n") == [("data", b"x")]
+
+
+def test_protocol_config_validates() -> None:
+    assert ProtocolConfig(dsn="postgresql://localhost/x").targets == ["pts", "reference"]
+    both = ProtocolConfig(servers="reference", reference_store="both")
+    assert both.targets == ["reference", "reference-file"]
+    assert "dsn" not in ProtocolConfig(dsn="postgresql://u:secret@h/x").parameters()
+    with pytest.raises(ValueError, match="needs dsn"):
+        ProtocolConfig(servers="pts")
+    with pytest.raises(ValueError, match="servers"):
+        ProtocolConfig(servers="nginx")
+    with pytest.raises(ValueError, match="payload"):
+        ProtocolConfig(servers="reference", payload=10)
+    with pytest.raises(ValueError, match="concurrency"):
+        ProtocolConfig(servers="reference", concurrency=0)
+
+
+def test_find_reference_dir_says_how_to_install_it(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        with pytest.raises(BenchError, match=r"needs Node\.js"):
+            find_reference_dir(str(tmp_path))
+        return
+    with pytest.raises(BenchError, match="npm ci --prefix tests") as failed:
+        find_reference_dir(str(tmp_path))
+    assert "--servers pts" in str(failed.value)
+    package = tmp_path / "node_modules" / REFERENCE_PACKAGE
+    package.mkdir(parents=True)
+    (package / "package.json").write_text("{}")
+    assert find_reference_dir(str(tmp_path)) == tmp_path.resolve()
+
+
+def _check_protocol_figures(figures: dict[str, Any], targets: list[str]) -> None:
+    assert figures["benchmark"] == "protocol"
+    assert figures["machine"]["cpu_count"] >= 1
+    assert "dsn" not in figures["parameters"]
+    assert list(figures["results"]) == targets
+    for target in targets:
+        r = figures["results"][target]
+        seq = r["sequential"]
+        assert (seq["appends"], seq["connections"]) == (5, 1)  # one keep-alive connection
+        assert 0 < seq["latency_ms"]["p50"] <= seq["latency_ms"]["p99"] <= seq["latency_ms"]["max"]
+        tp = r["throughput"]
+        assert (tp["streams"], tp["connections"], tp["appends"]) == (3, 3, 6)
+        assert tp["ops_per_s"] > 0
+        cu = r["catchup"]
+        assert (cu["bytes"], cu["reads"]) == (200_000, 2)
+        assert cu["mb_per_s"]["p50"] > 0
+        assert cu["gets_per_read"] >= 1
+        events = r["sse"]
+        assert events["events"] == 3
+        assert events["append_to_data_ms"]["n"] == 3
+        assert events["connect_to_control_ms"]["n"] == 2
+        assert set(figures["criteria"]["met"][target]) == {"p50_met", "p99_met", "throughput_met"}
+
+
+def _reference_installed() -> bool:
+    package = CHECKOUT_TESTS / "node_modules" / REFERENCE_PACKAGE / "package.json"
+    return shutil.which("node") is not None and package.is_file()
+
+
+@pytest.mark.skipif(
+    not _reference_installed(),
+    reason="the reference server is not installed (npm ci --prefix tests)",
+)
+@pytest.mark.timeout(120)
+def test_bench_protocol_measures_the_reference_server(tmp_path: Path) -> None:
+    out = tmp_path / "protocol.json"
+    result = run_cli(
+        "bench", "protocol", "--servers", "reference", "--reference-store", "both",
+        *PROTOCOL_ARGS, "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in ROWS:
+        assert row in result.stdout
+    assert "reference (memory)" in result.stdout
+    assert "reference (file)" in result.stdout
+    figures: dict[str, Any] = json.loads(out.read_text())
+    _check_protocol_figures(figures, ["reference", "reference-file"])
+    assert figures["servers"]["reference"]["store"] == "memory"
+    assert figures["servers"]["reference-file"]["store"] == "file"
+    assert figures["servers"]["reference"]["package"] == f"{REFERENCE_PACKAGE} 0.3.7"
+    assert figures["pts_speedup"] == {}
+
+
+@pytest.mark.timeout(120)
+def test_bench_protocol_measures_pts(db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "protocol.json"
+    result = run_cli(
+        "bench", "protocol", "--servers", "pts", *PROTOCOL_ARGS,
+        "--dsn", db_url, "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in ROWS:
+        assert row in result.stdout
+    assert f"figures written to {out}" in result.stdout
+    figures: dict[str, Any] = json.loads(out.read_text())
+    _check_protocol_figures(figures, ["pts"])
+    assert figures["servers"]["pts"]["database"]["fresh"] is True
+    assert "PTS_NO_AUTH=1" in figures["servers"]["pts"]["access_control"]
+
+
+def test_bench_protocol_without_the_reference_server_says_how_to_get_it(tmp_path: Path) -> None:
+    result = run_cli(
+        "bench", "protocol", "--servers", "reference", "--reference-dir", str(tmp_path),
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "npm ci --prefix tests" in result.stderr or "needs Node.js" in result.stderr

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import uuid
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
-from tests.server import ServeProcess, run_pts_serve
+from pts.app import create_app
+from pts.cli import is_loopback_host, main
+from pts.core import PersistentTextStreaming
+from pts.errors import ConfigurationError
+from pts.plugin import PTSPlugin
+from tests.server import ServeProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -112,3 +121,138 @@ async def test_unreachable_database_fails_before_serving() -> None:
         pass
     assert "exited with code 1" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+# -- --no-auth and --long-poll-timeout ---------------------------------------------------
+
+NOWHERE = "postgresql://nobody@127.0.0.1:9/nothing"  # port 9 (discard): nothing listens
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``pts serve`` in a subprocess that is expected to exit by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "pts.cli", "serve", "--port", str(free_port()), *args],
+        env={**os.environ, "PTS_DATABASE_URL": NOWHERE, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LocalHost.", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+        ("", False),
+    ],
+)
+def test_is_loopback_host(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(("--no-auth", "--host", "0.0.0.0"), {}), (("--host", "::"), {"PTS_NO_AUTH": "1"})],
+)
+def test_no_auth_refuses_a_non_loopback_address(args: tuple[str, ...], env: dict[str, str]) -> None:
+    result = run_serve(*args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--no-auth" in result.stderr
+    assert "only binds loopback addresses" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Refused before anything else: the unreachable database was never tried.
+    assert "cannot connect to the database" not in result.stderr
+    assert "pts serving" not in result.stdout
+
+
+@pytest.mark.timeout(90)
+async def test_no_auth_serves_without_a_token_and_warns(db_url: str) -> None:
+    env = {"PTS_ADMIN_TOKEN": ""}  # no token either: only --no-auth lets requests in
+    with run_pts_serve(db_url, "--no-auth", "--long-poll-timeout", "2.5", env=env) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            created = await client.post("/streams", json={"client_id": "no-auth"})
+            assert created.status_code == 201, created.text
+            stream_id = created.json()["id"]
+            got = await client.get(f"/streams/{stream_id}")
+            assert got.status_code == 200, got.text
+            assert (await client.delete(f"/streams/{stream_id}")).status_code == 204
+            # The Durable Streams routes too (what the conformance suite relies on).
+            headers = {"content-type": "text/plain"}
+            put = await client.put("/v1/stream/no-auth", headers=headers)
+            assert put.status_code == 201, put.text
+            post = await client.post("/v1/stream/no-auth", content=b"hello", headers=headers)
+            assert post.status_code == 204, post.text
+        output = server.output()
+        assert "WARNING: --no-auth: no access control" in output
+        assert "every request is allowed" in output
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "inf", ""])
+def test_long_poll_timeout_must_be_a_positive_number(value: str) -> None:
+    result = CliRunner().invoke(main, ["serve", "--long-poll-timeout", value])
+    assert result.exit_code == 2, result.output
+    assert "--long-poll-timeout" in result.output
+
+
+def _app_plugin(
+    *, no_auth: bool | None = None, long_poll_timeout: float | None = None
+) -> PTSPlugin:
+    # Building the app opens nothing: the pool opens with the lifespan, never run here.
+    pts = PersistentTextStreaming(dsn=NOWHERE)
+    app = create_app(pts, no_auth=no_auth, long_poll_timeout=long_poll_timeout)
+    return app.plugins.get(PTSPlugin)
+
+
+def test_create_app_reads_its_options_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PTS_NO_AUTH", raising=False)
+    monkeypatch.delenv("PTS_LONG_POLL_TIMEOUT", raising=False)
+    default = _app_plugin()
+    assert (default.authorize, default.long_poll_timeout) == (None, 30.0)
+
+    monkeypatch.setenv("PTS_NO_AUTH", "1")
+    monkeypatch.setenv("PTS_LONG_POLL_TIMEOUT", "2.5")
+    plugin = _app_plugin()
+    assert plugin.long_poll_timeout == 2.5
+    assert plugin.authorize is not None
+    assert plugin.authorize(None, "delete", None) is True  # type: ignore[arg-type]
+
+    # Explicit arguments win over the environment.
+    explicit = _app_plugin(no_auth=False, long_poll_timeout=7.0)
+    assert (explicit.authorize, explicit.long_poll_timeout) == (None, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PTS_NO_AUTH", "maybe", "PTS_NO_AUTH='maybe' is not a flag"),
+        ("PTS_LONG_POLL_TIMEOUT", "abc", "PTS_LONG_POLL_TIMEOUT='abc' is not a positive number"),
+        ("PTS_LONG_POLL_TIMEOUT", "0", "is not a positive number of seconds"),
+        ("PTS_LONG_POLL_TIMEOUT", "-3", "is not a positive number of seconds"),
+        ("PTS_LONG_POLL_TIMEOUT", "inf", "is not a positive number of seconds"),
+    ],
+)
+def test_create_app_refuses_malformed_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=message):
+        _app_plugin()
+
+
+def test_create_app_refuses_no_auth_with_an_authorize_hook() -> None:
+    with pytest.raises(ConfigurationError, match="exclude each other"):
+        create_app(PersistentTextStreaming(dsn=NOWHERE), authorize=lambda *_: True, no_auth=True)

@@ -9,6 +9,10 @@
   flush's commit to each subscriber, lost or repeated bytes, the server's
   database connections and reads per flush, and how far the subscriber count
   scales (server: :mod:`pts.bench.fanout_app`; client: :mod:`pts.bench.sse_client`).
+- :mod:`pts.bench.protocol` (``pts bench protocol``): the Durable Streams
+  routes over real HTTP (append latency and throughput, catch-up read, SSE
+  latency), next to the protocol's reference Node server measured in the same
+  run (started by :file:`reference_server.mjs`).
 - :mod:`pts.bench.common`: what they share (HTTP client, server process, bench
   database, statistics, output).
 
