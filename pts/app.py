@@ -6,21 +6,18 @@ import gc
 import logging
 import math
 import os
-from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
-from pts.models import StreamInfo
-from pts.plugin import Action, Authorize, PTSPlugin
+from pts.plugin import Authorize, PTSPlugin, allow_everything
 from pts.settings import Settings
 
 __all__ = [
     "DEFAULT_LONG_POLL_TIMEOUT",
     "LONG_POLL_TIMEOUT_ENV",
     "NO_AUTH_ENV",
-    "allow_everything",
     "create_app",
     "freeze_gc",
     "healthz",
@@ -58,13 +55,6 @@ def freeze_gc() -> None:
 def healthz() -> dict[str, bool]:
     """Liveness: the app is up (its lifespan, which opens the pool, has completed)."""
     return {"ok": True}
-
-
-def allow_everything(
-    request: Request[Any, Any, Any], action: Action, stream: StreamInfo | None
-) -> bool:
-    """An ``authorize`` hook that allows every request (no access control at all)."""
-    return True
 
 
 def no_auth_from_env() -> bool:

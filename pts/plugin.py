@@ -115,6 +115,7 @@ __all__ = [
     "PTSPlugin",
     "StreamView",
     "Unauthorized",
+    "allow_everything",
     "error_response",
     "parse_stream_id",
 ]
@@ -136,6 +137,15 @@ Authorize: TypeAlias = Callable[[AnyRequest, Action, StreamInfo | None], bool | 
 to allow; any other value denies (403). With a hook, the hook alone decides
 (it may call :meth:`PTSPlugin.has_admin_token` to let the admin token through).
 """
+
+
+def allow_everything(request: AnyRequest, action: Action, stream: StreamInfo | None) -> bool:
+    """An ``authorize`` hook that allows every request: no access control at all.
+
+    For development and tests (``pts serve --no-auth``). Routes that would look
+    a stream up only to show it to the hook skip that query for this one.
+    """
+    return True
 
 
 class Unauthorized(PTSError):
@@ -296,6 +306,8 @@ class PTSPlugin(InitPluginProtocol):
         self.pts = pts
         self.path = "/" + path.strip("/")
         self.authorize = authorize
+        self.allows_everything = authorize is allow_everything
+        """No access control: routes need not look a stream up just for the hook."""
         self.sse_keepalive = sse_keepalive
         self.durable_streams_path = (
             None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
