@@ -32,6 +32,8 @@ async def wait_until_refused(url: str, guard: float = 10.0) -> None:
                 await client.get("/healthz")
             except httpx.ConnectError:
                 return
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
+                pass  # accepted by a worker that died mid-answer: look again
             await asyncio.sleep(0.05)
 
 
