@@ -49,7 +49,12 @@ def allow_all(request: Request[Any, Any, Any], action: Action, stream: StreamInf
     return True
 
 
-def make_app(pts: PersistentTextStreaming, authorize: Authorize | None = allow_all) -> Litestar:
+def make_app(
+    pts: PersistentTextStreaming,
+    authorize: Authorize | None = allow_all,
+    *,
+    long_poll_timeout: float = 1.0,
+) -> Litestar:
     async def generate(_request: object, _stream_id: uuid.UUID, append: Append) -> None:
         for token in TOKENS:
             await append(token)
@@ -63,7 +68,7 @@ def make_app(pts: PersistentTextStreaming, authorize: Authorize | None = allow_a
 
     return Litestar(
         route_handlers=[drive],
-        plugins=[PTSPlugin(pts, authorize=authorize, long_poll_timeout=1.0)],
+        plugins=[PTSPlugin(pts, authorize=authorize, long_poll_timeout=long_poll_timeout)],
     )
 
 
@@ -223,6 +228,35 @@ async def test_json_streams_are_read_from_message_boundaries(client: httpx.Async
     assert answer.status_code == 400
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert (await client.get("/v1/stream/j2", params={"offset": end})).json() == []
+
+
+async def test_a_long_poll_wakes_on_append_and_stops_when_the_client_hangs_up(
+    pts: PersistentTextStreaming,
+) -> None:
+    async with (
+        serve_app(make_app(pts, long_poll_timeout=60)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        await client.put("/v1/stream/lp", headers={"content-type": "text/plain"})
+        tail = wire.format_offset(0)
+        poll = asyncio.create_task(client.get(f"/v1/stream/lp?offset={tail}&live=long-poll"))
+        await asyncio.sleep(0.2)
+        await client.post("/v1/stream/lp", content=b"news", headers={"content-type": "text/plain"})
+        woke = await asyncio.wait_for(poll, 10)
+        assert (woke.status_code, woke.content) == (200, b"news")
+        assert woke.headers["stream-next-offset"] == wire.format_offset(4)
+        assert woke.headers["stream-cursor"].isdigit()
+
+        # A client that gives up: the server stops waiting (and following the stream).
+        stream_id = (await pts.store.get_stream_by_path("lp")).id
+        waiting_url = f"/v1/stream/lp?offset={wire.format_offset(4)}&live=long-poll"
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(waiting_url, timeout=0.5)
+        hub = pts._hub
+        assert hub is not None
+        async with asyncio.timeout(10):
+            while stream_id in hub.tails:
+                await asyncio.sleep(0.05)
 
 
 # -- paths, access control, errors ---------------------------------------------------

@@ -39,6 +39,7 @@ from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 from pts.durable import wire
 from pts.durable.wire import BadRequest, Gone
 from pts.errors import InvalidInput, InvalidOffset, PTSError, StreamNotFound
+from pts.hub import Chunk
 from pts.models import AppendOutcome, CreateOutcome, DurableLookup, Producer, StreamInfo
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ class DurableStreams:
         headers = _metadata_headers(stream)
         headers["cache-control"] = "no-store"
         headers["etag"] = _etag(stream.id, 0, stream.size, stream.closed)
-        await _send(send, 200, headers)
+        await _send(send, 200, headers, head=True)
 
     # -- PUT --------------------------------------------------------------------------
 
@@ -505,7 +506,7 @@ class DurableStreams:
         if json_mode and not read.at_boundary:
             raise BadRequest("a JSON stream is read from the offsets it gave")
         if live == "long-poll" and not read.data and not read.closed:
-            await self._long_poll(stream, position, cursor, send)
+            await self._long_poll(request, stream, position, cursor, send)
             return
         up_to_date = read.next_offset >= read.size
         closed = read.closed and up_to_date
@@ -526,39 +527,57 @@ class DurableStreams:
         await _send(send, 200, headers, body)
 
     async def _long_poll(
-        self, stream: StreamInfo, position: int, cursor: str | None, send: Send
+        self,
+        request: AnyRequest,
+        stream: StreamInfo,
+        position: int,
+        cursor: str | None,
+        send: Send,
     ) -> None:
-        """Wait at the tail for new bytes or the close, up to the long-poll timeout."""
-        json_mode = wire.is_json(stream.content_type)
+        """Wait at the tail for new bytes or the close, up to the long-poll timeout.
+
+        The wait is the hub's (LISTEN/NOTIFY), not a polling loop; a client
+        that hangs up stops it at once.
+        """
         chunks = self.plugin.pts.subscribe_bytes(stream.id, position)
-        data = b""
-        next_offset = position
-        closed = False
+
+        async def news() -> Chunk | None:
+            async for chunk in chunks:
+                if chunk is not None and (chunk.data or _at_close(chunk)):
+                    return chunk
+            return None
+
+        waiting = asyncio.ensure_future(news())
+        hung_up = asyncio.ensure_future(_disconnect(request.receive))
         try:
-            async with asyncio.timeout(self.long_poll_timeout):
-                async for chunk in chunks:
-                    if chunk is None:
-                        continue
-                    data = chunk.data
-                    next_offset = chunk.end
-                    closed = chunk.closed and chunk.end >= chunk.size
-                    if data or closed:
-                        break
-        except TimeoutError:
-            pass
+            await asyncio.wait(
+                {waiting, hung_up},
+                timeout=self.long_poll_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if hung_up.done():
+                return
+            chunk = waiting.result() if waiting.done() else None
         except StreamNotFound:
             raise _Reply(404, "stream_not_found", "the stream was deleted") from None
         finally:
+            for task in (waiting, hung_up):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StreamNotFound):
+                await waiting
             await chunks.aclose()
-        up_to_date = True
-        headers = _read_headers(stream, next_offset, up_to_date=up_to_date, closed=closed)
+        data = b"" if chunk is None else chunk.data
+        closed = chunk is not None and _at_close(chunk)
+        next_offset = position if chunk is None else chunk.end
+        headers = _read_headers(stream, next_offset, up_to_date=True, closed=closed)
         if not closed:
             headers["stream-cursor"] = wire.cursor_for(cursor)
         headers["cache-control"] = "no-store"
         if not data:
             await _send(send, 204, headers)
             return
-        await _send(send, 200, headers, wire.json_array(data) if json_mode else data)
+        body = wire.json_array(data) if wire.is_json(stream.content_type) else data
+        await _send(send, 200, headers, body)
 
     async def _sse(
         self,
@@ -671,6 +690,11 @@ def _status(exc: PTSError) -> tuple[int, str]:
     from pts.plugin import _ERRORS  # the plugin's table for everything else
 
     return next(_ERRORS[c] for c in type(exc).__mro__ if c in _ERRORS)
+
+
+def _at_close(chunk: Chunk) -> bool:
+    """The chunk reaches the end of a closed stream."""
+    return chunk.closed and chunk.end >= chunk.size
 
 
 def _is_true(value: str | None) -> bool:
@@ -793,9 +817,11 @@ def _raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return _COMMON + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def _send(send: Send, status: int, headers: Mapping[str, str], body: bytes = b"") -> None:
+async def _send(
+    send: Send, status: int, headers: Mapping[str, str], body: bytes = b"", *, head: bool = False
+) -> None:
     raw = _raw_headers(headers)
-    if status not in (204, 304):
+    if status not in (204, 304) and not head:
         raw.append((b"content-length", str(len(body)).encode()))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
