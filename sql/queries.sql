@@ -73,10 +73,13 @@ SELECT size, status, closed FROM pts.streams WHERE id = $1;
 -- name: read
 -- The bytes from offset $2 to the end (or, with $3, of the chunks that start
 -- before $2 + $3: a read always ends on a chunk boundary), with the stream's
--- state, in one statement so both come from one snapshot. A fork shares its
--- source's offsets: below its fork_offset the bytes are the source's (and so on
--- up the lineage). `at_boundary` says whether $2 is where a chunk starts (or
--- the end): JSON streams may only be read from there.
+-- state, in one statement so both come from one snapshot: one row per chunk,
+-- in order (the first cut at $2), each carrying the state; one row with NULL
+-- data when there are no bytes. (Rows, not string_agg: several times faster
+-- for megabytes.) A fork shares its source's offsets: below its fork_offset
+-- the bytes are the source's (and so on up the lineage). `at_boundary` says
+-- whether $2 is where a chunk starts (or the end): JSON streams may only be
+-- read from there.
 WITH RECURSIVE lineage AS (
     SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
       FROM pts.streams s
@@ -98,14 +101,15 @@ WITH RECURSIVE lineage AS (
        AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
 )
 SELECT s.size, s.status, s.closed,
-       (SELECT coalesce(string_agg(substring(p.data FROM greatest($2::bigint - p.start_offset, 0)::int + 1),
-                                   ''::bytea ORDER BY p.start_offset),
-                        ''::bytea)
-          FROM pieces p) AS data,
-       ($2::bigint = s.size OR EXISTS (SELECT 1 FROM pieces p WHERE p.start_offset = $2::bigint))
-           AS at_boundary
+       ($2::bigint = s.size OR EXISTS (SELECT 1 FROM pieces b WHERE b.start_offset = $2::bigint))
+           AS at_boundary,
+       CASE WHEN p.start_offset < $2::bigint
+            THEN substring(p.data FROM ($2::bigint - p.start_offset)::int + 1)
+            ELSE p.data END AS data
   FROM pts.streams s
- WHERE s.id = $1;
+  LEFT JOIN pieces p ON true
+ WHERE s.id = $1
+ ORDER BY p.start_offset;
 
 -- name: claim
 -- pending -> streaming, atomically: of two concurrent claims exactly one gets a row.

@@ -51,7 +51,7 @@ logger = logging.getLogger("pts.durable")
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 
-READ_CHUNK = 1 << 20
+READ_CHUNK = 4 << 20
 """Most bytes a catch-up response (or SSE data event) carries; clients follow the offset."""
 SSE_MAX_DURATION = 60.0
 """An SSE response ends after this long (the client reconnects): lets CDNs collapse requests."""

@@ -332,13 +332,14 @@ class SQLStore(ABC):
             raise InvalidInput("max_bytes must be at least 1")
         if offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
-        row = await self._fetchrow("read", stream_id, offset, max_bytes)
-        if row is None:
+        rows = await self._fetch("read", stream_id, offset, max_bytes)
+        if not rows:
             raise StreamNotFound(stream_id)
+        row = rows[0]
         size = cast(int, row[0])
         if offset > size:
             raise InvalidOffset(stream_id, offset, size)
-        data = bytes(cast(bytes, row[3]))
+        data = b"".join(cast(bytes, r[4]) for r in rows if r[4] is not None)
         return ReadResult(
             stream_id=stream_id,
             data=data,
@@ -347,7 +348,7 @@ class SQLStore(ABC):
             size=size,
             status=StreamStatus(cast(str, row[1])),
             closed=cast(bool, row[2]),
-            at_boundary=row[4] is True,
+            at_boundary=row[3] is True,
         )
 
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
