@@ -229,6 +229,28 @@ def tail(stream_id: str, offset: int, dsn: str | None) -> None:
     click.echo(final, err=True)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@_dsn_option
+def demo(host: str, port: int, dsn: str | None) -> None:
+    """Run the demo chat (example_chat/): both delivery paths side by side.
+
+    Zero configuration: the embedded Postgres (unless a URL is configured),
+    migrated, and the offline model. PTS_DEMO_MODEL=openai:<model> talks to an
+    OpenAI-compatible endpoint instead (OPENAI_BASE_URL, OPENAI_API_KEY);
+    PTS_DEMO_TOKENS_PER_SECOND sets the offline model's pace.
+    """
+    try:
+        from example_chat.server import run
+    except ImportError as exc:  # an installed wheel has no example_chat/
+        raise click.ClickException("the demo runs from a checkout of the pts repository") from exc
+    try:
+        run(host=host, port=port, settings=_settings(dsn), echo=click.echo)
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: figures to read, measured over real HTTP (never a test)."""
