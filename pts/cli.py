@@ -1,4 +1,4 @@
-"""The ``pts`` command line: ``migrate``, ``db``, ``serve``, ``tail``, ``bench``."""
+"""The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``bench``."""
 
 from __future__ import annotations
 
