@@ -9,6 +9,8 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -38,6 +40,22 @@ _json_option = click.option(
     type=click.Path(dir_okay=False, writable=True),
     help="Also write every figure as JSON to this file.",
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _timeout_option(
+    seconds: float, help: str = "Give up after this many seconds overall."
+) -> Callable[[_F], _F]:
+    """A benchmark's overall time limit (each has its own default)."""
+    return click.option(
+        "--timeout",
+        default=seconds,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help=help,
+    )
 
 
 @click.group()
@@ -320,13 +338,7 @@ def bench() -> None:
     type=click.IntRange(min=0),
     help="Unmeasured sequential rounds first.",
 )
-@click.option(
-    "--timeout",
-    default=300.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Give up after this many seconds overall.",
-)
+@_timeout_option(300.0)
 @_json_option
 @_dsn_option
 def driven(
@@ -427,13 +439,7 @@ def driven(
     type=click.IntRange(min=0),
     help="Scale up to this many subscribers; <= --subscribers: no scaling.",
 )
-@click.option(
-    "--timeout",
-    default=900.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Give up after this many seconds overall (scaling stops in time).",
-)
+@_timeout_option(900.0, "Give up after this many seconds overall (scaling stops in time).")
 @_json_option
 @_dsn_option
 def fanout(
@@ -569,13 +575,7 @@ def fanout(
     type=click.IntRange(24, 1_000_000),
     help="Bytes per append.",
 )
-@click.option(
-    "--timeout",
-    default=600.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Give up after this many seconds overall.",
-)
+@_timeout_option(600.0)
 @_json_option
 @_dsn_option
 def protocol(
