@@ -222,11 +222,14 @@ SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq
 -- name: ds_collect
 -- Removes streams nobody can reach any more: expired or deleted, with no live
 -- fork (and then their ancestors that became unreachable). Returns how many.
-SELECT coalesce(sum(pts.ds_collect_v1(id)), 0)::bigint
+-- Both candidate sets come from partial indexes; those still held by live
+-- forks are passed over, so they never crowd out the collectable ones.
+SELECT coalesce(sum(pts.ds_collect_v1(dead.id)), 0)::bigint
   FROM (SELECT id
-          FROM pts.streams
-         WHERE deleted_at IS NOT NULL OR expires_at <= now()
-         ORDER BY expires_at NULLS FIRST
+          FROM ((SELECT id FROM pts.streams WHERE expires_at <= now())
+                UNION
+                (SELECT id FROM pts.streams WHERE deleted_at IS NOT NULL)) candidates
+         WHERE NOT pts.ds_referenced_v1(id)
          LIMIT $1::int) dead;
 
 -- name: migrations_lock

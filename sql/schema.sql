@@ -152,6 +152,9 @@ CREATE TRIGGER streams_notify_delete
 
 -- Durable Streams: forks, producers, and the protocol's create/append/delete.
 CREATE INDEX streams_forked_from_idx ON pts.streams (forked_from) WHERE forked_from IS NOT NULL;
+-- The sweeper's garbage collection looks for deleted streams (and expired ones:
+-- streams_expires_at_idx).
+CREATE INDEX streams_deleted_at_idx ON pts.streams (deleted_at) WHERE deleted_at IS NOT NULL;
 
 -- One row per (stream, producer): the epoch it writes in and the last sequence
 -- number accepted, updated in the same transaction as the data it guards.

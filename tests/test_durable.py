@@ -402,6 +402,27 @@ async def test_expired_streams_are_collected(
     assert (await client.head("/v1/stream/long")).headers["stream-ttl"] == "3600"
 
 
+async def test_a_deleted_source_goes_when_its_last_fork_expires(
+    pts: PersistentTextStreaming, client: httpx.AsyncClient
+) -> None:
+    await client.put("/v1/stream/s1", headers={"content-type": "text/plain"}, content=b"abc")
+    soon = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
+    fork = await client.put(
+        "/v1/stream/f1", headers={"stream-forked-from": "/v1/stream/s1", "stream-expires-at": soon}
+    )
+    assert fork.status_code == 201
+    assert (await client.delete("/v1/stream/s1")).status_code == 204
+    assert (await client.head("/v1/stream/s1")).status_code == 410  # the fork holds it
+    source = await pts.store.get_stream_by_path("s1")
+    await asyncio.sleep(0.7)
+    # The fork expired: nothing holds the source any more, and both are collected.
+    assert (await client.head("/v1/stream/s1")).status_code == 404
+    assert await pts.store.collect_garbage() == 2
+    with pytest.raises(Exception, match="not found"):
+        await pts.get_stream(source.id)
+    assert await pts.store.collect_garbage() == 0
+
+
 # -- the wire format -----------------------------------------------------------------
 
 
