@@ -281,6 +281,11 @@ class PTSPlugin(InitPluginProtocol):
     :param path: where the stream routes are mounted.
     :param authorize: decides who may do what (see :data:`Authorize`). Without
         it, only ``Authorization: Bearer $PTS_ADMIN_TOKEN`` is allowed.
+    :param sse_keepalive: seconds of silence before an SSE keep-alive comment.
+    :param durable_streams_path: where the Durable Streams protocol is mounted
+        (:mod:`pts.durable`); ``None`` leaves it out.
+    :param long_poll_timeout: seconds a protocol long-poll waits for data.
+    :param max_body_size: the largest protocol request body accepted (413 above).
 
     Routes (``{id}`` is a stream's UUID; malformed → 400, unknown → 404):
 
@@ -288,6 +293,9 @@ class PTSPlugin(InitPluginProtocol):
     - ``GET {path}/{id}`` → 200 :class:`StreamView`
     - ``POST {path}/{id}/cancel`` with optional JSON ``{"reason"}`` → 200 :class:`StreamView`
     - ``DELETE {path}/{id}`` → 204
+    - ``{durable_streams_path}/{stream path}``: the Durable Streams protocol
+      (PUT, POST, GET with long-poll and SSE, HEAD, DELETE); reads ask for
+      ``view``, PUT for ``create``, POST for ``drive``, DELETE for ``delete``
     """
 
     def __init__(
