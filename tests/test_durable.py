@@ -75,8 +75,9 @@ def make_app(
 @pytest.fixture
 def pts(db_url: str, driver: Driver) -> PersistentTextStreaming:
     # Small flushes: a driven answer becomes several rows, so reads cross chunk boundaries.
+    # No sweeper: the garbage-collection tests count what they collect themselves.
     return PersistentTextStreaming(
-        dsn=db_url, driver=driver, flush=FlushPolicy(max_bytes=8, max_delay=0.01)
+        dsn=db_url, driver=driver, flush=FlushPolicy(max_bytes=8, max_delay=0.01), sweeper=False
     )
 
 

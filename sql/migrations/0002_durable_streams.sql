@@ -64,7 +64,7 @@ $$;
 
 -- Removes a stream nobody can reach any more (deleted or expired, and no live
 -- fork), then its ancestors that became unreachable with it. Returns how many
--- rows went. Dead forks below it go with it (ON DELETE CASCADE).
+-- streams went, the dead forks below it (ON DELETE CASCADE) included.
 CREATE FUNCTION pts.ds_collect_v1(p_id uuid) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -81,8 +81,15 @@ BEGIN
         IF NOT FOUND OR NOT dead OR pts.ds_referenced_v1(current_id) THEN
             RETURN removed;
         END IF;
+        -- Its dead forks go with it (ON DELETE CASCADE): count them too.
+        removed := removed + 1 + (
+            WITH RECURSIVE below AS (
+                SELECT id FROM pts.streams WHERE forked_from = current_id
+                UNION ALL
+                SELECT c.id FROM pts.streams c JOIN below b ON c.forked_from = b.id
+            )
+            SELECT count(*) FROM below);
         DELETE FROM pts.streams WHERE id = current_id;
-        removed := removed + 1;
         current_id := parent;
     END LOOP;
     RETURN removed;
