@@ -24,8 +24,9 @@ from litestar.params import FromPath
 from pts import PersistentTextStreaming, PTSPlugin
 from pts.driver import Append
 from pts.durable import wire
+from pts.errors import StreamNotFound
 from pts.flush import FlushPolicy
-from pts.models import StreamInfo, StreamStatus
+from pts.models import CreateOutcome, StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize
 from pts.settings import Driver
 from tests.server import serve_app
@@ -401,6 +402,23 @@ async def test_expired_streams_are_collected(
     with pytest.raises(Exception, match="not found"):
         await pts.get_stream(info.id)
     assert (await client.head("/v1/stream/long")).headers["stream-ttl"] == "3600"
+
+
+async def test_the_sweeper_collects_expired_streams(db_url: str, driver: Driver) -> None:
+    async with PersistentTextStreaming(dsn=db_url, driver=driver, sweep_interval=0.1) as pts:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        outcome, stream_id = await pts.store.ds_create(
+            "old", content_type="text/plain", expires_at=past
+        )
+        assert outcome is CreateOutcome.CREATED
+        assert stream_id is not None
+        async with asyncio.timeout(10):  # a hang guard: the sweeper runs every ~0.1 s
+            while True:
+                try:
+                    await pts.get_stream(stream_id)
+                except StreamNotFound:
+                    break
+                await asyncio.sleep(0.05)
 
 
 async def test_a_deleted_source_goes_when_its_last_fork_expires(
