@@ -67,7 +67,8 @@ CREATE TABLE pts.chunks (
 );
 
 -- Whole bodies for plain SQL users: SELECT text FROM pts.stream_bodies WHERE id = ...
--- `text` decodes as UTF-8; `body` is the raw bytes (for non-text streams).
+-- `text` decodes as UTF-8; `body` is the raw bytes (for non-text streams). A
+-- fork's body starts with the bytes it shares with its source.
 CREATE VIEW pts.stream_bodies AS
 SELECT s.id,
        s.status,
@@ -87,9 +88,16 @@ SELECT s.id,
        b.body
   FROM pts.streams s
  CROSS JOIN LATERAL (
+       WITH RECURSIVE lineage AS (
+           SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
+           UNION ALL
+           SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+             FROM lineage l
+             JOIN pts.streams p ON p.id = l.forked_from
+       )
        SELECT coalesce(string_agg(c.data, ''::bytea ORDER BY c.start_offset), ''::bytea) AS body
-         FROM pts.chunks c
-        WHERE c.stream_id = s.id
+         FROM lineage l
+         JOIN pts.chunks c ON c.stream_id = l.id AND (l.upto IS NULL OR c.start_offset < l.upto)
        ) b;
 
 -- Finished streams never reopen, whoever writes the UPDATE.

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from litestar import Litestar, Request, Response, post
@@ -366,7 +367,7 @@ async def test_bad_requests_get_a_json_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_deleting_a_forked_stream_through_pts_is_a_soft_delete(
-    pts: PersistentTextStreaming, client: httpx.AsyncClient
+    db_url: str, pts: PersistentTextStreaming, client: httpx.AsyncClient
 ) -> None:
     text = {"content-type": "text/plain"}
     await client.put("/v1/stream/src", headers=text, content=b"shared ")
@@ -381,6 +382,12 @@ async def test_deleting_a_forked_stream_through_pts_is_a_soft_delete(
     assert (await pts.get_stream_body((await pts.store.get_stream_by_path("fork")).id)).text == (
         "shared own"
     )
+    connection = await asyncpg.connect(db_url)
+    try:
+        text = await connection.fetchval("SELECT text FROM pts.stream_bodies WHERE path = 'fork'")
+    finally:
+        await connection.close()
+    assert text == "shared own"
 
     assert (await client.delete("/v1/stream/fork")).status_code == 204
     assert (await client.head("/v1/stream/src")).status_code == 404

@@ -33,6 +33,38 @@ CREATE INDEX streams_forked_from_idx ON pts.streams (forked_from) WHERE forked_f
 -- streams_expires_at_idx).
 CREATE INDEX streams_deleted_at_idx ON pts.streams (deleted_at) WHERE deleted_at IS NOT NULL;
 
+-- A fork's body starts with the bytes it shares with its source.
+CREATE OR REPLACE VIEW pts.stream_bodies AS
+SELECT s.id,
+       s.status,
+       convert_from(b.body, 'UTF8') AS text,
+       s.size,
+       s.closed,
+       s.content_type,
+       s.client_id,
+       s.path,
+       s.abort_reason,
+       s.error,
+       s.metadata,
+       s.owner,
+       s.created_at,
+       s.updated_at,
+       s.finished_at,
+       b.body
+  FROM pts.streams s
+ CROSS JOIN LATERAL (
+       WITH RECURSIVE lineage AS (
+           SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
+           UNION ALL
+           SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+             FROM lineage l
+             JOIN pts.streams p ON p.id = l.forked_from
+       )
+       SELECT coalesce(string_agg(c.data, ''::bytea ORDER BY c.start_offset), ''::bytea) AS body
+         FROM lineage l
+         JOIN pts.chunks c ON c.stream_id = l.id AND (l.upto IS NULL OR c.start_offset < l.upto)
+       ) b;
+
 -- One row per (stream, producer): the epoch it writes in and the last sequence
 -- number accepted, updated in the same transaction as the data it guards.
 CREATE TABLE pts.producers (
