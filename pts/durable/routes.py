@@ -502,6 +502,10 @@ class DurableStreams:
             headers["cache-control"] = "no-store"
             await _send(send, 200, headers, b"[]" if json_mode else b"")
             return
+        if live == "long-poll" and position == stream.size and not stream.closed:
+            # At the tail: the hub's own read sees whatever committed since the lookup.
+            await self._long_poll(request, stream, position, cursor, send)
+            return
         read = await store.read(stream.id, position, max_bytes=READ_CHUNK)
         if json_mode and not read.at_boundary:
             raise BadRequest("a JSON stream is read from the offsets it gave")
@@ -652,14 +656,18 @@ class DurableStreams:
                 end - held, cursor=cursor_value, up_to_date=up_to_date, closed=closed
             )
 
-        # Catch up in bounded reads, then follow the stream live from the tail.
-        while True:
+        # A backlog is caught up in bounded reads; then the hub follows the stream
+        # live. A reader that starts at the tail goes to the hub at once: its
+        # first read (empty, or what committed since the lookup) is the first event.
+        first = True
+        while position < stream.size or stream.closed:
             read = await store.read(stream.id, position, max_bytes=READ_CHUNK)
             if json_mode and not read.at_boundary:
                 raise BadRequest("a JSON stream is read from the offsets it gave")
             up_to_date = read.next_offset >= read.size
             closed = read.closed and up_to_date
             yield batch(read.data, read.next_offset, up_to_date, closed)
+            first = False
             position = read.next_offset
             if closed:
                 return
@@ -671,9 +679,10 @@ class DurableStreams:
                     position, cursor=cursor_value, up_to_date=True, closed=False
                 )
                 continue
-            closed = chunk.closed and chunk.end >= chunk.size
-            if not chunk.data and not closed:
+            closed = _at_close(chunk)
+            if not chunk.data and not closed and not first:
                 continue
+            first = False
             position = chunk.end
             yield batch(chunk.data, chunk.end, chunk.end >= chunk.size, closed)
             if closed:
