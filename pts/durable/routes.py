@@ -51,8 +51,11 @@ logger = logging.getLogger("pts.durable")
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 
-READ_CHUNK = 4 << 20
-"""Most bytes a catch-up response (or SSE data event) carries; clients follow the offset."""
+READ_CHUNK = 8 << 20
+"""About the most bytes a catch-up response (or SSE data event) carries; clients follow
+the offset. Fewer, larger responses read faster (a 5 MB catch-up: 230-400 MB/s at
+4 MiB, about 620 MB/s at 8 MiB); each one holds about twice this in memory while
+it is sent."""
 SSE_MAX_DURATION = 60.0
 """An SSE response ends after this long (the client reconnects): lets CDNs collapse requests."""
 SSE_KEEPALIVE = 15.0
