@@ -57,7 +57,7 @@ import inspect
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -286,6 +286,9 @@ class PTSPlugin(InitPluginProtocol):
         (:mod:`pts.durable`); ``None`` leaves it out.
     :param long_poll_timeout: seconds a protocol long-poll waits for data.
     :param max_body_size: the largest protocol request body accepted (413 above).
+    :param cors_origins: which browser origins may read the protocol's responses:
+        ``"*"`` (any; no credentials are involved), a list of origins, or ``None``
+        (no CORS headers: same-origin pages only).
 
     Routes (``{id}`` is a stream's UUID; malformed → 400, unknown → 404):
 
@@ -308,6 +311,7 @@ class PTSPlugin(InitPluginProtocol):
         durable_streams_path: str | None = "/v1/stream",
         long_poll_timeout: float = 30.0,
         max_body_size: int = 10 * 1024 * 1024,
+        cors_origins: Sequence[str] | Literal["*"] | None = "*",
     ) -> None:
         if long_poll_timeout <= 0:
             raise ConfigurationError("long_poll_timeout must be positive")
@@ -322,6 +326,9 @@ class PTSPlugin(InitPluginProtocol):
         )
         self.long_poll_timeout = long_poll_timeout
         self.max_body_size = max_body_size
+        self.cors_origins: frozenset[str] | Literal["*"] | None = (
+            cors_origins if cors_origins is None or cors_origins == "*" else frozenset(cors_origins)
+        )
         self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
         if authorize is None and self._admin_token is None:
             logger.warning(

@@ -342,6 +342,33 @@ async def test_without_a_hook_the_admin_token_is_required(
         assert (await client.put("/v1/stream/x", headers=admin)).status_code == 201
 
 
+async def test_cors_answers_any_origin_by_default_or_only_the_listed_ones(
+    pts: PersistentTextStreaming,
+) -> None:
+    async with serve_app(make_app(pts)) as url, httpx.AsyncClient(base_url=url) as client:
+        answer = await client.get("/v1/stream/nowhere", headers={"origin": "https://a.example"})
+        assert answer.status_code == 404
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert "Stream-Next-Offset" in answer.headers["access-control-expose-headers"]
+
+    app = Litestar(
+        plugins=[PTSPlugin(pts, authorize=allow_all, cors_origins=["https://app.example"])]
+    )
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+        await client.put("/v1/stream/c", headers={"content-type": "text/plain"})
+        listed = await client.get(
+            "/v1/stream/c?offset=-1", headers={"origin": "https://app.example"}
+        )
+        assert listed.headers["access-control-allow-origin"] == "https://app.example"
+        assert listed.headers["vary"] == "Origin"
+        other = await client.get(
+            "/v1/stream/c?offset=-1", headers={"origin": "https://evil.example"}
+        )
+        assert other.status_code == 200
+        assert "access-control-allow-origin" not in other.headers
+        assert other.headers["x-content-type-options"] == "nosniff"
+
+
 async def test_bad_requests_get_a_json_400(client: httpx.AsyncClient) -> None:
     await client.put("/v1/stream/b", headers={"content-type": "text/plain"})
     for params in ("offset=", "offset=-1&offset=now", "offset=abc", "live=sse", "offset=-1&live=x"):

@@ -29,12 +29,12 @@ import uuid
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import parse_qs
 
 from litestar import Request
 from litestar.exceptions import HTTPException
-from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from pts.durable import wire
 from pts.durable.wire import BadRequest, Gone
@@ -75,12 +75,11 @@ RESERVED_PREFIX = "__ds/"
 PTS_PREFIX = "pts/"
 
 # Sent with every response, errors included: browsers may read them, never sniff them.
-_COMMON = [
+_SECURITY = [
     (b"x-content-type-options", b"nosniff"),
     (b"cross-origin-resource-policy", b"cross-origin"),
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-expose-headers", EXPOSED_HEADERS.encode()),
 ]
+_EXPOSE = (b"access-control-expose-headers", EXPOSED_HEADERS.encode())
 
 _STATUS_OF: list[tuple[type[PTSError], int, str]] = [
     (BadRequest, 400, "bad_request"),
@@ -133,6 +132,7 @@ class DurableStreams:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request: AnyRequest = Request(scope, receive)
+        send = _adding_headers(send, _SECURITY + self._cors_headers(request))
         try:
             await self._dispatch(request, scope, send)
         except _Reply as reply:
@@ -148,6 +148,19 @@ class DurableStreams:
             logger.error("%s %s failed: %s", request.method, scope["path"], exc, exc_info=exc)
             detail = "internal error; the server log has the details"
             await _send_json(send, 500, "internal_error", detail)
+
+    def _cors_headers(self, request: AnyRequest) -> list[tuple[bytes, bytes]]:
+        """CORS for the plugin's ``cors_origins``: ``*``, a list of origins, or none."""
+        allowed = self.plugin.cors_origins
+        if allowed is None:
+            return []
+        if allowed == "*":
+            return [(b"access-control-allow-origin", b"*"), _EXPOSE]
+        origin = request.headers.get("origin")
+        headers = [(b"vary", b"Origin")]
+        if origin is not None and origin in allowed:
+            headers += [(b"access-control-allow-origin", origin.encode("latin-1")), _EXPOSE]
+        return headers
 
     async def _dispatch(self, request: AnyRequest, scope: Scope, send: Send) -> None:
         method = request.method
@@ -826,7 +839,19 @@ def _preflight_headers(request: AnyRequest) -> dict[str, str]:
 
 
 def _raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
-    return _COMMON + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def _adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send``, with ``extra`` headers on the response's start (errors included)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*extra, *message.get("headers", ())]
+            message = cast("Message", {**message, "headers": headers})
+        await send(message)
+
+    return wrapped
 
 
 async def _send(
