@@ -16,12 +16,21 @@ class Event:
 
 
 async def events(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str | None = None,
 ) -> AsyncIterator[Event | str]:
-    """Yield each event, and each comment line as a plain string (``": keep-alive"``)."""
+    """Yield each event, and each comment line as a plain string (``": keep-alive"``).
+
+    With ``content_type``, the response's Content-Type must be exactly that.
+    """
     async with client.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
+        if content_type is not None:
+            assert response.headers["content-type"] == content_type
         event: str = "message"
         data: list[str] = []
         event_id: str | None = None
@@ -45,7 +54,12 @@ async def events(
 
 
 async def collect(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str | None = None,
 ) -> list[Event]:
     """Every event until the server ends the stream."""
-    return [e async for e in events(client, url, headers) if isinstance(e, Event)]
+    stream = events(client, url, headers, content_type=content_type)
+    return [e async for e in stream if isinstance(e, Event)]

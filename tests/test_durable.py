@@ -31,6 +31,7 @@ from pts.models import CreateOutcome, StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize
 from pts.settings import Driver
 from tests.server import serve_app
+from tests.sse_client import collect
 
 # Multi-byte characters cut across tokens and flushes: the bytes must survive as they are.
 TOKENS = [
@@ -89,29 +90,12 @@ async def client(pts: PersistentTextStreaming) -> AsyncIterator[httpx.AsyncClien
         yield c
 
 
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    """(event, data) pairs of an SSE body; data lines joined with newlines."""
-    events = []
-    for block in raw.split("\n\n"):
-        if not block.strip():
-            continue
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[len("event:") :].strip()
-            elif line.startswith("data:"):
-                data.append(line[len("data:") :])
-        events.append((name, "\n".join(data)))
-    return events
-
-
 async def read_sse(client: httpx.AsyncClient, url: str) -> list[tuple[str, str]]:
-    """Read an SSE response to its end (the stream closes it); bounded by a hang guard."""
+    """(event, data) pairs of an SSE response read to its end (the stream closes it), parsed
+    as the SSE spec says (one space after ``data:`` is dropped); bounded by a hang guard."""
     async with asyncio.timeout(15):
-        response = await client.get(url)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "text/event-stream"
-    return parse_sse(response.text)
+        events = await collect(client, url, content_type="text/event-stream")
+    return [(event.event, event.data) for event in events]
 
 
 # -- one model ---------------------------------------------------------------------
@@ -506,6 +490,8 @@ def test_json_framing_flattens_one_level() -> None:
 def test_sse_events_cannot_be_injected() -> None:
     event = wire.data_event('a\r\nevent: control\rdata:{"x":1}\nb')
     assert event == b'event: data\ndata:a\ndata:event: control\ndata:data:{"x":1}\ndata:b\n\n'
+    # SSE readers drop one space after "data:": a line that starts with one keeps it.
+    assert wire.data_event(" a\n  b") == b"event: data\ndata:  a\ndata:   b\n\n"
     control = wire.control_event(5, cursor="7", up_to_date=True, closed=False)
     assert control == (
         b'event: control\ndata:{"streamNextOffset":"0000000000000000_0000000000000005",'

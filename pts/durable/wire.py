@@ -219,8 +219,15 @@ def cursor_for(client_cursor: str | None, now: float | None = None) -> str:
 
 def data_event(payload: str) -> bytes:
     """An SSE ``data`` event. Every line, empty ones too, becomes a ``data:`` line, so
-    a payload's own line breaks (CR, LF or CRLF) can never start a new event."""
-    lines = "".join(f"data:{line}\n" for line in _LINE_BREAK.split(payload))
+    a payload's own line breaks (CR, LF or CRLF) can never start a new event.
+
+    The protocol writes ``data:`` with no space; but an SSE reader drops one
+    space after the colon, so a line that starts with a space gets one more.
+    """
+    lines = "".join(
+        f"data: {line}\n" if line.startswith(" ") else f"data:{line}\n"
+        for line in _LINE_BREAK.split(payload)
+    )
     return f"event: data\n{lines}\n".encode()
 
 
