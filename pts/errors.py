@@ -35,6 +35,10 @@ class StreamNotFound(PTSError, LookupError):
         super().__init__(f"stream {key} not found")
 
 
+class StreamDeleted(PTSError):
+    """The stream was deleted, but forks still read its bytes (the protocol's 410)."""
+
+
 class StreamConflict(PTSError):
     """The request conflicts with the stream's current state."""
 

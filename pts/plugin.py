@@ -33,6 +33,7 @@ error                                                    status  ``"error"``
 :class:`~pts.errors.AlreadyDriven` (+ status, size)      409     ``already_driven``
 :class:`~pts.errors.InvalidTransition` (+ status, size)  409     ``invalid_transition``
 :class:`~pts.errors.StreamConflict` (other)              409     ``stream_conflict``
+:class:`~pts.errors.StreamDeleted`                       410     ``stream_deleted``
 :class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
 :class:`~pts.errors.PersistenceFailed`                   503     ``persistence_failed``
 :class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
@@ -78,6 +79,7 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_410_GONE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -99,6 +101,7 @@ from pts.errors import (
     StoreUnavailable,
     StreamClosed,
     StreamConflict,
+    StreamDeleted,
     StreamNotFound,
 )
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
@@ -117,6 +120,7 @@ __all__ = [
     "Unauthorized",
     "allow_everything",
     "error_response",
+    "error_status",
     "parse_stream_id",
 ]
 
@@ -228,6 +232,7 @@ _ERRORS: dict[type[PTSError], tuple[int, str]] = {
     AlreadyDriven: (HTTP_409_CONFLICT, "already_driven"),
     InvalidTransition: (HTTP_409_CONFLICT, "invalid_transition"),
     StreamConflict: (HTTP_409_CONFLICT, "stream_conflict"),
+    StreamDeleted: (HTTP_410_GONE, "stream_deleted"),
     StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
@@ -235,6 +240,11 @@ _ERRORS: dict[type[PTSError], tuple[int, str]] = {
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
     PTSError: (HTTP_500_INTERNAL_SERVER_ERROR, "internal_error"),
 }
+
+
+def error_status(exc: PTSError) -> tuple[int, str]:
+    """The HTTP status and ``"error"`` kind of a pts error (the table above)."""
+    return next(_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ERRORS)
 
 
 def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any]]:
@@ -245,7 +255,7 @@ def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any
     are logged; a ``configuration_error`` shows its message only in debug mode
     (it may quote settings), else it points at the server log.
     """
-    status_code, kind = next(_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ERRORS)
+    status_code, kind = error_status(exc)
     detail = str(exc) or kind.replace("_", " ")
     if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)

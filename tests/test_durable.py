@@ -214,6 +214,9 @@ async def test_json_streams_are_read_from_message_boundaries(client: httpx.Async
     answer = await client.get("/v1/stream/j2", params={"offset": inside})
     assert answer.status_code == 400
     assert answer.headers["x-content-type-options"] == "nosniff"
+    live = await client.get("/v1/stream/j2", params={"offset": inside, "live": "sse"})
+    assert live.status_code == 400
+    assert live.json()["error"] == "bad_request"
     assert (await client.get("/v1/stream/j2", params={"offset": end})).json() == []
 
 

@@ -37,8 +37,8 @@ from litestar.exceptions import HTTPException
 from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from pts.durable import wire
-from pts.durable.wire import BadRequest, Gone
-from pts.errors import InvalidInput, InvalidOffset, PTSError, StreamNotFound
+from pts.durable.wire import BadRequest
+from pts.errors import PTSError, StreamDeleted, StreamNotFound
 from pts.hub import Chunk
 from pts.models import AppendOutcome, CreateOutcome, DurableLookup, Producer, StreamInfo
 
@@ -81,14 +81,6 @@ _SECURITY = [
 ]
 _EXPOSE = (b"access-control-expose-headers", EXPOSED_HEADERS.encode())
 
-_STATUS_OF: list[tuple[type[PTSError], int, str]] = [
-    (BadRequest, 400, "bad_request"),
-    (InvalidOffset, 400, "invalid_offset"),
-    (InvalidInput, 400, "invalid_input"),
-    (StreamNotFound, 404, "stream_not_found"),
-    (Gone, 410, "stream_deleted"),
-]
-
 
 class _Reply(Exception):
     """Stop handling and send this response (any status, any headers)."""
@@ -121,14 +113,6 @@ class DurableStreams:
     def __init__(self, plugin: PTSPlugin, mount: str) -> None:
         self.plugin = plugin
         self.mount = mount.rstrip("/")
-
-    @property
-    def max_body_size(self) -> int:
-        return self.plugin.max_body_size
-
-    @property
-    def long_poll_timeout(self) -> float:
-        return self.plugin.long_poll_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request: AnyRequest = Request(scope, receive)
@@ -216,22 +200,19 @@ class DurableStreams:
             raise StreamNotFound(target.path or str(target.stream_id))
         if found.stream.deleted_at is not None:
             if found.referenced:
-                raise Gone(f"stream {target.path!r} was deleted (its forks still read it)")
+                raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
             raise StreamNotFound(target.path or str(target.stream_id))
         return found
-
-    async def _allow(self, request: AnyRequest, action: Action, stream: StreamInfo | None) -> None:
-        await self.plugin.check(request, action, stream)
 
     async def _stream_for(
         self, request: AnyRequest, target: _Target, action: Action, *, touch: bool
     ) -> StreamInfo:
         if self.plugin.authorize is None:
             # Refuse anonymous callers before saying whether the stream exists.
-            await self._allow(request, action, None)
+            await self.plugin.check(request, action, None)
             return (await self._find(target, touch=touch)).stream
         stream = (await self._find(target, touch=touch)).stream
-        await self._allow(request, action, stream)
+        await self.plugin.check(request, action, stream)
         return stream
 
     # -- HEAD -------------------------------------------------------------------------
@@ -268,8 +249,8 @@ class DurableStreams:
                 raise BadRequest("Stream-Fork-Offset must be an offset, not -1 or now")
             fork_offset = parsed
         requested_type = headers.get("content-type")
-        await self._allow(request, "create", None)
-        body = await _read_body(request, self.max_body_size)
+        await self.plugin.check(request, "create", None)
+        body = await _read_body(request, self.plugin.max_body_size)
 
         store = self.plugin.pts.store
         source: StreamInfo | None = None
@@ -350,26 +331,23 @@ class DurableStreams:
         target = self._target(raw)
         try:
             return (await self._find(target, touch=False)).stream
-        except Gone:
+        except StreamDeleted:
             raise _Reply(409, "stream_deleted", f"the source {source_path!r} was deleted") from None
 
     async def _fork_point(
         self, source: StreamInfo, fork_offset: int | None, sub_offset: int
     ) -> tuple[int, bytes]:
         """Where a fork starts, and the prefix of the next unit it takes (the sub-offset)."""
-        store = self.plugin.pts.store
         position = source.size if fork_offset is None else fork_offset
         if position > source.size:
             raise BadRequest("Stream-Fork-Offset is past the end of the source")
-        if sub_offset == 0:
-            if position not in (0, source.size):
-                read = await store.read(source.id, position, max_bytes=1)
-                if not read.at_boundary:
-                    raise BadRequest("Stream-Fork-Offset is not an offset this stream gave")
-            return position, b""
-        read = await store.read(source.id, position, max_bytes=1)
+        if sub_offset == 0 and position in (0, source.size):
+            return position, b""  # the ends are always offsets the stream gave
+        read = await self.plugin.pts.store.read(source.id, position, max_bytes=1)
         if not read.at_boundary:
             raise BadRequest("Stream-Fork-Offset is not an offset this stream gave")
+        if sub_offset == 0:
+            return position, b""
         unit = read.data
         if not unit:
             raise BadRequest("Stream-Fork-Sub-Offset: there is no message after the fork offset")
@@ -399,16 +377,17 @@ class DurableStreams:
         if stream_seq is not None and not stream_seq:
             raise BadRequest("Stream-Seq must not be empty")
         request_type = headers.get("content-type")
-        body = await _read_body(request, self.max_body_size)
+        body = await _read_body(request, self.plugin.max_body_size)
         if not body and not close:
             raise BadRequest("an append needs a body (or Stream-Closed: true to close)")
         if body and not request_type:
             raise BadRequest("an append needs a Content-Type")
         if self.plugin.authorize is None:
-            await self._allow(request, "drive", None)
+            await self.plugin.check(request, "drive", None)
         elif not self.plugin.allows_everything:
             # The hook judges the stream: one more query than the append itself.
-            await self._allow(request, "drive", (await self._find(target, touch=False)).stream)
+            stream = (await self._find(target, touch=False)).stream
+            await self.plugin.check(request, "drive", stream)
         data = body
         if body and wire.is_json(request_type):
             try:
@@ -441,7 +420,7 @@ class DurableStreams:
         if outcome is AppendOutcome.NOT_FOUND:
             raise StreamNotFound(target.path)
         if outcome is AppendOutcome.GONE:
-            raise Gone(f"stream {target.path!r} was deleted (its forks still read it)")
+            raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
         if outcome is AppendOutcome.DRIVEN:
             raise _Reply(409, "already_driven", "a pts driver is writing this stream")
         if outcome is AppendOutcome.CLOSED:
@@ -511,6 +490,11 @@ class DurableStreams:
             raise BadRequest("the offset is past the end of the stream")
         json_mode = wire.is_json(stream.content_type)
         if live == "sse":
+            if json_mode and 0 < position < stream.size:
+                # Checked before the response starts: an error can still be a 400.
+                read = await store.read(stream.id, position, max_bytes=1)
+                if not read.at_boundary:
+                    raise BadRequest("a JSON stream is read from the offsets it gave")
             await self._sse(request, stream, position, cursor, send)
             return
         if offset == "now" and live is None:
@@ -522,12 +506,10 @@ class DurableStreams:
             # At the tail: the hub's own read sees whatever committed since the lookup.
             await self._long_poll(request, stream, position, cursor, send)
             return
+        # Behind the tail, or at the tail of a closed stream: answer at once.
         read = await store.read(stream.id, position, max_bytes=READ_CHUNK)
         if json_mode and not read.at_boundary:
             raise BadRequest("a JSON stream is read from the offsets it gave")
-        if live == "long-poll" and not read.data and not read.closed:
-            await self._long_poll(request, stream, position, cursor, send)
-            return
         up_to_date = read.next_offset >= read.size
         closed = read.closed and up_to_date
         headers = _read_headers(stream, read.next_offset, up_to_date=up_to_date, closed=closed)
@@ -572,7 +554,7 @@ class DurableStreams:
         try:
             await asyncio.wait(
                 {waiting, hung_up},
-                timeout=self.long_poll_timeout,
+                timeout=self.plugin.long_poll_timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if hung_up.done():
@@ -638,7 +620,7 @@ class DurableStreams:
                     await send({"type": "http.response.body", "body": payload, "more_body": True})
         except TimeoutError:
             pass
-        except (StreamNotFound, Gone):
+        except (StreamNotFound, StreamDeleted):
             pass  # deleted meanwhile: end the response; a reconnect gets the 404/410
         finally:
             disconnected.cancel()
@@ -678,8 +660,6 @@ class DurableStreams:
         first = True
         while position < stream.size or stream.closed:
             read = await store.read(stream.id, position, max_bytes=READ_CHUNK)
-            if json_mode and not read.at_boundary:
-                raise BadRequest("a JSON stream is read from the offsets it gave")
             up_to_date = read.next_offset >= read.size
             closed = read.closed and up_to_date
             yield batch(read.data, read.next_offset, up_to_date, closed)
@@ -709,12 +689,12 @@ class DurableStreams:
 
 
 def _status(exc: PTSError) -> tuple[int, str]:
-    for cls, status, kind in _STATUS_OF:
-        if isinstance(exc, cls):
-            return status, kind
-    from pts.plugin import _ERRORS  # the plugin's table for everything else
+    """The plugin's status table; a malformed protocol request is ``bad_request``."""
+    if isinstance(exc, BadRequest):
+        return 400, "bad_request"
+    from pts.plugin import error_status  # the plugin imports this module
 
-    return next(_ERRORS[c] for c in type(exc).__mro__ if c in _ERRORS)
+    return error_status(exc)
 
 
 def _at_close(chunk: Chunk) -> bool:

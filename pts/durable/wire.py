@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from pts.errors import InvalidInput, PTSError
+from pts.errors import InvalidInput
 
 __all__ = [
     "JSON_MEDIA_TYPE",
@@ -36,6 +36,7 @@ __all__ = [
     "data_event",
     "format_offset",
     "frame_json",
+    "frame_messages",
     "is_json",
     "json_array",
     "media_type",
@@ -175,7 +176,7 @@ def frame_json(body: bytes, *, allow_empty: bool) -> bytes:
     messages = value if isinstance(value, list) else [value]
     if not messages and not allow_empty:
         raise BadRequest("an empty JSON array appends nothing")
-    return b"".join(_compact(message) + b"," for message in messages)
+    return frame_messages(messages)
 
 
 def _compact(value: object) -> bytes:
@@ -252,13 +253,3 @@ def control_event(
 def base64_payload(data: bytes) -> str:
     """Binary data for one SSE event: standard base64, padded, decodable on its own."""
     return base64.b64encode(data).decode("ascii")
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise BadRequest(message) unless ``condition``."""
-    if not condition:
-        raise BadRequest(message)
-
-
-class Gone(PTSError):
-    """The stream was deleted while forks still read from it (410)."""
