@@ -269,6 +269,21 @@ def demo(host: str, port: int, dsn: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _progress(message: str) -> None:
+    """A benchmark's progress line, on stderr (the figures go to stdout)."""
+    click.echo(message, err=True)
+
+
+def _report(table: str, result: dict[str, Any], json_path: str | None) -> None:
+    """Print a benchmark's table; with ``--json``, also write its figures there."""
+    from pts.bench.common import write_json
+
+    click.echo(table)
+    if json_path is not None:
+        write_json(json_path, result)
+        click.echo(f"figures written to {json_path}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: figures to read, measured over real HTTP (never a test)."""
@@ -365,7 +380,7 @@ def driven(
     throughput with STREAMS concurrent streams. Runs in a fresh database
     created (and dropped) on the configured server.
     """
-    from pts.bench.common import BenchError, write_json
+    from pts.bench.common import BenchError
     from pts.bench.driven import DrivenConfig, format_report, run_driven
 
     if sentences > tokens:
@@ -387,13 +402,10 @@ def driven(
             warmup=warmup,
             timeout=timeout,
         )
-        result = run_driven(config, progress=lambda message: click.echo(message, err=True))
+        result = run_driven(config, progress=_progress)
     except (PTSError, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(format_report(result))
-    if json_path is not None:
-        write_json(json_path, result)
-        click.echo(f"figures written to {json_path}")
+    _report(format_report(result), result, json_path)
 
 
 @bench.command(short_help="Many SSE subscribers per stream: delay, loss, connections, reads.")
@@ -464,7 +476,7 @@ def fanout(
     under 100 ms. Runs in a fresh database created (and dropped) on the
     configured server.
     """
-    from pts.bench.common import BenchError, write_json
+    from pts.bench.common import BenchError
     from pts.bench.fanout import FanoutConfig, format_report, run_fanout
 
     if subscribers < streams:
@@ -481,13 +493,10 @@ def fanout(
             max_subscribers=max_subscribers,
             timeout=timeout,
         )
-        result = run_fanout(config, progress=lambda message: click.echo(message, err=True))
+        result = run_fanout(config, progress=_progress)
     except (PTSError, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(format_report(result))
-    if json_path is not None:
-        write_json(json_path, result)
-        click.echo(f"figures written to {json_path}")
+    _report(format_report(result), result, json_path)
 
 
 @bench.command(short_help="Durable Streams over HTTP: pts vs the reference Node server.")
@@ -607,7 +616,7 @@ def protocol(
     server (@durable-streams/server, Node.js) in another. Without Node.js or
     the package, this fails and says how to install them (or use --servers pts).
     """
-    from pts.bench.common import BenchError, write_json
+    from pts.bench.common import BenchError
     from pts.bench.protocol import ProtocolConfig, format_report, run_protocol
 
     try:
@@ -628,13 +637,10 @@ def protocol(
             payload=payload,
             timeout=timeout,
         )
-        result = run_protocol(config, progress=lambda message: click.echo(message, err=True))
+        result = run_protocol(config, progress=_progress)
     except (PTSError, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(format_report(result))
-    if json_path is not None:
-        write_json(json_path, result)
-        click.echo(f"figures written to {json_path}")
+    _report(format_report(result), result, json_path)
 
 
 if __name__ == "__main__":  # pragma: no cover

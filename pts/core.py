@@ -336,11 +336,16 @@ class PersistentTextStreaming:
         self, stream_id: uuid.UUID, offset: int, *, idle: float | None
     ) -> AsyncGenerator[Update | None, None]:
         """:meth:`subscribe`, plus ``None`` after each ``idle`` seconds of silence (for SSE)."""
+        hub = self._live(stream_id, offset)
+        return subscribe_text(hub, self.store, stream_id, offset, idle=idle)
+
+    def _live(self, stream_id: uuid.UUID, offset: int) -> Hub:
+        """The hub, for a live read from ``offset`` (which must not be negative)."""
         if self._hub is None:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
         if offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
-        return subscribe_text(self._hub, self.store, stream_id, offset, idle=idle)
+        return self._hub
 
     def subscribe_bytes(
         self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
@@ -351,11 +356,7 @@ class PersistentTextStreaming:
         offsets are bytes. With ``idle``, ``None`` comes after each ``idle``
         seconds of silence. Ends after the stream is closed.
         """
-        if self._hub is None:
-            raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
-        if offset < 0:
-            raise InvalidOffset(stream_id, offset, 0)
-        return self._hub.subscribe_bytes(stream_id, offset, idle=idle)
+        return self._live(stream_id, offset).subscribe_bytes(stream_id, offset, idle=idle)
 
     async def read_stream(
         self,

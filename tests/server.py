@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from typing import IO
 import httpx
 import uvicorn
 from litestar import Litestar
+
+from pts.bench.common import stop_process
 
 HOST = "127.0.0.1"
 
@@ -167,7 +168,7 @@ def run_pts_serve(
             _wait_healthy(server, startup_timeout)
             yield server
         finally:
-            _stop(process, stop_timeout)
+            stop_process(process, stop_timeout)
 
 
 def _wait_healthy(server: ServeProcess, timeout: float) -> None:
@@ -188,17 +189,3 @@ def _wait_healthy(server: ServeProcess, timeout: float) -> None:
                     f"pts serve did not answer /healthz within {timeout} s:\n{server.output()}"
                 )
             time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-    # The group is this process's own (start_new_session): whatever is left of it
-    # (workers orphaned by a SIGKILLed parent) goes too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)

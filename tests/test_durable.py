@@ -28,7 +28,7 @@ from pts.durable import wire
 from pts.errors import StreamNotFound
 from pts.flush import FlushPolicy
 from pts.models import CreateOutcome, StreamInfo, StreamStatus
-from pts.plugin import Action, Authorize
+from pts.plugin import Action, Authorize, allow_everything
 from pts.settings import Driver
 from tests.server import serve_app
 from tests.sse_client import collect
@@ -48,13 +48,9 @@ TOKENS = [
 TEXT = "".join(TOKENS)
 
 
-def allow_all(request: Request[Any, Any, Any], action: Action, stream: StreamInfo | None) -> bool:
-    return True
-
-
 def make_app(
     pts: PersistentTextStreaming,
-    authorize: Authorize | None = allow_all,
+    authorize: Authorize | None = allow_everything,
     *,
     long_poll_timeout: float = 1.0,
 ) -> Litestar:
@@ -339,7 +335,7 @@ async def test_cors_answers_any_origin_by_default_or_only_the_listed_ones(
         assert "Stream-Next-Offset" in answer.headers["access-control-expose-headers"]
 
     app = Litestar(
-        plugins=[PTSPlugin(pts, authorize=allow_all, cors_origins=["https://app.example"])]
+        plugins=[PTSPlugin(pts, authorize=allow_everything, cors_origins=["https://app.example"])]
     )
     async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
         await client.put("/v1/stream/c", headers={"content-type": "text/plain"})

@@ -29,7 +29,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.models import StreamInfo, StreamStatus
-from pts.plugin import Action, Authorize, PTSPlugin
+from pts.plugin import Action, Authorize, PTSPlugin, allow_everything
 from tests.server import serve_app
 
 TOKEN = "s3cret-admin-token"
@@ -47,10 +47,6 @@ STREAM_FIELDS = {
 }
 
 
-def allow_all(request: Request[Any, Any, Any], action: Action, stream: StreamInfo | None) -> bool:
-    return True
-
-
 @pytest.fixture
 def pts(db_url: str) -> PersistentTextStreaming:
     """A component on this test's database; the plugin opens and closes it."""
@@ -59,7 +55,7 @@ def pts(db_url: str) -> PersistentTextStreaming:
 
 def make_app(
     pts: PersistentTextStreaming,
-    authorize: Authorize | None = allow_all,
+    authorize: Authorize | None = allow_everything,
     *,
     path: str = "/streams",
     route_handlers: list[ControllerRouterHandler] | None = None,
@@ -429,7 +425,7 @@ async def test_every_pts_error_is_mapped_app_wide(
 async def test_configuration_error_detail_is_shown_in_debug(pts: PersistentTextStreaming) -> None:
     app = Litestar(
         route_handlers=[raise_error],
-        plugins=[PTSPlugin(pts, authorize=allow_all)],
+        plugins=[PTSPlugin(pts, authorize=allow_everything)],
         debug=True,
     )
     async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:

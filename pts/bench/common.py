@@ -62,6 +62,7 @@ __all__ = [
     "raise_open_files_limit",
     "run_benchmark",
     "server_info",
+    "stop_process",
     "summarize",
     "table",
     "value_range",
@@ -479,7 +480,7 @@ async def bench_server(
             await _wait_healthy(process, port, log)
             yield port
         finally:
-            _stop(process)
+            stop_process(process)
             if process.returncode not in (0, -signal.SIGTERM, None):
                 logger.warning(
                     "bench server exited %s:\n%s", process.returncode, _server_output(log)
@@ -513,14 +514,16 @@ async def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: IO[byt
         await asyncio.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes], guard: float = STOP_GUARD) -> None:
+    """Stop a server started in its own session: SIGTERM, then SIGKILL after ``guard``
+    seconds; then SIGKILL to its process group (workers orphaned by a killed parent)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(STOP_GUARD)
+            process.wait(guard)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(STOP_GUARD)
+            process.wait(guard)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 

@@ -74,7 +74,6 @@ from pts.bench.common import (
     Progress,
     _server_output,
     _spawn,
-    _stop,
     bench_database,
     bench_server,
     free_port,
@@ -83,6 +82,7 @@ from pts.bench.common import (
     raise_open_files_limit,
     run_benchmark,
     server_info,
+    stop_process,
     table,
 )
 
@@ -252,7 +252,7 @@ async def reference_server(
             info = await _wait_started(process, log)
             yield port, info
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 async def _wait_started(process: subprocess.Popen[bytes], log: Any) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pts.bench.common import stop_process
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
@@ -173,7 +174,7 @@ def pts_server(scratch: Path, long_poll_timeout: float, dsn: str | None) -> Iter
                 start_new_session=True,  # its own process group: workers included
             )
         server = Server(url, process, log)
-        stack.callback(stop_process, process)
+        stack.callback(stop_process, process, STOP_GUARD)
         print(f"conformance: starting pts serve on {url} (pid {process.pid})", flush=True)
         wait_healthy(server)
         yield server
@@ -206,19 +207,6 @@ def wait_healthy(server: Server) -> None:
                 f"pts serve did not answer /healthz within {STARTUP_GUARD:g} s:\n{server.output()}"
             )
         time.sleep(0.2)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL; then SIGKILL to its process group (orphaned workers)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_GUARD)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_GUARD)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def stop_embedded(data_dir: Path) -> None:
@@ -289,7 +277,7 @@ def run_vitest(
         print(f"conformance: vitest did not finish within {args.timeout:g} s", flush=True)
         return None
     finally:
-        stop_process(process)
+        stop_process(process, STOP_GUARD)
         if server is not None and server.process.poll() is not None:
             print(
                 f"conformance: pts serve died (code {server.process.returncode}):\n"
