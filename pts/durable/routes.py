@@ -40,7 +40,7 @@ from pts.durable import wire
 from pts.durable.wire import BadRequest
 from pts.errors import PTSError, StreamDeleted, StreamNotFound
 from pts.hub import Chunk
-from pts.models import AppendOutcome, CreateOutcome, DurableLookup, Producer, StreamInfo
+from pts.models import AppendOutcome, CreateOutcome, Producer, StreamInfo
 
 if TYPE_CHECKING:
     from pts.plugin import Action, PTSPlugin
@@ -193,16 +193,15 @@ class DurableStreams:
 
     # -- lookups and access -----------------------------------------------------------
 
-    async def _find(self, target: _Target, *, touch: bool) -> DurableLookup:
+    async def _find(self, target: _Target, *, touch: bool) -> StreamInfo:
+        """The stream a request names; StreamNotFound (also expired), or StreamDeleted (410)."""
         store = self.plugin.pts.store
         found = await store.ds_lookup(target.path, stream_id=target.stream_id, touch=touch)
-        if found is None or found.expired:
+        if found is not None and not found.expired and found.gone:
+            raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
+        if found is None or not found.exists:
             raise StreamNotFound(target.path or str(target.stream_id))
-        if found.stream.deleted_at is not None:
-            if found.referenced:
-                raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
-            raise StreamNotFound(target.path or str(target.stream_id))
-        return found
+        return found.stream
 
     async def _stream_for(
         self, request: AnyRequest, target: _Target, action: Action, *, touch: bool
@@ -210,8 +209,8 @@ class DurableStreams:
         if self.plugin.authorize is None:
             # Refuse anonymous callers before saying whether the stream exists.
             await self.plugin.check(request, action, None)
-            return (await self._find(target, touch=touch)).stream
-        stream = (await self._find(target, touch=touch)).stream
+            return await self._find(target, touch=touch)
+        stream = await self._find(target, touch=touch)
         await self.plugin.check(request, action, stream)
         return stream
 
@@ -330,7 +329,7 @@ class DurableStreams:
             raw = raw[len(mount) :]
         target = self._target(raw)
         try:
-            return (await self._find(target, touch=False)).stream
+            return await self._find(target, touch=False)
         except StreamDeleted:
             raise _Reply(409, "stream_deleted", f"the source {source_path!r} was deleted") from None
 
@@ -386,7 +385,7 @@ class DurableStreams:
             await self.plugin.check(request, "drive", None)
         elif not self.plugin.allows_everything:
             # The hook judges the stream: one more query than the append itself.
-            stream = (await self._find(target, touch=False)).stream
+            stream = await self._find(target, touch=False)
             await self.plugin.check(request, "drive", stream)
         data = body
         if body and wire.is_json(request_type):
@@ -451,8 +450,7 @@ class DurableStreams:
         )
 
     async def _check_writable(self, target: _Target, request_type: str | None) -> None:
-        found = await self._find(target, touch=False)
-        stream = found.stream
+        stream = await self._find(target, touch=False)
         if stream.closed:
             raise _Reply(
                 409,
