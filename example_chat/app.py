@@ -14,30 +14,30 @@ vendored in ``web/static/vendor/``):
 - ``POST /chats/{id}/messages``: the owner's message; creates the answer's
   pending stream and returns the conversation (an htmx partial).
 
-Access: every browser gets a random session cookie; the SHA-256 of it
+Access: every browser gets a session cookie signed by the server (a cookie
+it did not sign is replaced, never adopted); the SHA-256 of its random part
 identifies the browser in the database. A chat is visible to the browser that
 created it (the owner: sends messages, stops answers) and to browsers that
 opened its share link (viewers: watch it live, read-only). Anyone else gets 404.
-Forms and ``fetch()`` calls carry a CSRF token (Litestar's ``CSRFConfig``).
+Forms and ``fetch()`` calls carry a CSRF token bound to the session
+(:mod:`example_chat.sessions`).
+
+No answer is left pending: one that the sending tab did not drive within
+``unclaimed_after`` seconds is driven by the server (:mod:`example_chat.unclaimed`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import hmac
 import logging
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 from litestar import Litestar, Request, Response, get, post
-from litestar.config.csrf import CSRFConfig
-from litestar.datastructures import Cookie, MutableScopeHeaders, ResponseHeader
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Stream, Template
@@ -50,12 +50,20 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
 )
 from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from example_chat.db import Chat, ChatBusy, DemoDB
 from example_chat.db import Message as ChatMessage
 from example_chat.models import ChatModel
-from pts import FlushPolicy, PersistentTextStreaming, PTSPlugin, StreamInfo, StreamNotFound
+from example_chat.sessions import SESSION_COOKIE, BrowserSession, SessionKeys, viewer_of
+from example_chat.unclaimed import UNCLAIMED_AFTER, UnclaimedAnswers
+from pts import (
+    FlushPolicy,
+    InvalidInput,
+    PersistentTextStreaming,
+    PTSPlugin,
+    StreamInfo,
+    StreamNotFound,
+)
 from pts.driver import Append
 from pts.plugin import Action, Forbidden
 from pts.resources import web_dir
@@ -66,16 +74,8 @@ logger = logging.getLogger("example_chat")
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 
-SESSION_COOKIE = "pts_demo_session"
-"""The cookie that identifies a browser (random, HttpOnly, SameSite=Lax)."""
-
-CSRF_COOKIE = "pts_demo_csrf"
-
 MAX_MESSAGE_CHARS = 4000
 """Longest message accepted."""
-
-_SESSION_MAX_AGE = 365 * 24 * 3600
-_VIEWER_KEY = "pts_demo_viewer"
 
 # The page loads scripts and styles from /static only: even if some model
 # output slipped past the escaping, an inline <script> or onerror= handler
@@ -91,73 +91,20 @@ SECURITY_HEADERS = {
 }
 
 
-# -- sessions ---------------------------------------------------------------------
-
-
-def _viewer_id(session: str) -> str:
-    """What the database stores for a browser: a hash, so a leaked row is no cookie."""
-    return hashlib.sha256(session.encode()).hexdigest()
-
-
-def _session_from(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name != b"cookie":
-            continue
-        for part in value.decode("latin-1").split(";"):
-            key, _, cookie = part.strip().partition("=")
-            # Only values this app could have issued: 43 URL-safe characters.
-            if key == SESSION_COOKIE and len(cookie) == 43 and cookie.isascii():
-                return cookie
-    return None
-
-
-class BrowserSession(ASGIMiddleware):
-    """Gives every browser a random session cookie and the request its viewer id.
-
-    No server-side session store: the cookie is a 256-bit random bearer
-    token, and the chats it owns are found by its hash.
-    """
-
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, *, secure: bool = False) -> None:
-        self.secure = secure
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["path"].startswith("/static/"):
-            await next_app(scope, receive, send)
-            return
-        session = _session_from(scope)
-        issue = session is None
-        if session is None:
-            session = secrets.token_urlsafe(32)
-        scope.setdefault("state", {})[_VIEWER_KEY] = _viewer_id(session)
-        if not issue:
-            await next_app(scope, receive, send)
-            return
-        cookie = Cookie(
-            key=SESSION_COOKIE,
-            value=session,
-            max_age=_SESSION_MAX_AGE,
-            httponly=True,
-            samesite="lax",
-            secure=self.secure,
-        ).to_header(header="")
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message).add("set-cookie", cookie)
-            await send(message)
-
-        await next_app(scope, receive, send_with_cookie)
-
-
-def viewer_of(request: AnyRequest) -> str:
-    """The requesting browser's id (set by :class:`BrowserSession`)."""
-    viewer = request.scope["state"].get(_VIEWER_KEY)
-    if not isinstance(viewer, str):
-        raise RuntimeError("BrowserSession middleware is not installed")
-    return viewer
+def _message_text(raw: object) -> tuple[str, str | None]:
+    """The message a form field holds, or why it is refused (checked before any write)."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text or len(text) > MAX_MESSAGE_CHARS:
+        return text, f"a message has 1 to {MAX_MESSAGE_CHARS} characters"
+    # Postgres text holds no NUL, and only valid UTF-8 (no lone surrogates,
+    # which a form decoded leniently may carry).
+    if "\x00" in text:
+        return text, "a message cannot contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text, "a message must be valid Unicode text (no lone surrogates)"
+    return text, None
 
 
 def _is_htmx(request: AnyRequest) -> bool:
@@ -174,15 +121,20 @@ def create_app(
     model: ChatModel,
     pts: PersistentTextStreaming | None = None,
     secure_cookies: bool = False,
+    unclaimed_after: float = UNCLAIMED_AFTER,
     debug: bool = False,
 ) -> Litestar:
     """The demo chat app on database ``dsn`` (migrated: pts's and the demo's migrations).
 
-    :param secret: signs CSRF tokens; keep it across restarts
+    :param secret: signs session cookies and CSRF tokens; every process serving
+        the same database should share it, across restarts
         (:func:`example_chat.db.load_secret` keeps one in the database).
     :param model: what answers; the app closes it at shutdown.
     :param pts: the component (default: one on ``dsn`` with the default flush policy).
-    :param secure_cookies: mark cookies ``Secure`` (serve over HTTPS then).
+    :param secure_cookies: always mark cookies ``Secure`` (they are anyway on
+        requests that came over HTTPS).
+    :param unclaimed_after: seconds after which the server drives an answer
+        the sending browser has not claimed (its tab closed first).
     """
     pts = pts or PersistentTextStreaming(dsn=dsn, flush=FlushPolicy())
     db = DemoDB(dsn)
@@ -264,7 +216,9 @@ def create_app(
         if chat is None:
             return not_found(request)
         if chat.access is None:
-            if share is None or not hmac.compare_digest(share.encode(), chat.share_token.encode()):
+            # "replace": a query value may carry lone surrogates; it just does not match.
+            given = (share or "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, chat.share_token.encode()):
                 return not_found(request)
             # The share link was opened: this browser may watch the chat from now on.
             await db.add_viewer(chat.id, viewer)
@@ -280,16 +234,15 @@ def create_app(
         answer); a plain form post is redirected to the chat page, which does.
         """
         viewer = viewer_of(request)
-        form = await request.form()
-        raw = form.get("content")
-        content = raw.strip() if isinstance(raw, str) else ""
-        if not content or len(content) > MAX_MESSAGE_CHARS:
+        try:
+            form = await request.form()
+        except UnicodeDecodeError:
+            # Litestar decodes multipart fields strictly and lets the error out (a 500).
+            raise InvalidInput("a form field is not valid UTF-8") from None
+        content, problem = _message_text(form.get("content"))
+        if problem is not None:
             return Response(
-                {
-                    "error": "invalid_input",
-                    "detail": f"a message has 1 to {MAX_MESSAGE_CHARS} characters",
-                },
-                status_code=HTTP_400_BAD_REQUEST,
+                {"error": "invalid_input", "detail": problem}, status_code=HTTP_400_BAD_REQUEST
             )
 
         async def create_stream() -> uuid.UUID:
@@ -334,12 +287,16 @@ def create_app(
         context = conversation_context(request, chat, messages, may_drive=False)
         return page("_conversation.html", request, oob=True, **context)
 
-    async def generate(_request: AnyRequest, stream_id: uuid.UUID, append: Append) -> None:
+    async def answer(stream_id: uuid.UUID, append: Append) -> None:
+        """Generate an answer: the model continues the turns before it."""
         turns = await db.history_before(stream_id)
         # aclosing: a stopped answer closes the model's stream (and its HTTP response) now.
         async with contextlib.aclosing(model.stream(turns)) as tokens:
             async for token in tokens:
                 await append(token)
+
+    async def generate(_request: AnyRequest, stream_id: uuid.UUID, append: Append) -> None:
+        await answer(stream_id, append)
 
     @post("/chats/{chat_id:uuid}/answers/{stream_id:uuid}/stream", name="drive")
     async def drive(
@@ -373,17 +330,11 @@ def create_app(
             healthz,
             create_static_files_router(path="/static", directories=[static]),
         ],
-        plugins=[plugin],
+        # The unclaimed answers' lifespan runs inside pts's (it needs pts open).
+        plugins=[plugin, UnclaimedAnswers(pts, db, answer, after=unclaimed_after)],
         lifespan=[lifespan],
-        middleware=[BrowserSession(secure=secure_cookies)],
-        csrf_config=CSRFConfig(
-            secret=secret,
-            cookie_name=CSRF_COOKIE,
-            cookie_secure=secure_cookies,
-            cookie_samesite="lax",
-            # The pages hand the token to their scripts in a <meta> tag.
-            cookie_httponly=True,
-        ),
+        # Sessions and CSRF (the pages hand the token to their scripts in a <meta> tag).
+        middleware=[BrowserSession(SessionKeys(secret), secure=secure_cookies)],
         template_config=TemplateConfig(
             directory=web_dir() / "templates", engine=JinjaTemplateEngine
         ),

@@ -241,6 +241,11 @@ class DemoDB:
         latest = await self.pool.fetchval(self._sql["latest_message_id"], chat_id)
         return int(latest or 0)
 
+    async def unclaimed_answers(self, after: float, limit: int) -> list[uuid.UUID]:
+        """Answers still ``pending`` ``after`` seconds after they were created (oldest first)."""
+        rows = await self.pool.fetch(self._sql["unclaimed_answers"], after, limit)
+        return [r["id"] for r in rows]
+
     async def history_before(self, stream_id: uuid.UUID) -> list[Turn]:
         """The turns before the answer ``stream_id`` (at most :data:`MODEL_CONTEXT_LIMIT`)."""
         rows = await self.pool.fetch(

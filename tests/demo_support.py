@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from litestar import Litestar, Request, post
 from litestar.response import Stream
 
 from example_chat import db as demo_db
-from example_chat.app import CSRF_COOKIE, create_app
+from example_chat.app import create_app
 from example_chat.db import Turn
 from example_chat.models import ChatModel, compose_answer, tokenize
 from pts import PersistentTextStreaming
@@ -112,25 +113,51 @@ class Demo:
         return (await self.pts.get_stream_body(stream_id)).text
 
 
+UNCLAIMED_AFTER = 30.0
+"""Tests that drive answers from a client leave them to that client this long."""
+
+
 @contextlib.asynccontextmanager
-async def run_demo(dsn: str, model: ChatModel) -> AsyncIterator[Demo]:
-    """The demo app on ``dsn`` (its migration applied here), served in this event loop."""
+async def run_demo(
+    dsn: str, model: ChatModel, *, unclaimed_after: float = UNCLAIMED_AFTER
+) -> AsyncIterator[Demo]:
+    """The demo app on ``dsn`` (its migration applied here), served in this event loop.
+
+    The server drives an answer no client claimed within ``unclaimed_after``
+    seconds (long by default, so that tests which drive answers themselves
+    are not raced by it).
+    """
     await demo_db.migrate(dsn)
     pts = PersistentTextStreaming(dsn=dsn, stale_after=120, sweep_interval=60)
-    app = create_app(dsn=dsn, secret=SECRET, model=model, pts=pts)
+    app = create_app(dsn=dsn, secret=SECRET, model=model, pts=pts, unclaimed_after=unclaimed_after)
     async with serve_app(app) as url:
         yield Demo(url=url, dsn=dsn, model=model, pts=pts)
+
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
+
+
+def csrf_token_of(page: str) -> str:
+    """The CSRF token a page hands its scripts (its ``<meta name="csrf-token">``)."""
+    found = _CSRF_META.search(page)
+    assert found, "no CSRF token in the page"
+    assert found.group(1), "an empty CSRF token"
+    return found.group(1)
 
 
 class Browser:
     """An HTTP client that behaves like one browser: its cookies, its CSRF token."""
 
-    def __init__(self, base_url: str) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=GUARD, follow_redirects=False)
+    def __init__(self, base_url: str, *, cookies: httpx.Cookies | None = None) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=GUARD, follow_redirects=False, cookies=cookies
+        )
+        self.token = ""
 
     async def __aenter__(self) -> Browser:
-        response = await self.client.get("/")  # receives the session and CSRF cookies
+        response = await self.client.get("/")  # receives the session cookie
         assert response.status_code == 200, response.text
+        self.token = csrf_token_of(response.text)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -138,9 +165,7 @@ class Browser:
 
     @property
     def csrf(self) -> dict[str, str]:
-        token = self.client.cookies.get(CSRF_COOKIE)
-        assert token, "no CSRF cookie yet"
-        return {"x-csrftoken": token}
+        return {"x-csrftoken": self.token}
 
     async def new_chat(self) -> str:
         response = await self.client.post("/chats", headers=self.csrf)

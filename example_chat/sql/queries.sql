@@ -116,3 +116,14 @@ SELECT chat_id FROM pts_demo.messages WHERE stream_id = $1;
 
 -- name: latest_message_id
 SELECT max(id) FROM pts_demo.messages WHERE chat_id = $1;
+
+-- name: unclaimed_answers
+-- Answers still pending $1 seconds after they were created: the tab that sent
+-- their message never drove them. Oldest first, at most $2.
+SELECT s.id
+  FROM pts.streams s
+  JOIN pts_demo.messages m ON m.stream_id = s.id
+ WHERE s.status = 'pending'
+   AND s.created_at < now() - make_interval(secs => $1)
+ ORDER BY s.created_at
+ LIMIT $2;
