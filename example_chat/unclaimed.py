@@ -101,12 +101,20 @@ class UnclaimedAnswers(InitPluginProtocol):
             await self._stop_generations()
 
     async def _scan_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.scan()
             except Exception as exc:  # noqa: BLE001 - the loop must survive an outage
-                logger.warning("looking for unclaimed answers failed: %s", exc)
+                # Once per outage, not once per interval.
+                if not failing:
+                    logger.warning("looking for unclaimed answers failed: %s", exc)
+                failing = True
+                continue
+            if failing:
+                logger.warning("looking for unclaimed answers works again")
+            failing = False
 
     async def scan(self) -> None:
         """Start driving every answer left unclaimed (up to :data:`MAX_CONCURRENT` at once)."""
@@ -129,6 +137,9 @@ class UnclaimedAnswers(InitPluginProtocol):
             info = await self.pts.store.claim(stream_id)
         except (InvalidTransition, StreamNotFound):
             return  # a browser (or another process) claimed it first, or it is gone
+        except Exception as exc:  # noqa: BLE001 - e.g. the database is away: the next scan retries
+            logger.debug("stream %s: claiming failed: %s", stream_id, exc)
+            return
         logger.info("stream %s: no browser drove it; the server does", stream_id)
         writer = StreamWriter(self.pts, info)
         task = asyncio.current_task()

@@ -304,3 +304,26 @@ async def test_markup_in_an_answer_is_shown_as_text_and_never_runs(
         assert tab.dialogs == []
         assert tab.errors == []
         await context.close()
+
+
+async def test_an_answer_whose_drive_never_arrives_is_answered_by_the_server(
+    db_url: str, browser: Browser
+) -> None:
+    model = ScriptedModel()
+    async with run_demo(db_url, model, unclaimed_after=0.5) as demo:
+        context = await browser.new_context(viewport=VIEWPORT)
+        tab = await Tab.open(context)
+        # As if the tab had closed between sending and driving: the drive never arrives.
+        await tab.page.route("**/answers/*/stream", lambda route: route.abort())
+        chat_url = await tab.new_chat(demo.url)
+        await tab.send("Nobody drives this one.")
+        await tab.expect_status("done")
+        await tab.expect_driving_pane("complete")
+        (full,) = model.answers
+        stream_id = only_stream(demo, chat_id_of(chat_url))
+        assert await demo.body(stream_id) == full
+        assert await tab.text("subscriber-text") == full
+        assert await tab.text("driven-text") == full
+        assert model.calls == 1
+        assert tab.errors == []
+        await context.close()
