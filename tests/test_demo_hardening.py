@@ -95,6 +95,13 @@ async def test_a_tampered_or_foreign_session_is_replaced(demo: Demo) -> None:
             assert response.status_code == 200
             (fresh,) = session_cookies(response)
             assert not fresh.startswith(f"{SESSION_COOKIE}={value};"), value
+        # Bytes no session has: replaced too, never a 500.
+        odd = f"{SESSION_COOKIE}={'é' * 43}.{'é' * 43}".encode("latin-1")
+        response = await client.get("/", headers={b"cookie": odd})
+        assert response.status_code == 200
+        assert len(session_cookies(response)) == 1
+        token_header = {b"x-csrftoken": "é".encode("latin-1"), b"cookie": odd}
+        assert (await client.post("/chats", headers=token_header)).status_code == 403
         # The issued one is kept (no new cookie), even beside a planted one sent first
         # (a planted cookie with a longer Path comes first in the Cookie header).
         both = f"{SESSION_COOKIE}={PLANTED}; {SESSION_COOKIE}={issued}"
