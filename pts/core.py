@@ -346,9 +346,12 @@ class PersistentTextStreaming:
         """Watch a stream live: its text from byte ``offset`` on, then every change.
 
         Yields :class:`~pts.hub.Update` (offset, end, text, status, finished):
-        first what the table holds from ``offset``, then each flush as it
-        commits, and status changes. Ends after the stream finishes (``done``,
-        ``error``, ``timeout``, ``aborted``). To resume, subscribe again from the
+        first what the table holds from ``offset`` (a long backlog as several
+        updates, one per page of ``read_page_bytes``), then each flush as it
+        commits, and status changes. Only the last update has ``finished``
+        (earlier pages of a finished stream already carry its final status).
+        Ends after the stream finishes (``done``, ``error``, ``timeout``,
+        ``aborted``). To resume, subscribe again from the
         last update's ``end``: nothing is lost or repeated. Raises
         StreamNotFound (also if the stream is deleted meanwhile), or
         InvalidOffset for an offset past the end or inside a character.

@@ -255,7 +255,8 @@ class Hub:
         self.poll_interval = poll_interval
         self.tails: dict[uuid.UUID, _Tail] = {}
         self.reads = 0
-        """Database reads made by tails (one per notification per stream, at most)."""
+        """Database reads made by tails (one per notification per stream, at most, or one
+        per page when a notification brings more than ``page_bytes``)."""
 
     def buffered_bytes(self, stream_id: uuid.UUID) -> list[int]:
         """The bytes each subscriber of this stream in this process holds in its buffer.

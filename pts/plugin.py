@@ -4,8 +4,7 @@ One plugin wires everything an app needs::
 
     from litestar import Litestar
     from pts import PTSPlugin
-    from pts.body import json_with_text
-from pts.core import PersistentTextStreaming
+    from pts.core import PersistentTextStreaming
 from pts.durable import DurableStreams
 
     pts = PersistentTextStreaming()

@@ -415,3 +415,30 @@ async def test_a_stalled_protocol_sse_reader_holds_at_most_its_bound(db_url: str
     assert "".join(e.data for e in events if e.event == "data") == data.decode()
     control = json.loads([e for e in events if e.event == "control"][-1].data)
     assert control.get("streamClosed") is True
+
+
+async def test_a_stream_deleted_while_its_pages_are_sent_breaks_the_response(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a well-formed but truncated document: the connection ends early instead."""
+    data = text_of_size(2000, seed=4)
+    pts = PersistentTextStreaming(dsn=db_url, sweeper=False, read_page_bytes=100)
+    async with serve_app(make_app(pts)) as url, httpx.AsyncClient(base_url=url) as client:
+        stream_id = await fill(pts.store, data, 10)
+        original = pts.store.read
+        reads = 0
+
+        async def read(
+            stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+        ) -> ReadResult:
+            nonlocal reads
+            reads += 1
+            if reads == 3:  # the response has started: the stream goes away
+                await pts.store.delete_stream(stream_id)
+            return await original(stream_id, offset, max_bytes)
+
+        monkeypatch.setattr(pts.store, "read", read)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"/streams/{stream_id}")
+        monkeypatch.undo()
+        assert (await client.get(f"/streams/{stream_id}")).status_code == 404
