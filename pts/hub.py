@@ -36,6 +36,15 @@ from pts.store.base import Store
 
 logger = logging.getLogger("pts.hub")
 
+SUBSCRIBER_BUFFER_BYTES = 1 << 20
+"""Default bound of the bytes one subscriber's buffer holds (1 MiB). A subscriber that
+falls further behind drops its buffer and re-reads from its own offset, in pages."""
+
+READ_PAGE_BYTES = 1 << 20
+"""Default for the most bytes one read asks the store for (1 MiB): a subscription's
+catch-up, re-read or tail read, and each page of ``GET /streams/{id}``. A read ends on
+a stored chunk's boundary, so it may hold up to one stored chunk more."""
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -141,14 +150,6 @@ class _Subscriber:
             self.waiter = None
         return bool(self.items)
 
-
-SUBSCRIBER_BUFFER_BYTES = 1 << 20
-"""Default bound of the bytes one subscriber's buffer holds (1 MiB). A subscriber that
-falls further behind drops its buffer and re-reads from its own offset, in pages."""
-
-READ_PAGE_BYTES = 1 << 20
-"""Default for the most bytes one read of a live subscription asks the store for (1 MiB).
-A read ends on a stored chunk's boundary, so it may hold up to one stored chunk more."""
 
 _WITH_REASON = (StreamStatus.ABORTED, StreamStatus.ERROR, StreamStatus.TIMEOUT)
 _FOREVER = 86400.0  # a subscriber without keep-alives waits this long for news
