@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import uuid
@@ -19,6 +18,7 @@ from typing import TypeVar
 
 from litestar.response import Stream
 
+from pts.body import PagedBody, read_body
 from pts.database import resolve_dsn
 from pts.driver import AnyRequest, Drive, Generate, StreamWriter, driving_response
 from pts.errors import (
@@ -31,7 +31,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.flush import FlushPolicy
-from pts.hub import Chunk, Hub, Update, subscribe_text
+from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Chunk, Hub, Update, subscribe_text
 from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
@@ -59,6 +59,11 @@ class PersistentTextStreaming:
         database is unreachable before the stream ends with ``error``.
     :param subscriber_buffer: updates buffered per subscriber; a subscriber
         that falls further behind re-reads from its offset instead.
+    :param subscriber_buffer_bytes: bytes buffered per subscriber (default
+        :data:`~pts.hub.SUBSCRIBER_BUFFER_BYTES`, 1 MiB); past it, likewise.
+    :param read_page_bytes: the most bytes one read of a subscription or of a
+        stream's body asks the database for (default
+        :data:`~pts.hub.READ_PAGE_BYTES`, 1 MiB): longer texts are read in pages.
     :param poll_interval: a stream's tail that heard nothing for this long
         re-reads the table (NOTIFY is a hint, the table is the truth).
     """
@@ -79,6 +84,8 @@ class PersistentTextStreaming:
         shutdown_grace: float = 5.0,
         subscriber_buffer: int = 256,
         poll_interval: float = 3.0,
+        subscriber_buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
+        read_page_bytes: int = READ_PAGE_BYTES,
     ) -> None:
         self._dsn = dsn
         self.driver: Driver = driver
@@ -95,7 +102,13 @@ class PersistentTextStreaming:
         self._pool_min_size = pool_min_size
         self._pool_max_size = pool_max_size
         self.shutdown_grace = shutdown_grace
+        if subscriber_buffer < 1 or subscriber_buffer_bytes < 1 or read_page_bytes < 1:
+            raise ValueError(
+                "subscriber_buffer, subscriber_buffer_bytes and read_page_bytes must be at least 1"
+            )
         self.subscriber_buffer = subscriber_buffer
+        self.subscriber_buffer_bytes = subscriber_buffer_bytes
+        self.read_page_bytes = read_page_bytes
         self.poll_interval = poll_interval
         self._hub: Hub | None = None
         self._store: SQLStore | None = None
@@ -137,7 +150,13 @@ class PersistentTextStreaming:
         )
         await store.open()
         self._store = store
-        self._hub = Hub(store, buffer_size=self.subscriber_buffer, poll_interval=self.poll_interval)
+        self._hub = Hub(
+            store,
+            buffer_size=self.subscriber_buffer,
+            buffer_bytes=self.subscriber_buffer_bytes,
+            page_bytes=self.read_page_bytes,
+            poll_interval=self.poll_interval,
+        )
         self._listener = Listener(self._dsn)
         self._listener.add_handler(self._hub.on_notification)
         self._listener.add_handler(self._on_notification)
@@ -218,19 +237,25 @@ class PersistentTextStreaming:
         return await self.store.get_stream(stream_id)
 
     async def get_stream_body(self, stream_id: uuid.UUID) -> StreamBody:
-        """The whole text persisted so far, with the stream's state. Raises StreamNotFound."""
+        """The whole text persisted so far, with the stream's state. Raises StreamNotFound.
+
+        It is all loaded into memory: for a long stream, prefer :meth:`subscribe`
+        or :meth:`read_stream` (read in pages). The plugin's ``GET`` route
+        streams the same document in pages.
+        """
         return await self._body_of(await self.store.get_stream(stream_id))
 
     async def _body_of(self, info: StreamInfo) -> StreamBody:
-        """The body of a stream whose metadata the caller already has (one read)."""
-        read = await self.store.read(info.id)
-        # Size and state come from the text's own snapshot (the stream may
-        # have grown between the two reads).
-        info = dataclasses.replace(
-            info, size=read.next_offset, status=read.status, closed=read.closed
-        )
-        text = read.data.decode("utf-8", errors="replace")
-        return StreamBody(stream=info, text=text)
+        """The body of a stream whose metadata the caller already has, all in memory."""
+        body = await self._body_pages(info)
+        text = body.whole
+        if text is None:
+            text = "".join([piece async for piece in body.texts()])
+        return StreamBody(stream=body.stream, text=text)
+
+    async def _body_pages(self, info: StreamInfo) -> PagedBody:
+        """The body of a stream, to be read in pages of ``read_page_bytes`` (see PagedBody)."""
+        return await read_body(self.store, info, self.read_page_bytes)
 
     async def cancel(self, stream_id: uuid.UUID, reason: str | None = None) -> StreamInfo:
         """Abort the stream for every viewer, from any process.
@@ -321,9 +346,12 @@ class PersistentTextStreaming:
         """Watch a stream live: its text from byte ``offset`` on, then every change.
 
         Yields :class:`~pts.hub.Update` (offset, end, text, status, finished):
-        first what the table holds from ``offset``, then each flush as it
-        commits, and status changes. Ends after the stream finishes (``done``,
-        ``error``, ``timeout``, ``aborted``). To resume, subscribe again from the
+        first what the table holds from ``offset`` (a long backlog as several
+        updates, one per page of ``read_page_bytes``), then each flush as it
+        commits, and status changes. Only the last update has ``finished``
+        (earlier pages of a finished stream already carry its final status).
+        Ends after the stream finishes (``done``, ``error``, ``timeout``,
+        ``aborted``). To resume, subscribe again from the
         last update's ``end``: nothing is lost or repeated. Raises
         StreamNotFound (also if the stream is deleted meanwhile), or
         InvalidOffset for an offset past the end or inside a character.

@@ -7,6 +7,14 @@ A subscriber whose buffer overflows (a slow or stalled client) is not waited
 for: it drops its buffer and re-reads from its own offset, so the producer
 and the other subscribers never slow down. The database connections a
 process uses do not grow with its subscribers.
+
+Memory is bounded in bytes, not in updates: a subscriber's buffer holds at
+most ``buffer_bytes`` (:data:`SUBSCRIBER_BUFFER_BYTES`), and every read
+(a catch-up, a re-read after an overflow, a tail's read) asks the store for
+at most ``page_bytes`` (:data:`READ_PAGE_BYTES`): a long backlog arrives as
+several chunks, read one at a time as the subscriber takes them. A subscriber
+that is not taking (its client does not read its socket, so the response's
+``send`` waits) is not read for: it costs at most its buffer.
 """
 
 from __future__ import annotations
@@ -27,6 +35,15 @@ from pts.models import StreamStatus
 from pts.store.base import Store
 
 logger = logging.getLogger("pts.hub")
+
+SUBSCRIBER_BUFFER_BYTES = 1 << 20
+"""Default bound of the bytes one subscriber's buffer holds (1 MiB). A subscriber that
+falls further behind drops its buffer and re-reads from its own offset, in pages."""
+
+READ_PAGE_BYTES = 1 << 20
+"""Default for the most bytes one read asks the store for (1 MiB): a subscription's
+catch-up, re-read or tail read, and each page of ``GET /streams/{id}``. A read ends on
+a stored chunk's boundary, so it may hold up to one stored chunk more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +86,18 @@ class Update:
 
 
 class _Subscriber:
-    """One subscription's bounded buffer. Cheap on purpose: it runs per update per subscriber."""
+    """One subscription's buffer, bounded in updates and in bytes.
 
-    __slots__ = ("buffer_size", "items", "overflowed", "waiter")
+    Cheap on purpose: it runs per update per subscriber.
+    """
 
-    def __init__(self, buffer_size: int) -> None:
+    __slots__ = ("buffer_bytes", "buffer_size", "bytes", "items", "overflowed", "waiter")
+
+    def __init__(self, buffer_size: int, buffer_bytes: int) -> None:
         self.buffer_size = buffer_size
+        self.buffer_bytes = buffer_bytes
         self.items: deque[Chunk | None] = deque()
+        self.bytes = 0  # the data bytes of the chunks in ``items``
         self.overflowed = False
         self.waiter: asyncio.Future[None] | None = None
 
@@ -83,15 +105,36 @@ class _Subscriber:
         """Called by the tail; never blocks. None means "re-read": news we cannot carry."""
         if self.overflowed:
             return
-        if len(self.items) >= self.buffer_size:
+        size = 0 if chunk is None else len(chunk.data)
+        # An empty buffer takes one chunk of any size (a tail's read is one page,
+        # shared by every subscriber), so a subscriber that keeps up never re-reads.
+        if len(self.items) >= self.buffer_size or (
+            self.items and self.bytes + size > self.buffer_bytes
+        ):
             # Too slow: forget the buffer; the subscriber re-reads from its offset.
             self.overflowed = True
             self.items.clear()
-            chunk = None
+            self.bytes = 0
+            chunk, size = None, 0
         self.items.append(chunk)
+        self.bytes += size
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def reset(self) -> None:
+        """Forget what is buffered: the subscriber is about to read the table itself,
+        and that read covers all of it (and whatever an overflow dropped)."""
+        self.items.clear()
+        self.bytes = 0
+        self.overflowed = False
+
+    def take(self) -> Chunk | None:
+        """The oldest buffered item (there must be one)."""
+        chunk = self.items.popleft()
+        if chunk is not None:
+            self.bytes -= len(chunk.data)
+        return chunk
 
     async def wait(self, seconds: float) -> bool:
         """Wait until something is buffered; False after ``seconds`` of nothing."""
@@ -158,7 +201,9 @@ class _Tail:
                 self._missed = self._missed or notified  # not started: start_at() reads
                 continue
             try:
-                read = await self.hub.store.read(self.stream_id, self.offset)
+                read = await self.hub.store.read(
+                    self.stream_id, self.offset, max_bytes=self.hub.page_bytes
+                )
             except StreamNotFound:
                 for sub in list(self.subscribers):
                     sub.offer(None)
@@ -170,6 +215,8 @@ class _Tail:
                 continue
             self.reads += 1
             self.hub.reads += 1
+            if read.next_offset < read.size:
+                self._dirty.set()  # one page of more: read the next one at once
             changed = read.data or read.status != self.status or read.closed != self.closed
             if not changed:
                 continue
@@ -185,13 +232,41 @@ class _Tail:
 class Hub:
     """Every subscription of this process, grouped into one tail per stream."""
 
-    def __init__(self, store: Store, *, buffer_size: int = 256, poll_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        buffer_size: int = 256,
+        buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
+        page_bytes: int = READ_PAGE_BYTES,
+        poll_interval: float = 2.0,
+    ) -> None:
+        """:param buffer_size: updates buffered per subscriber at most.
+        :param buffer_bytes: bytes buffered per subscriber at most (one chunk larger
+            than this is taken into an empty buffer).
+        :param page_bytes: the most bytes one read asks the store for.
+        :param poll_interval: a tail that heard nothing for this long re-reads anyway.
+        """
+        if buffer_size < 1 or buffer_bytes < 1 or page_bytes < 1:
+            raise ValueError("buffer_size, buffer_bytes and page_bytes must be at least 1")
         self.store = store
         self.buffer_size = buffer_size
+        self.buffer_bytes = buffer_bytes
+        self.page_bytes = page_bytes
         self.poll_interval = poll_interval
         self.tails: dict[uuid.UUID, _Tail] = {}
         self.reads = 0
-        """Database reads made by tails (one per notification per stream, at most)."""
+        """Database reads made by tails (one per notification per stream, at most, or one
+        per page when a notification brings more than ``page_bytes``)."""
+
+    def buffered_bytes(self, stream_id: uuid.UUID) -> list[int]:
+        """The bytes each subscriber of this stream in this process holds in its buffer.
+
+        A read-only view, for monitoring and tests; each is at most ``buffer_bytes``
+        (or one chunk, if a single one is larger).
+        """
+        tail = self.tails.get(stream_id)
+        return [] if tail is None else [sub.bytes for sub in tail.subscribers]
 
     def on_notification(self, note: Notification) -> None:
         tail = self.tails.get(note.stream_id)
@@ -218,7 +293,7 @@ class Hub:
         after every ``idle`` seconds without a chunk (for keep-alives). Raises
         StreamNotFound (also if the stream is deleted meanwhile) or InvalidOffset.
         """
-        sub = _Subscriber(self.buffer_size)
+        sub = _Subscriber(self.buffer_size, self.buffer_bytes)
         tail = self.tails.get(stream_id)
         if tail is None:
             tail = self.tails[stream_id] = _Tail(self, stream_id)
@@ -231,9 +306,14 @@ class Hub:
             need_read = True
             while True:
                 if need_read:
-                    need_read = False
-                    read = await self.store.read(stream_id, position)
-                    tail.start_at(read.next_offset, read.status, read.closed)
+                    # One page at a time: the next is read when the caller has taken
+                    # this one (a caller that stops taking stops the reads).
+                    sub.reset()
+                    read = await self.store.read(stream_id, position, max_bytes=self.page_bytes)
+                    # The tail follows from the end of this read's snapshot; the
+                    # bytes before it this subscriber pages through itself.
+                    tail.start_at(read.size, read.status, read.closed)
+                    need_read = read.next_offset < read.size
                     item = Chunk(position, read.data, read.size, read.status, read.closed)
                 else:
                     # The tail polls for everyone; here we only wait (and tell
@@ -241,9 +321,8 @@ class Hub:
                     if not await sub.wait(idle if idle is not None else _FOREVER):
                         yield None
                         continue
-                    queued = sub.items.popleft()
+                    queued = sub.take()
                     if queued is None:
-                        sub.overflowed = False
                         need_read = True
                         continue
                     if queued.start > position:

@@ -67,6 +67,7 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.config.app import AppConfig
 from litestar.di import Provide
+from litestar.enums import MediaType
 from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins import InitPluginProtocol
@@ -85,6 +86,7 @@ from litestar.status_codes import (
 )
 from litestar.types import Receive, Scope, Send
 
+from pts.body import json_with_text
 from pts.core import PersistentTextStreaming
 from pts.durable import DurableStreams
 from pts.errors import (
@@ -441,21 +443,23 @@ class PTSPlugin(InitPluginProtocol):
             return CreatedStream(id=stream_id)
 
         @get("/{stream_id:str}")
-        async def view_stream(request: AnyRequest, stream_id: FromPath[str]) -> StreamView:
+        async def view_stream(
+            request: AnyRequest, stream_id: FromPath[str]
+        ) -> Response[StreamView]:
             """A stream's state and its whole text so far."""
             stream = await plugin._stream_for(request, "view", stream_id)
-            return StreamView.from_body(await plugin.pts._body_of(stream))
+            return await _view_response(plugin.pts, stream)
 
         @post("/{stream_id:str}/cancel", status_code=HTTP_200_OK)
         async def cancel_stream(
             request: AnyRequest,
             stream_id: FromPath[str],
             data: Annotated[CancelStream | None, Body()] = None,
-        ) -> StreamView:
+        ) -> Response[StreamView]:
             """Abort the stream (a finished stream is left as it is); returns its state."""
             stream = await plugin._stream_for(request, "cancel", stream_id)
             info = await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
-            return StreamView.from_body(await plugin.pts._body_of(info))
+            return await _view_response(plugin.pts, info)
 
         @get("/{stream_id:str}/events")
         async def stream_events(
@@ -496,6 +500,24 @@ class PTSPlugin(InitPluginProtocol):
             ],
             tags=["pts"],
         )
+
+
+async def _view_response(pts: PersistentTextStreaming, info: StreamInfo) -> Response[StreamView]:
+    """The :class:`StreamView` of a stream, its text read in pages of ``read_page_bytes``.
+
+    A text that fits in one page is an ordinary JSON response; a longer one is
+    the very same document, streamed as its pages are read (memory stays at a
+    page however long the stream). A failure after the response started (the
+    stream deleted meanwhile) ends the connection early: the client never gets
+    a well-formed but truncated document.
+    """
+    body = await pts._body_pages(info)
+    if body.whole is not None:
+        return Response(StreamView.from_body(StreamBody(stream=body.stream, text=body.whole)))
+    envelope = StreamView.from_body(StreamBody(stream=body.stream, text=""))
+    stream = Stream(json_with_text(envelope, "text", body.texts()), media_type=MediaType.JSON)
+    # The same document as Response[StreamView] (and so in the OpenAPI schema), in pages.
+    return cast("Response[StreamView]", stream)
 
 
 def _resume_offset(last_event_id: str | None, offset: int | None) -> int:

@@ -87,8 +87,13 @@ async def _events(
             if update is None:
                 yield _KEEPALIVE
             else:
-                send_status = update.status != status or update.finished
-                status = update.status
+                # A long backlog comes in pages, each with the stream's status: a
+                # final status is told once, with the last page (it ends the response).
+                send_status = update.finished or (
+                    update.status != status and not update.status.finished
+                )
+                if send_status:
+                    status = update.status
                 yield _encode_update(update, as_html, send_status)
                 if update.finished:
                     return
