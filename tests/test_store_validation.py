@@ -14,12 +14,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import pytest
+from litestar import Litestar
 
-from pts import InvalidInput, StreamStatus
+from pts import InvalidInput, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.models import Producer
+from pts.plugin import allow_everything
 from pts.store import SQLStore
 from pts.store.validate import MAX_KEY_BYTES, MAX_METADATA_DEPTH
+from tests.server import serve_app
 
 S = StreamStatus
 INT8_MAX = 2**63 - 1
@@ -215,3 +219,27 @@ async def test_a_stream_that_expires_late_in_year_9999_stays_readable(store: SQL
     assert found is not None
     assert found.stream.expires_at == when
     assert await store.ds_delete(sid) == "deleted"
+
+
+async def test_the_plugin_routes_answer_400_not_500(db_url: str) -> None:
+    pts = PersistentTextStreaming(dsn=db_url)
+    app = Litestar(plugins=[PTSPlugin(pts, authorize=allow_everything)])
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        bodies: list[dict[str, Any]] = [
+            {"client_id": "a\x00b"},
+            {"client_id": incompressible(3000)},
+            {"metadata": {"k": "v\x00"}},
+            {"metadata": {"k\x00": 1}},
+            {"metadata": nested(MAX_METADATA_DEPTH + 1)},
+        ]
+        for body in bodies:
+            response = await client.post("/streams", json=body)
+            assert response.status_code == 400, body
+            assert response.json()["error"] == "invalid_input"
+        sid = (await client.post("/streams")).json()["id"]
+        response = await client.post(f"/streams/{sid}/cancel", json={"reason": "no\x00"})
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_input"
+        response = await client.get(f"/streams/{sid}/events", params={"offset": str(2**63)})
+        assert response.status_code == 400
+        assert (await client.get(f"/streams/{sid}")).json()["status"] == "pending"

@@ -121,10 +121,10 @@ class Store(Protocol):
         """Append ``data`` at byte ``offset``, which must equal the stream's size.
 
         Atomic: either all of ``data`` is stored and the new size returned, or
-        nothing is stored and OffsetConflict / StreamClosed / StreamNotFound is
-        raised. With ``finish``, the stream also ends with that status in the
-        same transaction (``data`` may then be empty); ``reason`` is then stored
-        as for :meth:`set_status`.
+        nothing is stored and OffsetConflict / StreamClosed / StreamNotFound /
+        StreamTooLarge (past ``max_stream_size``) is raised. With ``finish``,
+        the stream also ends with that status in the same transaction (``data``
+        may then be empty); ``reason`` is then stored as for :meth:`set_status`.
         """
         ...
 
@@ -219,7 +219,8 @@ class Store(Protocol):
         producer: Producer | None = None,
     ) -> AppendResult:
         """Append (and/or close) under the stream's row lock, with the producer and
-        Stream-Seq rules, in one transaction. Refusals are outcomes, not errors."""
+        Stream-Seq rules, in one transaction. Refusals are outcomes, not errors,
+        except an append past ``max_stream_size``: StreamTooLarge (nothing stored)."""
         ...
 
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
