@@ -57,7 +57,7 @@ def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[st
     assert url.startswith("postgresql://")
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM pts.schema_migrations").fetchone()
-        assert row == (2,)
+        assert row == (3,)
 
     stop = run_pts("db", "--stop", cwd=workdir, env=bare_env)
     assert stop.returncode == 0, stop.stderr
