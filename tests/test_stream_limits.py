@@ -138,6 +138,30 @@ async def drain(client: httpx.AsyncClient, path: str) -> tuple[int, bytes, bool]
         return response.status_code, received, False
 
 
+async def test_cap_met_in_the_database_ends_the_writers_stream_error(db_url: str) -> None:
+    # The writer's own check passes; the append statement's check (the one
+    # concurrent writers cannot pass together) refuses: the stream ends 'error'.
+    async with PersistentTextStreaming(dsn=db_url, max_stream_size=1000) as pts:
+        writer = await pts.create_write_stream()
+        end = asyncio.create_task(finished(pts, writer.stream_id))
+        pts.store.max_stream_size = 5
+        await writer.write("More than five bytes.\n")
+        update = await asyncio.wait_for(end, 20)
+        assert update.status is S.ERROR
+        info = await pts.get_stream(writer.stream_id)
+        assert info.error is not None
+        assert "cap of 5 bytes" in info.error
+        assert info.size == 0
+        with pytest.raises(StreamTooLarge):
+            await writer.write("more")
+
+
+async def collect(response: Stream, into: list[bytes]) -> None:
+    """Iterate a driving response's body in-process, as the server would."""
+    async for chunk in response.iterator:  # type: ignore[union-attr]
+        into.append(chunk if isinstance(chunk, bytes) else chunk.encode())
+
+
 def drive_app(pts: PersistentTextStreaming, tokens: list[str]) -> Litestar:
     @post("/drive/{stream_id:uuid}")
     async def drive(request: AnyRequest, stream_id: FromPath[uuid.UUID]) -> Response[Any]:
@@ -166,6 +190,29 @@ async def test_driven_stream_past_the_cap_ends_error_and_cuts_the_response(db_ur
         assert info.error is not None
         assert "cap of 20 bytes" in info.error
         assert (await pts.get_stream_body(sid)).text == "01234567890123456789"
+
+
+async def test_cap_met_in_the_database_cuts_the_driving_response(db_url: str) -> None:
+    async with PersistentTextStreaming(dsn=db_url, max_stream_size=1000) as pts:
+        gate = asyncio.Event()
+
+        async def generate(_r: object, _s: uuid.UUID, append: Append) -> None:
+            # The writer checked against 1000 when it was made; the database now says 5.
+            pts.store.max_stream_size = 5
+            await append("More than five bytes.\n")
+            await gate.wait()  # cancelled when persisting fails
+
+        sid = await pts.create_stream()
+        end = asyncio.create_task(finished(pts, sid))
+        response = await pts.stream(None, sid, generate)  # type: ignore[arg-type]
+        received: list[bytes] = []
+        with pytest.raises(StreamTooLarge):
+            await collect(response, received)
+        assert b"".join(received) == b"More than five bytes.\n"
+        assert (await asyncio.wait_for(end, 20)).status is S.ERROR
+        error = (await pts.get_stream(sid)).error
+        assert error is not None
+        assert "cap of 5 bytes" in error
 
 
 async def test_protocol_append_past_the_cap_is_413(db_url: str) -> None:
