@@ -5,6 +5,18 @@
 -- stream's row lock, so concurrent appends cannot pass it together; v1 stays, as
 -- a call of v2 without a cap, so code from before this migration keeps working
 -- while both run during an upgrade.
+--
+-- It also repairs rows older code let in that Python cannot read back (every
+-- read, HEAD and DELETE of them failed): an expiry outside years 1..9999 is
+-- moved to the nearest representable day, and a sliding TTL so long that
+-- now() + TTL passes year 9999 is shortened to 7000 years. pts now refuses
+-- such values before writing (pts/store/validate.py).
+UPDATE pts.streams SET expires_at = '0001-01-02 00:00:00+00'
+ WHERE expires_at < '0001-01-02 00:00:00+00';
+UPDATE pts.streams SET expires_at = '9999-12-30 00:00:00+00'
+ WHERE expires_at > '9999-12-30 00:00:00+00';
+UPDATE pts.streams SET ttl_seconds = 220903200000
+ WHERE ttl_seconds > 220903200000;
 
 -- The sweeper's pending timeout looks for pts streams (no path) nobody claimed.
 CREATE INDEX streams_pending_updated_at_idx
