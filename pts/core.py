@@ -35,8 +35,8 @@ from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Chunk, Hub, Update
 from pts.listener import Listener, Notification
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
-from pts.store import SQLStore, create_store
-from pts.store.base import DEFAULT_CONTENT_TYPE
+from pts.store import SQLStore, create_store, validate
+from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
 
 T = TypeVar("T")
 
@@ -66,6 +66,16 @@ class PersistentTextStreaming:
         :data:`~pts.hub.READ_PAGE_BYTES`, 1 MiB): longer texts are read in pages.
     :param poll_interval: a stream's tail that heard nothing for this long
         re-reads the table (NOTIFY is a hint, the table is the truth).
+    :param max_stream_size: the most bytes a stream may hold (default 1 GiB;
+        ``None``: no cap), for pts streams and Durable Streams protocol streams
+        alike. The append that would pass it raises StreamTooLarge (413
+        ``stream_too_large``) and stores nothing; a driven stream then ends
+        ``error`` and its driving response is cut off.
+    :param pending_timeout: seconds a ``pending`` stream may wait for a driver
+        (no change since it was created) before the sweeper ends it ``timeout``
+        (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
+        Durable Streams protocol streams are ``pending`` while open and are
+        never timed out this way: they have their own TTL.
     """
 
     def __init__(
@@ -86,6 +96,8 @@ class PersistentTextStreaming:
         poll_interval: float = 3.0,
         subscriber_buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
         read_page_bytes: int = READ_PAGE_BYTES,
+        max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+        pending_timeout: float | None = 600.0,
     ) -> None:
         self._dsn = dsn
         self.driver: Driver = driver
@@ -110,6 +122,16 @@ class PersistentTextStreaming:
         self.subscriber_buffer_bytes = subscriber_buffer_bytes
         self.read_page_bytes = read_page_bytes
         self.poll_interval = poll_interval
+        try:
+            self.max_stream_size = validate.max_stream_size(max_stream_size)
+            if (
+                pending_timeout is not None
+                and validate.seconds("pending_timeout", pending_timeout) <= 0
+            ):
+                raise InvalidInput("pending_timeout must be positive")
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+        self.pending_timeout = pending_timeout
         self._hub: Hub | None = None
         self._store: SQLStore | None = None
         self._listener: Listener | None = None
@@ -147,6 +169,7 @@ class PersistentTextStreaming:
             self.driver,
             min_size=self._pool_min_size or settings.pool_min_size,
             max_size=self._pool_max_size or settings.pool_max_size,
+            max_stream_size=self.max_stream_size,
         )
         await store.open()
         self._store = store
@@ -262,8 +285,11 @@ class PersistentTextStreaming:
 
         The driver's generation is cancelled (within a second, wherever it
         runs); the text persisted so far stays. Cancelling a finished stream
-        changes nothing and returns its state.
+        changes nothing and returns its state. Raises InvalidInput for a
+        ``reason`` Postgres cannot store (a NUL, a lone surrogate), before
+        anything changes.
         """
+        validate.optional_text("reason", reason)
         drive = self._drives.get(stream_id)
         if drive is not None:
             # Driven here: stop the generation ourselves, so the text it had
@@ -464,6 +490,13 @@ class PersistentTextStreaming:
             swept = await _quietly(self.store.timeout_stale(self.stale_after), "sweep")
             for info in swept or ():
                 logger.warning("stream %s timed out: its driver stopped heartbeating", info.id)
+            if self.pending_timeout is not None:
+                # Pending pts streams nobody drove: end them, so their readers end too.
+                unclaimed = await _quietly(
+                    self.store.timeout_pending(self.pending_timeout), "pending timeout"
+                )
+                for info in unclaimed or ():
+                    logger.info("stream %s timed out: nobody drove it", info.id)
             # Expired and deleted streams no live fork needs (Durable Streams TTLs).
             await _quietly(self.store.collect_garbage(), "garbage collection")
 

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from litestar import Request
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
 
-from pts.errors import PersistenceFailed, StreamClosed
+from pts.errors import InvalidInput, PersistenceFailed, PTSError, StreamClosed, StreamTooLarge
 from pts.flush import Flusher
 from pts.models import StreamInfo, StreamStatus
+from pts.store import validate
 
 if TYPE_CHECKING:
     from pts.core import PersistentTextStreaming
@@ -52,6 +54,10 @@ class StreamWriter:
     process heartbeats it, and if it stops (the process dies) the sweeper marks
     it ``timeout``. If another process cancels the stream, the next
     :meth:`write` raises StreamClosed.
+
+    A write that would take the stream past the store's ``max_stream_size``
+    raises StreamTooLarge and buffers nothing; text that is not valid Unicode
+    (a lone surrogate) raises InvalidInput and buffers nothing.
     """
 
     def __init__(self, pts: PersistentTextStreaming, info: StreamInfo) -> None:
@@ -68,6 +74,7 @@ class StreamWriter:
             on_failure=self._on_flush_failure,
         )
         self.flusher.start()
+        self._cap = pts.store.max_stream_size
         self.on_remote_close: Callable[[StreamStatus], None] | None = None
         self.on_failure: Callable[[BaseException], None] | None = None
         pts._register(self)
@@ -85,12 +92,19 @@ class StreamWriter:
         )
 
     async def write(self, text: str) -> None:
-        """Add text to the stream. Raises StreamClosed once the stream is finished."""
+        """Add text to the stream. Raises StreamClosed once the stream is finished,
+        StreamTooLarge past the size cap, InvalidInput for a lone surrogate."""
         self.write_nowait(text)
 
     def write_nowait(self, text: str, nbytes: int | None = None) -> None:
         """:meth:`write` without the coroutine, for the hot path."""
         self._check_open()
+        if nbytes is None:
+            nbytes = len(_encode(text))
+        if self._cap is not None:
+            held = self.flusher.persisted + self.flusher.buffered
+            if held + nbytes > self._cap:
+                raise StreamTooLarge(self.stream_id, held, nbytes, self._cap)
         self.flusher.write(text, nbytes)
 
     async def close(self) -> None:
@@ -99,13 +113,20 @@ class StreamWriter:
 
     async def abort(self, reason: str | None = None) -> None:
         """Persist what is buffered and mark the stream ``aborted`` with ``reason``."""
-        await self._finish(StreamStatus.ABORTED, reason)
+        await self._finish(StreamStatus.ABORTED, validate.optional_text("reason", reason))
 
     async def fail(self, message: str) -> None:
         """Persist what is buffered and mark the stream ``error`` with ``message``."""
-        await self._finish(StreamStatus.ERROR, message)
+        await self._finish(StreamStatus.ERROR, validate.text("message", message))
 
     def _check_open(self) -> None:
+        failure = self.flusher.failure
+        if (
+            self._closed_status is None
+            and isinstance(failure, PTSError)
+            and not isinstance(failure, StreamClosed)
+        ):
+            raise failure  # why persisting stopped: StreamTooLarge, PersistenceFailed
         if self.finished:
             status = self._closed_status or StreamStatus.DONE
             raise StreamClosed(self.stream_id, status)
@@ -137,6 +158,17 @@ class StreamWriter:
         logger.error("stream %s: persisting failed: %s", self.stream_id, exc)
         if self.on_failure is not None:
             self.on_failure(exc)
+        elif isinstance(exc, StreamTooLarge):
+            # Nobody drives this writer: end the stream now, not when the sweeper
+            # notices its heartbeat stopped.
+            self._pts._spawn(self._record_error(exc))
+
+    async def _record_error(self, exc: PTSError) -> None:
+        self._pts._unregister(self)
+        try:
+            await self._pts.store.set_status(self.stream_id, StreamStatus.ERROR, reason=str(exc))
+        except Exception as err:  # noqa: BLE001 - best effort; the sweeper is the fallback
+            logger.warning("stream %s: could not record the failure: %s", self.stream_id, err)
 
 
 class _End:
@@ -173,6 +205,7 @@ class Drive:
         self._loop = asyncio.get_running_loop()
         self._resumed = -YIELD_INTERVAL  # the first token yields at once
         self._cancel_status: tuple[StreamStatus, str | None] | None = None
+        self._too_large: StreamTooLarge | None = None  # an append passed the size cap
         self.task = asyncio.create_task(self._run(), name=f"pts-drive-{info.id}")
 
     @property
@@ -183,8 +216,15 @@ class Drive:
         """The ``append`` handed to ``generate``: deliver now, persist beside."""
         if not text:
             return
-        data = text.encode()
-        self.writer.write_nowait(text, len(data))  # raises StreamClosed once finished
+        if self._too_large is not None:
+            raise self._too_large
+        data = _encode(text)
+        try:
+            self.writer.write_nowait(text, len(data))  # raises StreamClosed once finished
+        except StreamTooLarge as exc:
+            # The stream ends 'error' whatever the generator does with this.
+            self._too_large = exc
+            raise
         if not self._detached:
             self._pending.append(data)
         waiter = self._waiter
@@ -250,17 +290,26 @@ class Drive:
         except Exception as exc:  # noqa: BLE001 - the app's generator failed: record it
             logger.info("stream %s: generator raised %r", self.stream_id, exc)
             status, reason = StreamStatus.ERROR, str(exc) or type(exc).__name__
+        if self._too_large is not None:
+            status, reason = StreamStatus.ERROR, str(self._too_large)
+        if reason is not None:
+            # Our own message (from an exception, say): make it storable.
+            reason = validate.clean_message(reason)
         # The driving client has every token already: end its response now,
         # before the final write, so delivery never waits for the database.
+        # A response whose text is incomplete is cut off, so the client knows.
         failure = self.writer.flusher.failure
-        self._finish_response(_End(failure if isinstance(failure, PersistenceFailed) else None))
+        cut = self._too_large or (
+            failure if isinstance(failure, PersistenceFailed | StreamTooLarge) else None
+        )
+        self._finish_response(_End(cut))
         if self.writer._closed_status is not None:
             return  # finished elsewhere (cancel from another process, the sweeper)
         try:
             await self.writer._finish(status, reason)
         except StreamClosed:
             pass
-        except PersistenceFailed as exc:
+        except (PersistenceFailed, StreamTooLarge) as exc:
             await self._record_failure(exc)
 
     def _on_remote_close(self, status: StreamStatus) -> None:
@@ -269,7 +318,7 @@ class Drive:
     def _on_persistence_failure(self, exc: BaseException) -> None:
         self.cancel(StreamStatus.ERROR, str(exc))
 
-    async def _record_failure(self, exc: PersistenceFailed) -> None:
+    async def _record_failure(self, exc: PTSError) -> None:
         # The database may be back by now; if not, the sweeper marks the
         # stream 'timeout' once it is (its heartbeat has stopped).
         try:
@@ -279,9 +328,35 @@ class Drive:
             logger.warning("stream %s: could not record the failure: %s", self.stream_id, err)
 
 
+def _encode(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate is the caller's InvalidInput, not a broken stream."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"text is not valid Unicode: a lone surrogate at position {exc.start}"
+        ) from None
+
+
+class TextStream(Stream):
+    """A :class:`~litestar.response.Stream` whose own media type always wins.
+
+    Litestar's ``Stream.to_asgi_response`` prefers the route handler's media
+    type to the response's, and a handler infers ``application/json`` from a
+    return annotation such as ``-> object`` or ``-> Any``: the token stream
+    would go out as JSON. The driving response is text whatever the handler says.
+    """
+
+    __slots__ = ()
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
 def driving_response(drive: Drive) -> Stream:
     """The HTTP response for the driving client: 200, text/plain, chunked, unbuffered."""
-    return Stream(
+    return TextStream(
         drive.body(),
         status_code=200,
         media_type="text/plain",  # Litestar adds "; charset=utf-8"

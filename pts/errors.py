@@ -109,6 +109,24 @@ class AlreadyDriven(InvalidTransition):
         )
 
 
+class StreamTooLarge(PTSError):
+    """An append would take the stream past its size cap (``max_stream_size``).
+
+    Nothing of that append was stored; the stream keeps what it had. A driven
+    stream then ends ``error`` with this message.
+    """
+
+    def __init__(self, stream: uuid.UUID | str, size: int, adding: int, limit: int) -> None:
+        self.stream = stream
+        self.size = size
+        self.adding = adding
+        self.limit = limit
+        super().__init__(
+            f"stream {stream} holds {size} bytes; appending {adding} more would pass "
+            f"its cap of {limit} bytes"
+        )
+
+
 class StoreUnavailable(PTSError):
     """The database could not be reached or dropped the connection.
 

@@ -34,6 +34,7 @@ error                                                    status  ``"error"``
 :class:`~pts.errors.InvalidTransition` (+ status, size)  409     ``invalid_transition``
 :class:`~pts.errors.StreamConflict` (other)              409     ``stream_conflict``
 :class:`~pts.errors.StreamDeleted`                       410     ``stream_deleted``
+:class:`~pts.errors.StreamTooLarge`                      413     ``stream_too_large``
 :class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
 :class:`~pts.errors.PersistenceFailed`                   503     ``persistence_failed``
 :class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
@@ -81,6 +82,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_410_GONE,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -105,6 +107,7 @@ from pts.errors import (
     StreamConflict,
     StreamDeleted,
     StreamNotFound,
+    StreamTooLarge,
 )
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.sse import event_stream
@@ -235,6 +238,7 @@ _ERRORS: dict[type[PTSError], tuple[int, str]] = {
     InvalidTransition: (HTTP_409_CONFLICT, "invalid_transition"),
     StreamConflict: (HTTP_409_CONFLICT, "stream_conflict"),
     StreamDeleted: (HTTP_410_GONE, "stream_deleted"),
+    StreamTooLarge: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "stream_too_large"),
     StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),

@@ -47,7 +47,10 @@ SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
 -- optionally finishes the stream with status $4 in the same statement ($5 is
 -- then the abort reason for 'aborted', the error for 'error' and 'timeout').
 -- Concurrent appends at one offset serialize on the row lock; the loser sees
--- the new size, matches no row and inserts nothing. Returns no row on failure.
+-- the new size, matches no row and inserts nothing. With $6, the stream's size
+-- cap, an append that would pass it matches no row either (checked under the
+-- same lock, so concurrent appends cannot pass it together). Returns no row on
+-- failure.
 WITH updated AS (
     UPDATE pts.streams
        SET size = size + octet_length($3::bytea),
@@ -59,6 +62,7 @@ WITH updated AS (
            abort_reason = CASE WHEN $4::text = 'aborted' THEN $5::text ELSE abort_reason END,
            error = CASE WHEN $4::text IN ('error', 'timeout') THEN $5::text ELSE error END
      WHERE id = $1 AND size = $2::bigint AND NOT closed
+       AND ($6::bigint IS NULL OR size + octet_length($3::bytea) <= $6::bigint)
     RETURNING id, size
 ), inserted AS (
     INSERT INTO pts.chunks (stream_id, start_offset, data)
@@ -174,6 +178,26 @@ RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
           metadata::text, owner, ttl_seconds, forked_from, fork_offset,
        fork_sub_offset, deleted_at;
 
+-- name: timeout_pending
+-- The sweeper: marks 'timeout' the pts streams nobody claimed: 'pending' with no
+-- change for $1 seconds. Only streams without a path: a Durable Streams protocol
+-- stream (it always has one) is 'pending' while open and has its own TTL.
+UPDATE pts.streams
+   SET status = 'timeout', closed = true, error = $2::text,
+       finished_at = now(), updated_at = now()
+ WHERE id IN (SELECT id
+                FROM pts.streams
+               WHERE status = 'pending' AND path IS NULL
+                 AND updated_at < now() - make_interval(secs => $1::float8)
+               ORDER BY updated_at
+               LIMIT $3::int
+                 FOR UPDATE SKIP LOCKED)
+   AND status = 'pending'
+RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
+          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
+          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
+       fork_sub_offset, deleted_at;
+
 -- name: delete_stream
 -- 'deleted', 'soft_deleted' (live forks still read its bytes) or 'not_found'.
 SELECT pts.ds_delete_v1($1::uuid);
@@ -215,9 +239,10 @@ SELECT outcome, stream_id
                         $7::uuid, $8::bigint, $9::bigint, $10::bytea);
 
 -- name: ds_append
+-- $9 is the stream size cap (NULL: none): 'too_large' if this append would pass it.
 SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq
-  FROM pts.ds_append_v1($1::text, $2::bytea, $3::text, $4::boolean, $5::text, $6::text,
-                        $7::bigint, $8::bigint);
+  FROM pts.ds_append_v2($1::text, $2::bytea, $3::text, $4::boolean, $5::text, $6::text,
+                        $7::bigint, $8::bigint, $9::bigint);
 
 -- name: ds_collect
 -- Removes streams nobody can reach any more: expired or deleted, with no live

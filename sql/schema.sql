@@ -54,6 +54,9 @@ CREATE INDEX streams_streaming_heartbeat_idx
     ON pts.streams (heartbeat_at) WHERE status = 'streaming';
 CREATE INDEX streams_expires_at_idx
     ON pts.streams (expires_at) WHERE expires_at IS NOT NULL;
+-- The sweeper's pending timeout looks for pts streams (no path) nobody claimed.
+CREATE INDEX streams_pending_updated_at_idx
+    ON pts.streams (updated_at) WHERE status = 'pending' AND path IS NULL;
 
 -- Append-only text. A chunk covers bytes [start_offset, start_offset + length(data)).
 CREATE TABLE pts.chunks (
@@ -314,11 +317,12 @@ $$;
 -- Outcomes: 'appended' | 'duplicate' (a producer retry: nothing written) |
 -- 'not_found' | 'gone' | 'driven' (a pts driver writes this stream) |
 -- 'closed' | 'content_type' | 'stale_epoch' | 'bad_epoch_seq' | 'seq_gap' |
--- 'seq_conflict'. epoch/seq are the producer state to report (for a gap, seq is
--- the one received), expected_seq the sequence number a gap expected.
-CREATE FUNCTION pts.ds_append_v1(
+-- 'seq_conflict' | 'too_large' (p_data would take the stream past p_max_size
+-- bytes; NULL: no cap). epoch/seq are the producer state to report (for a gap,
+-- seq is the one received), expected_seq the sequence number a gap expected.
+CREATE FUNCTION pts.ds_append_v2(
     p_path text, p_data bytea, p_media_type text, p_close boolean, p_stream_seq text,
-    p_producer text, p_epoch bigint, p_seq bigint
+    p_producer text, p_epoch bigint, p_seq bigint, p_max_size bigint
 ) RETURNS TABLE (outcome text, stream_id uuid, size bigint, closed boolean,
                  epoch bigint, seq bigint, expected_seq bigint)
 LANGUAGE plpgsql AS $$
@@ -391,6 +395,11 @@ BEGIN
         RETURN QUERY SELECT 'seq_conflict'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
         RETURN;
     END IF;
+    -- The size cap, last: a producer's retry of an accepted append stays a duplicate.
+    IF p_max_size IS NOT NULL AND s.size + added > p_max_size THEN
+        RETURN QUERY SELECT 'too_large'::text, s.id, s.size, s.closed, NULL::bigint, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
     -- Every check passed: write.
     IF p_producer IS NOT NULL THEN
         INSERT INTO pts.producers AS pr (stream_id, producer_id, epoch, last_seq)
@@ -417,6 +426,17 @@ BEGIN
      WHERE t.id = s.id;
     RETURN QUERY SELECT 'appended'::text, s.id, s.size + added, s.closed OR p_close, p_epoch, p_seq, NULL::bigint;
 END;
+$$;
+
+-- The version-1 append (no size cap), for code from before migration 0003.
+CREATE FUNCTION pts.ds_append_v1(
+    p_path text, p_data bytea, p_media_type text, p_close boolean, p_stream_seq text,
+    p_producer text, p_epoch bigint, p_seq bigint
+) RETURNS TABLE (outcome text, stream_id uuid, size bigint, closed boolean,
+                 epoch bigint, seq bigint, expected_seq bigint)
+LANGUAGE sql AS $$
+    SELECT * FROM pts.ds_append_v2(p_path, p_data, p_media_type, p_close, p_stream_seq,
+                                   p_producer, p_epoch, p_seq, NULL);
 $$;
 
 -- DELETE: remove the stream, or soft-delete it while live forks read from it

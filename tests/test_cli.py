@@ -44,7 +44,7 @@ def workdir(tmp_path: Path, bare_env: dict[str, str]) -> Iterator[Path]:
 def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[str, str]) -> None:
     first = run_pts("migrate", cwd=workdir, env=bare_env)
     assert first.returncode == 0, first.stderr
-    assert "applied 2 migration(s): 0001_initial, 0002_durable_streams" in first.stdout
+    assert "applied 3 migration(s): 0001_initial, 0002_durable_streams, 0003_" in first.stdout
     assert (workdir / ".pts" / "pgdata" / "PG_VERSION").exists()
 
     second = run_pts("migrate", cwd=workdir, env=bare_env)
@@ -57,7 +57,7 @@ def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[st
     assert url.startswith("postgresql://")
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM pts.schema_migrations").fetchone()
-        assert row == (2,)
+        assert row == (3,)
 
     stop = run_pts("db", "--stop", cwd=workdir, env=bare_env)
     assert stop.returncode == 0, stop.stderr

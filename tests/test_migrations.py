@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 
+from pts.store import create_store
 from pts.store.migrations import list_migrations, migrate
 from tests.postgres import DatabaseFactory
 
@@ -97,3 +98,41 @@ async def test_migrations_are_numbered_and_named() -> None:
     assert migrations, "sql/migrations/ holds no migration"
     assert [m.version for m in migrations] == sorted({m.version for m in migrations})
     assert migrations[0].version == 1
+
+
+async def test_migration_3_repairs_rows_python_cannot_read(databases: DatabaseFactory) -> None:
+    # Rows older code let in: an expiry past year 9999 and a TTL whose renewal passes it.
+    url = databases.create_empty()
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "CREATE SCHEMA pts; CREATE TABLE pts.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for m in list_migrations()[:2]:
+                await conn.execute(m.sql())
+                await conn.execute(
+                    "INSERT INTO pts.schema_migrations VALUES ($1, $2)", m.version, m.name
+                )
+            await conn.execute(
+                "INSERT INTO pts.streams (path, expires_at) VALUES ('far', '12000-01-01Z');"
+                "INSERT INTO pts.streams (path, ttl_seconds, expires_at)"
+                " VALUES ('ttl', 1000000000000, now() + interval '1 day')"
+            )
+        finally:
+            await conn.close()
+        assert [m.version for m in await migrate(url)] == [3]
+        store = create_store(url, "asyncpg")
+        await store.open()
+        try:
+            for path in ("far", "ttl"):
+                found = await store.ds_lookup(path, touch=True)
+                assert found is not None
+                assert found.stream.expires_at is not None
+                assert await store.ds_delete(found.stream.id) == "deleted"
+        finally:
+            await store.close()
+    finally:
+        databases.drop(url)

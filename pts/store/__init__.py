@@ -4,21 +4,34 @@ from __future__ import annotations
 
 from pts.errors import ConfigurationError
 from pts.settings import DRIVERS, Driver
-from pts.store.base import TRANSITIONS, SQLStore, Store
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE, TRANSITIONS, SQLStore, Store
 
-__all__ = ["TRANSITIONS", "SQLStore", "Store", "create_store"]
+__all__ = ["DEFAULT_MAX_STREAM_SIZE", "TRANSITIONS", "SQLStore", "Store", "create_store"]
 
 
 def create_store(
-    dsn: str, driver: Driver = "asyncpg", *, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    driver: Driver = "asyncpg",
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
 ) -> SQLStore:
-    """A store for ``dsn`` on the named driver; call ``await store.open()`` before use."""
+    """A store for ``dsn`` on the named driver; call ``await store.open()`` before use.
+
+    ``max_stream_size`` caps every stream's size in bytes (default 1 GiB; None: no
+    cap): the append that would pass it raises StreamTooLarge and stores nothing.
+    """
     if driver == "asyncpg":
         from pts.store.asyncpg_store import AsyncpgStore
 
-        return AsyncpgStore(dsn, min_size=min_size, max_size=max_size)
+        return AsyncpgStore(
+            dsn, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+        )
     if driver == "psycopg":
         from pts.store.psycopg_store import PsycopgStore
 
-        return PsycopgStore(dsn, min_size=min_size, max_size=max_size)
+        return PsycopgStore(
+            dsn, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+        )
     raise ConfigurationError(f"unknown driver {driver!r}: choose one of {', '.join(DRIVERS)}")

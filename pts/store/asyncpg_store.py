@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 from pts.errors import StoreUnavailable
-from pts.store.base import Row, SQLStore, UniqueViolation
+from pts.store import validate
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Row, SQLStore, UniqueViolation
 from pts.store.queries import queries
 
 # Errors that mean "the database is gone or the connection broke", as opposed
@@ -24,8 +25,16 @@ class AsyncpgStore(SQLStore):
 
     driver = "asyncpg"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+    ) -> None:
         self.dsn = dsn
+        self.max_stream_size = validate.max_stream_size(max_stream_size)
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None

@@ -24,6 +24,7 @@ from pts.errors import (
     PathTaken,
     StreamClosed,
     StreamNotFound,
+    StreamTooLarge,
 )
 from pts.models import (
     AppendOutcome,
@@ -36,6 +37,7 @@ from pts.models import (
     StreamInfo,
     StreamStatus,
 )
+from pts.store import validate as v
 
 
 class Row(Protocol):
@@ -53,6 +55,13 @@ TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
 
 DEFAULT_CONTENT_TYPE = "text/plain"
 TIMEOUT_MESSAGE = "the stream's driver stopped heartbeating"
+DEFAULT_MAX_STREAM_SIZE = 1024**3
+"""The default cap on a stream's size, in bytes (1 GiB); see :attr:`SQLStore.max_stream_size`."""
+
+
+def pending_timeout_message(pending_timeout: float) -> str:
+    """The error a pending stream nobody drove ends with (status ``timeout``)."""
+    return f"nobody drove this stream within {pending_timeout:g} s of its last change"
 
 
 class UniqueViolation(Exception):
@@ -112,10 +121,10 @@ class Store(Protocol):
         """Append ``data`` at byte ``offset``, which must equal the stream's size.
 
         Atomic: either all of ``data`` is stored and the new size returned, or
-        nothing is stored and OffsetConflict / StreamClosed / StreamNotFound is
-        raised. With ``finish``, the stream also ends with that status in the
-        same transaction (``data`` may then be empty); ``reason`` is then stored
-        as for :meth:`set_status`.
+        nothing is stored and OffsetConflict / StreamClosed / StreamNotFound /
+        StreamTooLarge (past ``max_stream_size``) is raised. With ``finish``,
+        the stream also ends with that status in the same transaction (``data``
+        may then be empty); ``reason`` is then stored as for :meth:`set_status`.
         """
         ...
 
@@ -153,6 +162,12 @@ class Store(Protocol):
 
     async def timeout_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
         """Mark stale streams ``timeout``; safe to run in many processes at once."""
+        ...
+
+    async def timeout_pending(self, pending_after: float, limit: int = 100) -> list[StreamInfo]:
+        """Mark ``timeout`` the pts streams (no path) left ``pending`` for ``pending_after``
+        seconds since their last change. Durable Streams protocol streams (they have a
+        path, and their own TTL) are never touched."""
         ...
 
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
@@ -204,7 +219,8 @@ class Store(Protocol):
         producer: Producer | None = None,
     ) -> AppendResult:
         """Append (and/or close) under the stream's row lock, with the producer and
-        Stream-Seq rules, in one transaction. Refusals are outcomes, not errors."""
+        Stream-Seq rules, in one transaction. Refusals are outcomes, not errors,
+        except an append past ``max_stream_size``: StreamTooLarge (nothing stored)."""
         ...
 
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
@@ -217,9 +233,19 @@ class Store(Protocol):
 
 
 class SQLStore(ABC):
-    """The shared implementation of :class:`Store` over three driver primitives."""
+    """The shared implementation of :class:`Store` over three driver primitives.
+
+    Every method validates its arguments (:mod:`pts.store.validate`) before any
+    SQL: what Postgres cannot store is an InvalidInput, never a driver error.
+
+    ``max_stream_size`` caps every stream (bytes; None: no cap): an append that
+    would pass it raises StreamTooLarge and stores nothing. The check runs in
+    the append's own statement, under the row lock, so concurrent appends
+    cannot pass it together.
+    """
 
     driver: str = ""
+    max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -248,8 +274,15 @@ class SQLStore(ABC):
     ) -> StreamInfo:
         if status not in (StreamStatus.PENDING, StreamStatus.STREAMING):
             raise InvalidInput(f"a new stream starts pending or streaming, not {status}")
-        if not content_type:
+        if client_id is not None:
+            v.key("client_id", client_id)
+        if path is not None:
+            v.key("path", path)
+        if not v.text("content_type", content_type):
             raise InvalidInput("content_type must not be empty")
+        metadata_json = v.metadata(metadata)
+        v.optional_text("owner", owner)
+        v.optional_moment("expires_at", expires_at)
         try:
             row = await self._fetchrow(
                 "create_stream",
@@ -257,7 +290,7 @@ class SQLStore(ABC):
                 path,
                 content_type,
                 str(status),
-                json.dumps(metadata or {}),
+                metadata_json,
                 owner,
                 expires_at,
             )
@@ -277,12 +310,14 @@ class SQLStore(ABC):
         return _stream(row)
 
     async def get_stream_by_client_id(self, client_id: str) -> StreamInfo:
+        v.key("client_id", client_id)
         row = await self._fetchrow("get_stream_by_client_id", client_id)
         if row is None:
             raise StreamNotFound(client_id)
         return _stream(row)
 
     async def get_stream_by_path(self, path: str) -> StreamInfo:
+        v.key("path", path)
         row = await self._fetchrow("get_stream_by_path", path)
         if row is None:
             raise StreamNotFound(path)
@@ -302,17 +337,22 @@ class SQLStore(ABC):
             raise InvalidInput(f"append takes bytes, not {type(data).__name__}")
         if not data and finish is None:
             raise InvalidInput("an append must carry data or finish the stream")
-        if finish is not None and not StreamStatus(finish).finished:
+        if finish is not None and not _status(finish).finished:
             raise InvalidInput(f"finish must be a final status, not {finish}")
-        if offset < 0:
+        if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
+        v.integer("offset", offset)
+        v.optional_text("reason", reason)
+        data = bytes(data)
+        cap = self.max_stream_size
         row = await self._fetchrow(
             "append",
             stream_id,
             offset,
-            bytes(data),
+            data,
             None if finish is None else str(finish),
             reason,
+            cap,
         )
         if row is not None:
             return cast(int, row[0])
@@ -322,16 +362,20 @@ class SQLStore(ABC):
         size, status, closed = cast(int, state[0]), StreamStatus(cast(str, state[1])), state[2]
         if closed:
             raise StreamClosed(stream_id, status)
+        if size == offset and cap is not None and size + len(data) > cap:
+            raise StreamTooLarge(stream_id, size, len(data), cap)
         raise OffsetConflict(stream_id, offset, size)
 
     async def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
     ) -> ReadResult:
         stream_id = _uuid(stream_id)
-        if max_bytes is not None and max_bytes < 1:
-            raise InvalidInput("max_bytes must be at least 1")
-        if offset < 0:
+        if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
+        v.integer("offset", offset)
+        if max_bytes is not None:
+            # Any larger page is "to the end": clamp so offset + max_bytes stays a bigint.
+            max_bytes = min(v.integer("max_bytes", max_bytes, minimum=1), v.INT8_MAX - offset)
         rows = await self._fetch("read", stream_id, offset, max_bytes)
         if not rows:
             raise StreamNotFound(stream_id)
@@ -363,10 +407,8 @@ class SQLStore(ABC):
         self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
     ) -> StreamInfo:
         stream_id = _uuid(stream_id)
-        try:
-            status = StreamStatus(status)
-        except ValueError:
-            raise InvalidInput(f"{status!r} is not a stream status") from None
+        status = _status(status)
+        v.optional_text("reason", reason)
         allowed_from = sorted(str(s) for s, targets in TRANSITIONS.items() if status in targets)
         row = await self._fetchrow("set_status", stream_id, str(status), reason, allowed_from)
         if row is not None:
@@ -389,6 +431,12 @@ class SQLStore(ABC):
         rows = await self._fetch("timeout_stale", float(stale_after), TIMEOUT_MESSAGE, limit)
         return [_stream(r) for r in rows]
 
+    async def timeout_pending(self, pending_after: float, limit: int = 100) -> list[StreamInfo]:
+        _check_stale_args(pending_after, limit)
+        message = pending_timeout_message(pending_after)
+        rows = await self._fetch("timeout_pending", float(pending_after), message, limit)
+        return [_stream(r) for r in rows]
+
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
         if await self.ds_delete(stream_id) == "not_found":
             raise StreamNotFound(stream_id)
@@ -400,6 +448,8 @@ class SQLStore(ABC):
     ) -> DurableLookup | None:
         if (path is None) == (stream_id is None):
             raise InvalidInput("look a stream up by path or by id")
+        if path is not None:
+            v.key("path", path)
         row = await self._fetchrow(
             "ds_lookup", path, touch, None if stream_id is None else _uuid(stream_id)
         )
@@ -423,14 +473,22 @@ class SQLStore(ABC):
         fork_sub_offset: int | None = None,
         prefix: bytes = b"",
     ) -> tuple[CreateOutcome, uuid.UUID | None]:
-        if not path:
+        if not v.key("path", path):
             raise InvalidInput("a stream path must not be empty")
-        if not content_type:
+        if not v.text("content_type", content_type):
             raise InvalidInput("content_type must not be empty")
         if ttl_seconds is not None and expires_at is not None:
             raise InvalidInput("give a TTL or an expiry time, not both")
+        v.ttl(ttl_seconds)
+        v.optional_moment("expires_at", expires_at)
+        v.optional_integer("fork_offset", fork_offset)
+        v.optional_integer("fork_sub_offset", fork_sub_offset)
         if source is None and (fork_offset is not None or fork_sub_offset or prefix):
             raise InvalidInput("a fork offset needs a source stream")
+        data, prefix = bytes(data), bytes(prefix)
+        size = (fork_offset or 0) + len(prefix) + len(data)
+        if self.max_stream_size is not None and size > self.max_stream_size:
+            raise StreamTooLarge(path, 0, size, self.max_stream_size)
         row = await self._fetchrow(
             "ds_create",
             path,
@@ -438,11 +496,11 @@ class SQLStore(ABC):
             ttl_seconds,
             expires_at,
             closed,
-            bytes(data),
-            source,
+            data,
+            None if source is None else _uuid(source),
             fork_offset,
             fork_sub_offset,
-            bytes(prefix),
+            prefix,
         )
         assert row is not None
         return CreateOutcome(cast(str, row[0])), cast("uuid.UUID | None", row[1])
@@ -459,19 +517,31 @@ class SQLStore(ABC):
     ) -> AppendResult:
         if not data and not close:
             raise InvalidInput("an append must carry data or close the stream")
+        v.key("path", path)
+        v.text("media_type", media_type)
+        v.optional_text("stream_seq", stream_seq)
+        if producer is not None:
+            v.key("producer id", producer.id)
+            v.integer("producer epoch", producer.epoch)
+            v.integer("producer seq", producer.seq)
+        data = bytes(data)
         row = await self._fetchrow(
             "ds_append",
             path,
-            bytes(data),
+            data,
             media_type.lower(),
             close,
             stream_seq,
             None if producer is None else producer.id,
             None if producer is None else producer.epoch,
             None if producer is None else producer.seq,
+            self.max_stream_size,
         )
         assert row is not None
         size = row[2]
+        if row[0] == "too_large":
+            assert self.max_stream_size is not None
+            raise StreamTooLarge(path, cast(int, size), len(data), self.max_stream_size)
         return AppendResult(
             outcome=AppendOutcome(cast(str, row[0])),
             stream_id=cast("uuid.UUID | None", row[1]),
@@ -492,18 +562,22 @@ class SQLStore(ABC):
         return cast(str, row[0])
 
     async def collect_garbage(self, limit: int = 100) -> int:
-        if limit < 1:
-            raise InvalidInput("limit must be at least 1")
+        v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
         row = await self._fetchrow("ds_collect", limit)
         assert row is not None
         return cast(int, row[0])
 
 
 def _check_stale_args(stale_after: float, limit: int) -> None:
-    if stale_after < 0:
-        raise InvalidInput("stale_after must not be negative")
-    if limit < 1:
-        raise InvalidInput("limit must be at least 1")
+    v.seconds("stale_after", stale_after)
+    v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
+
+
+def _status(value: str) -> StreamStatus:
+    try:
+        return StreamStatus(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a stream status") from None
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -9,7 +9,8 @@ import psycopg.errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pts.errors import StoreUnavailable
-from pts.store.base import Row, SQLStore, UniqueViolation
+from pts.store import validate
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Row, SQLStore, UniqueViolation
 from pts.store.queries import queries
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -25,8 +26,16 @@ class PsycopgStore(SQLStore):
 
     driver = "psycopg"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+    ) -> None:
         self.dsn = dsn
+        self.max_stream_size = validate.max_stream_size(max_stream_size)
         self.min_size = min_size
         self.max_size = max_size
         self._pool: AsyncConnectionPool | None = None

@@ -26,7 +26,7 @@ from typing import TypeVar
 from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
 from pts.settings import Driver
 from pts.store import create_store
-from pts.store.base import DEFAULT_CONTENT_TYPE
+from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
 
 T = TypeVar("T")
 
@@ -34,18 +34,27 @@ T = TypeVar("T")
 class SyncStore:
     """Blocking versions of every :class:`~pts.store.base.Store` operation.
 
-    ``driver`` defaults to psycopg, the usual choice in sync code bases.
+    ``driver`` defaults to psycopg, the usual choice in sync code bases;
+    ``max_stream_size`` caps each stream's size as in :func:`~pts.store.create_store`.
     """
 
     def __init__(
-        self, dsn: str, *, driver: Driver = "psycopg", min_size: int = 1, max_size: int = 4
+        self,
+        dsn: str,
+        *,
+        driver: Driver = "psycopg",
+        min_size: int = 1,
+        max_size: int = 4,
+        max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pts-sync-store", daemon=True
         )
         self._thread.start()
-        self._store = create_store(dsn, driver, min_size=min_size, max_size=max_size)
+        self._store = create_store(
+            dsn, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+        )
         try:
             self._run(self._store.open())
         except BaseException:
