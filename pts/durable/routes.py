@@ -148,6 +148,11 @@ class DurableStreams:
 
     async def _dispatch(self, request: AnyRequest, scope: Scope, send: Send) -> None:
         method = request.method
+        # Before anything else: values Postgres cannot store, or a response cannot echo.
+        wire.check_header_values(scope["headers"])
+        raw_path = scope.get("raw_path")
+        if raw_path is not None:
+            wire.check_raw_path(raw_path)
         if method == "OPTIONS":
             await _send(send, 204, _preflight_headers(request))
             return
@@ -177,7 +182,7 @@ class DurableStreams:
 
     def _target(self, raw: str) -> _Target:
         # Litestar hands a mounted app its path with a trailing slash added.
-        path = raw.strip("/")
+        path = wire.check_name("the stream path", raw.strip("/"))
         if not path:
             raise _Reply(404, "stream_not_found", "name a stream: /v1/stream/{path}")
         if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX.rstrip("/"):
@@ -248,6 +253,8 @@ class DurableStreams:
                 raise BadRequest("Stream-Fork-Offset must be an offset, not -1 or now")
             fork_offset = parsed
         requested_type = headers.get("content-type")
+        if requested_type is not None:
+            wire.check_name("Content-Type", requested_type)
         await self.plugin.check(request, "create", None)
         body = await _read_body(request, self.plugin.max_body_size)
 
@@ -373,20 +380,23 @@ class DurableStreams:
         producer = None if parsed_producer is None else Producer(*parsed_producer)
         close = _is_true(headers.get("stream-closed"))
         stream_seq = headers.get("stream-seq")
-        if stream_seq is not None and not stream_seq:
-            raise BadRequest("Stream-Seq must not be empty")
+        if stream_seq is not None:
+            if not stream_seq:
+                raise BadRequest("Stream-Seq must not be empty")
+            wire.check_name("Stream-Seq", stream_seq)
         request_type = headers.get("content-type")
-        body = await _read_body(request, self.plugin.max_body_size)
-        if not body and not close:
-            raise BadRequest("an append needs a body (or Stream-Closed: true to close)")
-        if body and not request_type:
-            raise BadRequest("an append needs a Content-Type")
+        # Access before the body: a caller who may not append costs no body's worth of memory.
         if self.plugin.authorize is None:
             await self.plugin.check(request, "drive", None)
         elif not self.plugin.allows_everything:
             # The hook judges the stream: one more query than the append itself.
             stream = await self._find(target, touch=False)
             await self.plugin.check(request, "drive", stream)
+        body = await _read_body(request, self.plugin.max_body_size)
+        if not body and not close:
+            raise BadRequest("an append needs a body (or Stream-Closed: true to close)")
+        if body and not request_type:
+            raise BadRequest("an append needs a Content-Type")
         data = body
         if body and wire.is_json(request_type):
             try:
@@ -861,8 +871,8 @@ async def _send_json(
 
 async def _read_body(request: AnyRequest, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (before reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = wire.parse_content_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _Reply(413, "body_too_large", f"the body is over {limit} bytes")
     parts: list[bytes] = []
     size = 0
