@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import unquote_to_bytes
 
 from pts.errors import InvalidInput
@@ -305,18 +306,21 @@ def _too_deep() -> str:
 
 
 def _deeper_than(value: object, limit: int) -> bool:
-    """Whether ``value`` nests more than ``limit`` containers deep (walked without recursion)."""
-    if not isinstance(value, list | dict):
-        return False
-    stack: list[tuple[list[object] | dict[str, object], int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, list | dict):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
+    """Whether ``value`` nests more than ``limit`` arrays and objects deep.
+
+    Walked level by level, without recursion; each level is a list of references.
+    """
+    level: list[object] = [value] if isinstance(value, list | dict) else []
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else cast("list[object]", item))
+            if isinstance(child, list | dict)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _compact(value: object) -> bytes:
