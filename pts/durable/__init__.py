@@ -2,7 +2,9 @@
 
 :class:`~pts.durable.routes.DurableStreams` is the protocol's ASGI app;
 :class:`~pts.plugin.PTSPlugin` mounts it at ``/v1/stream``. :mod:`pts.durable.wire`
-holds the wire format (offsets, JSON framing, SSE events).
+holds the wire format (offsets, JSON framing, SSE events) and the bounds on every
+input; :mod:`pts.durable.live` the long-poll and SSE reads; :mod:`pts.durable.responses`
+the hand-written responses.
 """
 
 from pts.durable.routes import DurableStreams

@@ -1,0 +1,166 @@
+"""HTTP plumbing for the protocol's ASGI app: responses written by hand, bodies read
+within bounds, CORS headers.
+
+The protocol fixes status codes, header names and exact content types, so
+:mod:`pts.durable.routes` writes its responses with these instead of a
+framework's response classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeAlias, cast
+
+from litestar import Request
+from litestar.types import HTTPResponseStartEvent, Message, Receive, Send
+
+from pts.durable import wire
+
+__all__ = [
+    "ALLOWED_HEADERS",
+    "ALLOWED_METHODS",
+    "EXPOSED_HEADERS",
+    "EXPOSE_HEADER",
+    "SECURITY_HEADERS",
+    "AnyRequest",
+    "Reply",
+    "adding_headers",
+    "disconnect",
+    "location",
+    "preflight_headers",
+    "raw_headers",
+    "read_body",
+    "send_json",
+    "send_response",
+]
+
+AnyRequest: TypeAlias = Request[Any, Any, Any]
+
+EXPOSED_HEADERS = (
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+    "Stream-Expires-At, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, "
+    "Producer-Received-Seq, ETag, Location, Content-Type, stream-sse-data-encoding"
+)
+ALLOWED_HEADERS = (
+    "content-type, authorization, if-none-match, stream-seq, stream-ttl, stream-expires-at, "
+    "stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, "
+    "stream-fork-offset, stream-fork-sub-offset, last-event-id"
+)
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+
+# Sent with every response, errors included: browsers may read them, never sniff them.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"cross-origin-resource-policy", b"cross-origin"),
+]
+EXPOSE_HEADER = (b"access-control-expose-headers", EXPOSED_HEADERS.encode())
+
+
+class Reply(Exception):
+    """Stop handling and send this response (any status, any headers)."""
+
+    def __init__(
+        self, status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def location(request: AnyRequest) -> str:
+    """The absolute URL of the request's own path (a create's ``Location``)."""
+    scope = request.scope
+    base = str(request.base_url).rstrip("/")
+    path = scope.get("raw_path", b"").decode("latin-1") or (scope["root_path"] + scope["path"])
+    return base + path if path.startswith("/") else f"{base}/{path}"
+
+
+def preflight_headers(request: AnyRequest) -> dict[str, str]:
+    """The answer to a CORS preflight: every protocol method and header."""
+    wanted = request.headers.get("access-control-request-headers")
+    return {
+        "access-control-allow-methods": ALLOWED_METHODS,
+        "access-control-allow-headers": f"{ALLOWED_HEADERS}, {wanted}"
+        if wanted
+        else ALLOWED_HEADERS,
+        "access-control-max-age": "86400",
+    }
+
+
+def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as ASGI wants them (latin-1 bytes)."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send``, with ``extra`` headers on the response's start (errors included)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*extra, *message.get("headers", ())]
+            message = cast("Message", {**message, "headers": headers})
+        await send(message)
+
+    return wrapped
+
+
+async def send_response(
+    send: Send, status: int, headers: Mapping[str, str], body: bytes = b"", *, head: bool = False
+) -> None:
+    """A whole response: status, headers (with ``content-length``), body."""
+    raw = raw_headers(headers)
+    if status not in (204, 304) and not head:
+        raw.append((b"content-length", str(len(body)).encode()))
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": raw,
+    }
+    await send(start)
+    payload = body if status not in (204, 304) else b""
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def send_json(
+    send: Send, status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
+) -> None:
+    """An error response: ``{"error": kind, "detail": detail}``."""
+    body = json.dumps({"error": kind, "detail": detail}).encode()
+    out = dict(headers or {})
+    out["content-type"] = "application/json"
+    if status == 401:
+        out["www-authenticate"] = "Bearer"
+    await send_response(send, status, out, body)
+
+
+async def read_body(request: AnyRequest, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (before reading it all)."""
+    declared = wire.parse_content_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise Reply(413, "body_too_large", f"the body is over {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise Reply(400, "disconnected", "the client went away")
+        if message["type"] != "http.request":
+            continue
+        part = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            raise Reply(413, "body_too_large", f"the body is over {limit} bytes")
+        parts.append(part)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def disconnect(receive: Receive) -> None:
+    """Returns when the client goes away."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
