@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import os
 import random
 import string
@@ -281,6 +282,25 @@ def keep_log(server: ServeProcess, name: str) -> None:
     if EXPLORE:
         with open(f"/tmp/pts-fuzz-server-{name}.log", "w") as f:
             f.write(server.output())
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(raw: bytes) -> object:
+    """``raw`` parsed as ``JSON.parse`` would: ValueError for ``Infinity``/``NaN``, for
+    numbers no double holds, for lone surrogates, for bytes that are not UTF-8."""
+
+    def number(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            raise ValueError(f"{text[:40]} is out of a double's range")
+        return value
+
+    value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=number)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates do not encode
+    return value
 
 
 def report(module: str, minimum: int) -> str:

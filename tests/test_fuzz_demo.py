@@ -34,6 +34,7 @@ from tests.fuzz_support import (
     integers_as_text,
     junk_paths,
     keep_log,
+    long_text,
     long_texts,
     optional,
     plugin_snapshot,
@@ -190,7 +191,7 @@ def pages(draw: st.DrawFn, fuzzer: DemoFuzzer) -> str:
 
 
 @given(data=st.data())
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=500)
 def test_pages(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
     fuzzer.example()
     url = data.draw(pages(fuzzer), label="url")
@@ -254,7 +255,7 @@ def form_bodies(draw: st.DrawFn) -> tuple[dict[str, str], bytes]:
 
 
 @given(data=st.data())
-@fuzz_settings(max_examples=250)
+@fuzz_settings(max_examples=400)
 def test_posts(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
     fuzzer.example()
     browser = data.draw(BROWSERS, label="browser")
@@ -326,6 +327,45 @@ def drive_latest(fuzzer: DemoFuzzer, client: httpx.Client, chat: str) -> None:
         headers=fuzzer.csrf("owner"),
         client=fuzzer.browser("owner"),
     )
+
+
+# -- the families found on the way --------------------------------------------------------
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_known_families(fuzzer: DemoFuzzer) -> None:
+    """Each family of failures the fuzzer found, as a fixed request (same properties)."""
+    fuzzer.example()
+    owner = fuzzer.browser("owner")
+    chat = fuzzer.chats[1]
+    csrf = fuzzer.csrf("owner")
+    stream = fuzzer.streams[0]
+    # A NUL in a message: Postgres text cannot hold it.
+    for content in ("a\x00b", "\x00"):
+        before = fuzzer.messages()
+        response = fuzzer.send(
+            "POST",
+            f"/chats/{chat}/messages",
+            headers={**csrf, **FORM, "hx-request": "true"},
+            content=urlencode({"content": content}).encode(),
+            client=owner,
+        )
+        check_unchanged(before, fuzzer.messages(), response)
+        if response is not None and response.status_code in (200, 303):
+            drive_latest(fuzzer, owner, chat)
+    for url in [
+        # Numbers out of range.
+        f"/chats/{chat}/conversation?after=99999999999999999999",
+        f"/chats/{chat}/conversation?after=9223372036854775808",
+        f"/streams/{stream}/events?offset=99999999999999999999",
+        # A file name longer than the file system takes.
+        "/static/" + long_text(11, 300),
+        # A NUL in a protocol path, under the demo's hook.
+        "/v1/stream/a%00b?offset=-1",
+        f"/v1/stream/pts/{stream}?offset=-1&live=long-poll&cursor={'9' * 5000}",
+    ]:
+        fuzzer.send("GET", url, client=owner, stream_first_bytes="/events" in url)
 
 
 def test_requests_sent(fuzzer: DemoFuzzer, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,6 +32,7 @@ from tests.fuzz_support import (
     json_values,
     junk_paths,
     keep_log,
+    long_text,
     long_texts,
     merged,
     optional,
@@ -154,7 +155,7 @@ def test_creates(
     check_unchanged(before, row_count(fuzzer), response)
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=400)
 @given(
     route=st.sampled_from(["", "", "/events", "/events", "/cancel", "/x", "/events/"]),
     method=st.sampled_from(["GET", "GET", "GET", "HEAD"]),
@@ -181,7 +182,7 @@ def test_reads(
     fuzzer.send(method, url, headers={**headers, **auth}, stream_first_bytes="/events" in route)
 
 
-@fuzz_settings(max_examples=250)
+@fuzz_settings(max_examples=300)
 @given(
     own=st.booleans(),
     action=st.sampled_from(
@@ -220,6 +221,62 @@ def test_cancels_and_deletes(
         method, view + route, headers={**content_type, **extra, **auth}, content=body
     )
     check_unchanged(before, plugin_snapshot(fuzzer, view), response)
+
+
+# -- the families found on the way --------------------------------------------------------
+
+LONG = long_text(10, 3100)
+"""3,100 random characters (they compress badly): too long for a b-tree index key."""
+DEEP = b"[" * 5000 + b"]" * 5000
+JSON = {"content-type": "application/json"}
+CREATE_FAMILIES: list[bytes] = [
+    b'{"client_id": "a\\u0000b"}',  # NUL: text columns cannot hold it
+    b'{"metadata": {"a": "\\u0000"}}',  # nor can jsonb
+    b'{"metadata": {"\\u0000": 1}}',
+    b'{"client_id": "' + LONG.encode() + b'"}',  # too long for the unique index
+    DEEP,  # the JSON decoder's recursion limit
+    b'{"metadata": ' + DEEP + b"}",
+    b'{"metadata": {"a": "\\ud800"}}',
+]
+"""Bodies of ``POST /streams`` (each also sent without credentials in admin mode)."""
+STREAM_FAMILIES: list[tuple[str, str, dict[str, str], bytes]] = [
+    # Numbers out of range: an offset or Last-Event-ID past what Postgres counts to.
+    ("GET", "/events?offset=99999999999999999999", {}, b""),
+    ("GET", "/events?offset=9223372036854775808", {}, b""),
+    ("GET", "/events", {"last-event-id": "99999999999999999999"}, b""),
+    ("GET", "/events", {"last-event-id": "9" * 5000}, b""),
+    ("GET", "/events?offset=" + "9" * 5000, {}, b""),
+    # A NUL in a reason; pathological JSON in a reason.
+    ("POST", "/cancel", JSON, b'{"reason": "a\\u0000b"}'),
+    ("POST", "/cancel", JSON, DEEP),
+    ("POST", "/cancel", JSON, b'{"reason": "\\ud800"}'),
+]
+"""Requests on a stream of the test's own: (method, route under /streams/{id}, headers, body)."""
+
+
+def test_known_families(fuzzer: Fuzzer) -> None:
+    """Each family of failures the fuzzer found, as a fixed request: whatever the
+    generator happens to draw, each stays covered (same properties)."""
+    fuzzer.example()
+    anonymous = {"authorization": "Bearer wrong"} if fuzzer.headers else {}
+    for body in CREATE_FAMILIES:
+        for auth in [fuzzer.headers, anonymous] if anonymous else [fuzzer.headers]:
+            before = row_count(fuzzer)
+            response = fuzzer.send("POST", "/streams", headers={**JSON, **auth}, content=body)
+            check_unchanged(before, row_count(fuzzer), response)
+    for method, route, headers, body in STREAM_FAMILIES:
+        created = fuzzer.send("POST", "/streams", headers=fuzzer.headers)
+        assert created is not None
+        view = f"/streams/{created.json()['id']}"
+        before = plugin_snapshot(fuzzer, view)
+        response = fuzzer.send(
+            method,
+            view + route,
+            headers={**headers, **fuzzer.headers},
+            content=body,
+            stream_first_bytes="/events" in route,
+        )
+        check_unchanged(before, plugin_snapshot(fuzzer, view), response)
 
 
 def test_unknown_ids_are_404_not_500(fuzzer: Fuzzer) -> None:
