@@ -191,7 +191,11 @@ class Fuzzer:
         http = client or self.client
         # An SSE response may stay quiet for a while: wait only briefly for its first bytes.
         timeout = httpx.Timeout(10.0, read=1.0) if stream_first_bytes else TIMEOUT
-        request = http.build_request(method, url, headers=headers, content=content, timeout=timeout)
+        raw = [
+            (name.encode(), value if isinstance(value, bytes) else value.encode())
+            for name, value in (headers or {}).items()
+        ]
+        request = http.build_request(method, url, headers=raw, content=content, timeout=timeout)
         REQUESTS[self.module] += 1
         self._since_sanity += 1
         try:

@@ -300,7 +300,7 @@ def test_posts(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
         return
     body = data.draw(bodies(), label="body")
     view = f"/streams/{stream}"
-    before = plugin_snapshot(fuzzer, view)
+    seen = plugin_snapshot(fuzzer, view)
     response = fuzzer.send(
         "POST",
         f"{view}/cancel",
@@ -308,7 +308,7 @@ def test_posts(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
         content=body,
         client=client,
     )
-    check_unchanged(before, plugin_snapshot(fuzzer, view), response)
+    check_unchanged(seen, plugin_snapshot(fuzzer, view), response)
 
 
 def drive_latest(fuzzer: DemoFuzzer, client: httpx.Client, chat: str) -> None:

@@ -268,7 +268,7 @@ def test_known_families(fuzzer: Fuzzer) -> None:
         created = fuzzer.send("POST", "/streams", headers=fuzzer.headers)
         assert created is not None
         view = f"/streams/{created.json()['id']}"
-        before = plugin_snapshot(fuzzer, view)
+        seen = plugin_snapshot(fuzzer, view)
         response = fuzzer.send(
             method,
             view + route,
@@ -276,7 +276,7 @@ def test_known_families(fuzzer: Fuzzer) -> None:
             content=body,
             stream_first_bytes="/events" in route,
         )
-        check_unchanged(before, plugin_snapshot(fuzzer, view), response)
+        check_unchanged(seen, plugin_snapshot(fuzzer, view), response)
 
 
 def test_unknown_ids_are_404_not_500(fuzzer: Fuzzer) -> None:
