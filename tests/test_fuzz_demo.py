@@ -191,7 +191,7 @@ def pages(draw: st.DrawFn, fuzzer: DemoFuzzer) -> str:
 
 
 @given(data=st.data())
-@fuzz_settings(max_examples=500)
+@fuzz_settings(max_examples=300)
 def test_pages(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
     fuzzer.example()
     url = data.draw(pages(fuzzer), label="url")
@@ -255,7 +255,7 @@ def form_bodies(draw: st.DrawFn) -> tuple[dict[str, str], bytes]:
 
 
 @given(data=st.data())
-@fuzz_settings(max_examples=400)
+@fuzz_settings(max_examples=250)
 def test_posts(fuzzer: DemoFuzzer, data: st.DataObject) -> None:
     fuzzer.example()
     browser = data.draw(BROWSERS, label="browser")

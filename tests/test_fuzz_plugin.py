@@ -140,7 +140,7 @@ def create_bodies(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=200)
 @given(
     auth=authorization(),
     content_type=optional("content-type", as_bytes(CONTENT_TYPES)),
@@ -155,7 +155,7 @@ def test_creates(
     check_unchanged(before, row_count(fuzzer), response)
 
 
-@fuzz_settings(max_examples=400)
+@fuzz_settings(max_examples=250)
 @given(
     route=st.sampled_from(["", "", "/events", "/events", "/cancel", "/x", "/events/"]),
     method=st.sampled_from(["GET", "GET", "GET", "HEAD"]),
@@ -182,7 +182,7 @@ def test_reads(
     fuzzer.send(method, url, headers={**headers, **auth}, stream_first_bytes="/events" in route)
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=200)
 @given(
     own=st.booleans(),
     action=st.sampled_from(

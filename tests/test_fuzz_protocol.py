@@ -121,7 +121,7 @@ def queries(draw: st.DrawFn) -> str:
     return urlencode(params, safe="-_")
 
 
-@fuzz_settings(max_examples=500)
+@fuzz_settings(max_examples=300)
 @given(
     method=st.sampled_from(["GET", "GET", "GET", "HEAD"]),
     path=paths(),
@@ -160,7 +160,7 @@ def fork_sources() -> st.SearchStrategy[bytes]:
     )
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=200)
 @given(
     path=paths(),
     auth=authorization(),
@@ -190,7 +190,7 @@ def test_creates(
 # -- POST ----------------------------------------------------------------------------
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=200)
 @given(
     fresh=st.one_of(st.none(), CONTENT_TYPES.filter(bool)),
     path=paths(),
@@ -256,7 +256,7 @@ def check_json_readable(
 # -- DELETE and the other methods ----------------------------------------------------------
 
 
-@fuzz_settings(max_examples=200)
+@fuzz_settings(max_examples=120)
 @given(
     method=st.sampled_from(["DELETE", "DELETE", "DELETE", "OPTIONS", "PATCH", "TRACE", "FOO"]),
     own=st.booleans(),
