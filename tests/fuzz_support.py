@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -41,6 +42,9 @@ from hypothesis import strategies as st
 
 from pts.bench.common import stop_process
 from tests.server import HOST, ServeProcess, free_port, run_pts_serve
+
+# One INFO line per request would bury a failure's report under thousands of them.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 EXPLORE = os.environ.get("PTS_FUZZ_EXPLORE", "") == "1"
 TIMEOUT = httpx.Timeout(10.0)
