@@ -222,10 +222,24 @@ class Fuzzer:
             return None
         finally:
             response.close()
+        self._check_refused(request, response)
         if response.status_code >= 500:
             body = "" if stream_first_bytes else response.text[:300]
             violation(f"{response.status_code} {body} to {describe(request)}", request)
         return response
+
+    def _check_refused(self, request: httpx.Request, response: httpx.Response) -> None:
+        """With the admin token required, a request without it is never served."""
+        token = self.headers.get("authorization")
+        if token is None or request.method == "OPTIONS" or not response.is_success:
+            return
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110); blanks around the token do not count.
+        if scheme.lower() != "bearer" or credentials.strip() != token.partition(" ")[2]:
+            violation(
+                f"served without the admin token ({response.status_code}): {describe(request)}",
+                request,
+            )
 
     def example(self) -> None:
         """Called first in each example: every ``SANITY_EVERY`` requests, a sanity check
