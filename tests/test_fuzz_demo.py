@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from example_chat.app import CSRF_COOKIE, SESSION_COOKIE
+from example_chat.app import SESSION_COOKIE
+from tests.demo_support import csrf_token_of
 from tests.fuzz_support import (
     REQUESTS,
     TIMEOUT,
@@ -53,6 +54,7 @@ class DemoFuzzer(Fuzzer):
 
     dsn: str = ""
     browsers: dict[str, httpx.Client] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
     chats: list[str] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)
     share: str = ""
@@ -62,12 +64,16 @@ class DemoFuzzer(Fuzzer):
             client = httpx.Client(base_url=self.server.url, timeout=TIMEOUT)
             if name != "none":
                 REQUESTS[self.module] += 1
-                assert client.get("/").status_code == 200
+                page = client.get("/")
+                assert page.status_code == 200
+                # The demo's CSRF token is bound to the session: the page hands it over.
+                self.tokens[name] = csrf_token_of(page.text)
             self.browsers[name] = client
         return self.browsers[name]
 
     def csrf(self, name: str) -> dict[str, str]:
-        token = self.browser(name).cookies.get(CSRF_COOKIE)
+        self.browser(name)
+        token = self.tokens.get(name)
         return {"x-csrftoken": token} if token else {}
 
     def sanity(self) -> None:
