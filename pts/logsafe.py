@@ -102,10 +102,12 @@ def warn_throttled(
     message: str,
     *args: object,
     throttle: Throttle | None = None,
+    stacklevel: int = 1,
 ) -> None:
     """``logger.warning(message, *args)``, at most once per interval per logger and ``kind``.
 
     The record after a quiet spell says how many like it were left out.
+    ``stacklevel`` as for :meth:`logging.Logger.warning` (1: the caller's line).
     """
     throttle = outage_throttle if throttle is None else throttle
     suppressed = throttle.admit((logger.name, kind))
@@ -114,7 +116,7 @@ def warn_throttled(
     if suppressed:
         message += " (and %d more like it not logged, at most one every %g s)"
         args = (*args, suppressed, throttle.interval)
-    logger.warning(message, *args)
+    logger.warning(message, *args, stacklevel=stacklevel + 1)
 
 
 def log_request_failure(logger: logging.Logger, method: str, path: str, exc: BaseException) -> None:
@@ -125,7 +127,15 @@ def log_request_failure(logger: logging.Logger, method: str, path: str, exc: Bas
     """
     if isinstance(exc, StoreUnavailable):
         warn_throttled(
-            logger, "store_unavailable", "%s %s failed: %s", safe(method), safe(path), safe(exc)
+            logger,
+            "store_unavailable",
+            "%s %s failed: %s",
+            safe(method),
+            safe(path),
+            safe(exc),
+            stacklevel=2,  # the record names the caller's line, not this one
         )
     else:
-        logger.error("%s %s failed: %s", safe(method), safe(path), safe(exc), exc_info=exc)
+        logger.error(
+            "%s %s failed: %s", safe(method), safe(path), safe(exc), exc_info=exc, stacklevel=2
+        )
