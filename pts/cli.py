@@ -223,7 +223,11 @@ def serve(
     import uvicorn
 
     from pts.app import CORS_ORIGINS_ENV, cors_origins_from_env
-    from pts.serving import header_timeout_protocol
+    from pts.serving import (
+        FILES_BESIDES_CONNECTIONS,
+        header_timeout_protocol,
+        raise_open_file_limit,
+    )
     from pts.store.migrations import migrate as run_migrations
 
     if cors_origins:
@@ -253,6 +257,14 @@ def serve(
     # Always set, so that the workers follow these options, not an older environment.
     os.environ["PTS_NO_AUTH"] = "1" if no_auth else "0"
     os.environ["PTS_LONG_POLL_TIMEOUT"] = repr(long_poll_timeout)
+    # Room for every connection the limit admits, and for the pool and files besides.
+    files = raise_open_file_limit(limit_concurrency + FILES_BESIDES_CONNECTIONS)
+    if files < limit_concurrency + FILES_BESIDES_CONNECTIONS:
+        click.echo(
+            f"WARNING: the open-file limit is {files}: fewer connections than "
+            f"--limit-concurrency {limit_concurrency} will be accepted (raise 'ulimit -n')",
+            err=True,
+        )
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     uvicorn.run(

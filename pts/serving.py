@@ -28,11 +28,13 @@ __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_LIMIT_CONCURRENCY",
     "DEFAULT_TIMEOUT_KEEP_ALIVE",
+    "FILES_BESIDES_CONNECTIONS",
     "HEADER_TIMEOUT_ENV",
     "LIMIT_CONCURRENCY_ENV",
     "TIMEOUT_KEEP_ALIVE_ENV",
     "HeaderTimeoutProtocol",
     "header_timeout_protocol",
+    "raise_open_file_limit",
 ]
 
 HEADER_TIMEOUT_ENV = "PTS_HEADER_TIMEOUT"
@@ -49,6 +51,9 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5  # uvicorn's own default
 # Comfortably above the 3,000 subscribers one process was measured to hold
 # (SSE and long-poll connections count for as long as they last).
 DEFAULT_LIMIT_CONCURRENCY = 10_000
+
+FILES_BESIDES_CONNECTIONS = 256
+"""Open files a worker needs besides its connections (pool, listener, modules, logs)."""
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -112,3 +117,26 @@ def header_timeout_protocol(header_timeout: float) -> Callable[..., HeaderTimeou
     if not header_timeout > 0:
         raise ValueError("header_timeout must be positive")
     return functools.partial(HeaderTimeoutProtocol, header_timeout=header_timeout)
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise this process's soft limit on open files towards ``wanted`` (never past the hard one).
+
+    Every connection is a file descriptor: a soft limit of 1,024 (a common
+    default) would fail ``accept()`` long before ``limit_concurrency``. Worker
+    processes inherit the limit. Returns the soft limit now in force (``wanted``
+    where the platform has no such limit).
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows)
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return wanted if soft == resource.RLIM_INFINITY else soft

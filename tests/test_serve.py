@@ -20,6 +20,7 @@ from pts.cli import is_loopback_host, main
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
 from pts.plugin import PTSPlugin
+from pts.serving import raise_open_file_limit
 from tests.server import ServeProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
@@ -409,3 +410,32 @@ async def test_no_auth_cors_origin_option_reaches_the_workers(db_url: str) -> No
                 assert evil.json()["error"] == "forbidden"
                 rebound = await client.get("/healthz", headers={"host": "evil.example"})
                 assert rebound.status_code == 403
+
+
+@pytest.mark.timeout(90)
+async def test_the_concurrency_limit_answers_503_until_connections_close(db_url: str) -> None:
+    args = ("--no-auth", "--limit-concurrency", "10", "--header-timeout", "2")
+    with run_pts_serve(db_url, *args) as server:
+        socks = open_sockets(server.url, 10, HALF_HEAD)
+        try:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                assert (await client.get("/healthz")).status_code == 503
+            await wait_all_closed(socks, guard=30)
+        finally:
+            for sock in socks:
+                sock.close()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+
+
+def test_the_open_file_limit_is_raised_for_the_connections() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        wanted = min(2048, hard)
+        assert raise_open_file_limit(wanted) == wanted
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted
+        assert raise_open_file_limit(100) == wanted  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
