@@ -216,9 +216,10 @@ def serve(
     through PTS_DATABASE_URL, and the options below through PTS_NO_AUTH and
     PTS_LONG_POLL_TIMEOUT (read by pts.app:create_app). Requests need the
     header "Authorization: Bearer $PTS_ADMIN_TOKEN", unless --no-auth, which
-    refuses any address but a loopback one (127.0.0.0/8, ::1, localhost) and
-    answers only requests for a loopback Host from no page but a loopback one
-    or a --cors-origin.
+    refuses any address but a loopback one (127.0.0.0/8, ::1, localhost) and,
+    against DNS rebinding and cross-site requests, answers 403 to a request
+    whose Host header is not a loopback one, or whose Origin is neither a
+    loopback one nor a --cors-origin.
     """
     import uvicorn
 
