@@ -365,15 +365,28 @@ def test_connection_options_are_checked(args: tuple[str, ...]) -> None:
 def test_connection_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
+    # This process's open-file limit stays as it is.
+    monkeypatch.setattr("pts.serving.raise_open_file_limit", lambda wanted: wanted)
+
     from pts.serving import HeaderTimeoutProtocol
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *_a, **kw: seen.update(kw))
     monkeypatch.setattr("pts.store.migrations.migrate", _no_migration)
     monkeypatch.setattr("pts.cli.resolve_dsn", lambda _s: NOWHERE)
-    for name in ("PTS_HEADER_TIMEOUT", "PTS_TIMEOUT_KEEP_ALIVE", "PTS_LIMIT_CONCURRENCY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("PTS_CORS_ORIGINS", raising=False)
+    # serve sets variables for its workers: set here first, so that monkeypatch
+    # restores them (unset) after the test, and the other tests' servers never see them.
+    for name in (
+        "PTS_HEADER_TIMEOUT",
+        "PTS_TIMEOUT_KEEP_ALIVE",
+        "PTS_LIMIT_CONCURRENCY",
+        "PTS_CORS_ORIGINS",
+        "PTS_DATABASE_URL",
+        "PTS_NO_AUTH",
+        "PTS_LONG_POLL_TIMEOUT",
+    ):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     assert CliRunner().invoke(main, ["serve"]).exit_code == 0
     assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (5, 10_000)
     protocol = seen["http"]
