@@ -12,7 +12,7 @@ address, and an ``Origin`` that is neither loopback nor explicitly allowed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Sequence
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -45,7 +45,7 @@ class LoopbackGuard(ASGIMiddleware):
             )
         await next_app(scope, receive, send)
 
-    def check(self, headers: Iterable[tuple[str, str]]) -> None:
+    def check(self, headers: Sequence[tuple[str, str]]) -> None:
         """Raise Forbidden unless ``headers`` (lower-case names) come from a loopback page.
 
         Every ``Host`` and ``Origin`` header counts (a duplicate is no way around

@@ -18,7 +18,9 @@ from pts.durable import DurableStreams
 - **routes** under ``path`` (default ``/streams``): create, read, cancel, delete;
 - **error mapping** for the whole app: every :class:`~pts.errors.PTSError` a
   handler raises becomes a JSON response ``{"error": kind, "detail": message}``
-  with the status of the table below, in one place.
+  with the status of the table below, in one place; any other exception that
+  no handler of the app's takes is a 500 ``internal_error`` in the same shape,
+  logged once with its traceback (:func:`internal_error_response`).
 
 =======================================================  ======  =======================
 error                                                    status  ``"error"``

@@ -15,7 +15,9 @@ import pytest
 
 from pts.app import create_app
 from pts.core import PersistentTextStreaming
-from pts.plugin import PTSPlugin
+from pts.loopback import is_loopback_origin, split_host_header
+from pts.noauth import LoopbackGuard
+from pts.plugin import Forbidden, PTSPlugin
 from tests.server import serve_app
 
 TEXT = {"content-type": "text/plain"}
@@ -152,3 +154,55 @@ async def test_authenticated_deployments_keep_the_protocols_cors(
         put = await client.put("/v1/stream/public", headers=headers)
         assert put.status_code == 201, put.text
         assert put.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("localhost", "localhost"),
+        ("localhost:8000", "localhost"),
+        ("127.0.0.1:1", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("[::1]:8000", "::1"),
+        ("::1", None),  # unbracketed
+        ("[::1", None),
+        ("[::1]x", None),
+        ("[::1]:", None),
+        ("localhost:", None),
+        ("localhost:80x", None),
+        ("", ""),
+    ],
+)
+def test_split_host_header(header: str, host: str | None) -> None:
+    assert split_host_header(header) == host
+
+
+@pytest.mark.parametrize(
+    ("origin", "loopback"),
+    [
+        ("http://localhost", True),
+        ("https://127.0.0.1:8443", True),
+        ("http://[::1]:3000", True),
+        ("null", False),
+        ("file://", False),
+        ("ftp://localhost", False),
+        ("http://localhost/", False),  # a URL, not an origin
+        ("http://localhost:99999", False),
+        ("http://user@localhost", False),
+        ("http://localhost.evil.example", False),
+        ("http://127.0.0.1.evil.example", False),
+    ],
+)
+def test_is_loopback_origin(origin: str, loopback: bool) -> None:
+    assert is_loopback_origin(origin) is loopback
+
+
+def test_every_host_and_origin_header_is_checked() -> None:
+    guard = LoopbackGuard()
+    guard.check([("host", "localhost")])
+    with pytest.raises(Forbidden):
+        guard.check([])  # no Host at all
+    with pytest.raises(Forbidden):
+        guard.check([("host", "localhost"), ("host", "evil.example")])
+    with pytest.raises(Forbidden):
+        guard.check([("host", "localhost"), ("origin", "http://localhost"), ("origin", "null")])
