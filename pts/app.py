@@ -6,18 +6,24 @@ import gc
 import logging
 import math
 import os
+import re
+from collections.abc import Sequence
+from typing import Literal
 
 from litestar import Litestar, get
 
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
+from pts.noauth import LoopbackGuard
 from pts.plugin import Authorize, PTSPlugin, allow_everything
 from pts.settings import Settings
 
 __all__ = [
+    "CORS_ORIGINS_ENV",
     "DEFAULT_LONG_POLL_TIMEOUT",
     "LONG_POLL_TIMEOUT_ENV",
     "NO_AUTH_ENV",
+    "cors_origins_from_env",
     "create_app",
     "freeze_gc",
     "healthz",
@@ -34,6 +40,9 @@ LONG_POLL_TIMEOUT_ENV = "PTS_LONG_POLL_TIMEOUT"
 """Seconds a Durable Streams long-poll waits for data (``pts serve --long-poll-timeout``)."""
 
 DEFAULT_LONG_POLL_TIMEOUT = 30.0
+
+CORS_ORIGINS_ENV = "PTS_CORS_ORIGINS"
+"""Browser origins allowed (``pts serve --cors-origin``), comma or space separated."""
 
 # The spellings click accepts for ``pts serve --no-auth``'s environment variable.
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
@@ -86,6 +95,22 @@ def long_poll_timeout_from_env() -> float:
     return seconds
 
 
+def cors_origins_from_env() -> tuple[str, ...] | None:
+    """``PTS_CORS_ORIGINS`` as a tuple of origins (``*``: any); None if unset or empty."""
+    raw = os.environ.get(CORS_ORIGINS_ENV, "")
+    origins = tuple(origin for origin in re.split(r"[\s,]+", raw) if origin)
+    for origin in origins:
+        # An origin is scheme://host[:port]: a path or a trailing slash never matches one.
+        if origin != "*" and (
+            not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin) or origin != origin.lower()
+        ):
+            raise ConfigurationError(
+                f"{CORS_ORIGINS_ENV}: {origin!r} is not an origin (scheme://host[:port], "
+                "lower case, no path) nor *"
+            )
+    return origins or None
+
+
 def create_app(
     pts: PersistentTextStreaming | None = None,
     *,
@@ -93,6 +118,7 @@ def create_app(
     debug: bool = False,
     no_auth: bool | None = None,
     long_poll_timeout: float | None = None,
+    cors_origins: Sequence[str] | None = None,
 ) -> Litestar:
     """A Litestar app serving pts: :class:`~pts.plugin.PTSPlugin` at ``/streams`` and ``/healthz``.
 
@@ -111,7 +137,17 @@ def create_app(
     ``PTS_LONG_POLL_TIMEOUT``  seconds a Durable Streams long-poll waits for
                                data before answering 204 (``long_poll_timeout``;
                                default 30).
+    ``PTS_CORS_ORIGINS``       browser origins allowed (``cors_origins``; comma or
+                               space separated; ``*``: any). Unset: any origin
+                               (``*``, the protocol's default) with access
+                               control; with ``--no-auth``, none but loopback
+                               pages, which get no CORS headers.
     ========================== ==================================================
+
+    Without access control, every request must name a loopback ``Host``
+    (``localhost``, ``127.0.0.1``, ``[::1]``; against DNS rebinding) and carry
+    no ``Origin`` but a loopback one or one of ``cors_origins``: 403 otherwise,
+    before any route runs (see :mod:`pts.noauth`).
 
     Explicit arguments win over the environment. Raises ConfigurationError for
     a malformed variable, or for ``no_auth`` together with ``authorize``.
@@ -120,16 +156,29 @@ def create_app(
         no_auth = no_auth_from_env()
     if long_poll_timeout is None:
         long_poll_timeout = long_poll_timeout_from_env()
+    if cors_origins is None:
+        cors_origins = cors_origins_from_env()
+    middleware: list[LoopbackGuard] = []
+    # With access control, CORS is the protocol's ("*": no cookies are involved).
+    cors: Sequence[str] | Literal["*"] | None = "*" if cors_origins is None else cors_origins
     if no_auth:
         if authorize is not None:
             raise ConfigurationError("no_auth and an authorize hook exclude each other")
         logger.warning("no access control (%s=1): every request is allowed", NO_AUTH_ENV)
         authorize = allow_everything
+        middleware.append(LoopbackGuard(cors_origins or ()))
+        cors = cors_origins or None
+    if cors is not None and "*" in cors:
+        cors = "*"
     if pts is None:
         pts = PersistentTextStreaming(driver=Settings.from_env().driver)
+    plugin = PTSPlugin(
+        pts, authorize=authorize, long_poll_timeout=long_poll_timeout, cors_origins=cors
+    )
     return Litestar(
         route_handlers=[healthz],
-        plugins=[PTSPlugin(pts, authorize=authorize, long_poll_timeout=long_poll_timeout)],
+        plugins=[plugin],
+        middleware=middleware,
         on_startup=[freeze_gc],
         debug=debug,
     )

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import logging
 import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
 from pts.database import resolve_dsn, stop_embedded
 from pts.errors import PTSError
+from pts.loopback import is_loopback_host as is_loopback_host
+from pts.serving import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_LIMIT_CONCURRENCY,
+    DEFAULT_TIMEOUT_KEEP_ALIVE,
+)
 from pts.settings import Settings
 
 
@@ -110,17 +115,6 @@ def db(dsn: str | None, stop: bool) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def is_loopback_host(host: str) -> bool:
-    """True if ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ``::1``)."""
-    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:  # another host name: what it resolves to may change, so no
-        return False
-
-
 def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
     # FloatRange lets "nan" and "inf" through; neither is a timeout.
     if not math.isfinite(value):
@@ -160,6 +154,48 @@ def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float
     metavar="SECONDS",
     help="How long a Durable Streams long-poll waits for data before answering 204.",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="A browser origin allowed to use the server (repeatable; * for any). Default: any "
+    "with access control; none but loopback pages, which get no CORS headers, with --no-auth. "
+    "[env var: PTS_CORS_ORIGINS, comma or space separated]",
+)
+@click.option(
+    "--header-timeout",
+    default=DEFAULT_HEADER_TIMEOUT,
+    show_default=True,
+    envvar="PTS_HEADER_TIMEOUT",
+    show_envvar=True,
+    type=click.FloatRange(min=0, min_open=True),
+    callback=_positive_seconds,
+    metavar="SECONDS",
+    help="Close a connection whose request head is not complete this long after it opened "
+    "(or after the first byte of its next request).",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=DEFAULT_TIMEOUT_KEEP_ALIVE,
+    show_default=True,
+    envvar="PTS_TIMEOUT_KEEP_ALIVE",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="Close a keep-alive connection idle this long between requests.",
+)
+@click.option(
+    "--limit-concurrency",
+    default=DEFAULT_LIMIT_CONCURRENCY,
+    show_default=True,
+    envvar="PTS_LIMIT_CONCURRENCY",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Per worker: answer 503 to new requests while this many connections (SSE and "
+    "long-polls included) or requests are open.",
+)
 def serve(
     host: str,
     port: int,
@@ -168,6 +204,10 @@ def serve(
     log_level: str,
     no_auth: bool,
     long_poll_timeout: float,
+    cors_origins: tuple[str, ...],
+    header_timeout: float,
+    timeout_keep_alive: int,
+    limit_concurrency: int,
 ) -> None:
     """Serve the pts HTTP API (/streams, /v1/stream, /healthz) with uvicorn.
 
@@ -176,11 +216,27 @@ def serve(
     through PTS_DATABASE_URL, and the options below through PTS_NO_AUTH and
     PTS_LONG_POLL_TIMEOUT (read by pts.app:create_app). Requests need the
     header "Authorization: Bearer $PTS_ADMIN_TOKEN", unless --no-auth, which
-    refuses any address but a loopback one (127.0.0.0/8, ::1, localhost).
+    refuses any address but a loopback one (127.0.0.0/8, ::1, localhost) and,
+    against DNS rebinding and cross-site requests, answers 403 to a request
+    whose Host header is not a loopback one, or whose Origin is neither a
+    loopback one nor a --cors-origin.
     """
     import uvicorn
 
+    from pts.app import CORS_ORIGINS_ENV, cors_origins_from_env
+    from pts.serving import (
+        FILES_BESIDES_CONNECTIONS,
+        header_timeout_protocol,
+        raise_open_file_limit,
+    )
     from pts.store.migrations import migrate as run_migrations
+
+    if cors_origins:
+        os.environ[CORS_ORIGINS_ENV] = " ".join(cors_origins)
+    try:
+        cors_origins_from_env()  # checked once here, not in every worker
+    except PTSError as exc:
+        raise click.UsageError(str(exc)) from exc
 
     if no_auth:
         if not is_loopback_host(host):
@@ -202,6 +258,14 @@ def serve(
     # Always set, so that the workers follow these options, not an older environment.
     os.environ["PTS_NO_AUTH"] = "1" if no_auth else "0"
     os.environ["PTS_LONG_POLL_TIMEOUT"] = repr(long_poll_timeout)
+    # Room for every connection the limit admits, and for the pool and files besides.
+    files = raise_open_file_limit(limit_concurrency + FILES_BESIDES_CONNECTIONS)
+    if files < limit_concurrency + FILES_BESIDES_CONNECTIONS:
+        click.echo(
+            f"WARNING: the open-file limit is {files}: fewer connections than "
+            f"--limit-concurrency {limit_concurrency} will be accepted (raise 'ulimit -n')",
+            err=True,
+        )
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     uvicorn.run(
@@ -211,6 +275,9 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        http=cast("type[asyncio.Protocol]", header_timeout_protocol(header_timeout)),
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
     )
 
 

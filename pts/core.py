@@ -33,6 +33,7 @@ from pts.errors import (
 from pts.flush import FlushPolicy
 from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Chunk, Hub, Update, subscribe_text
 from pts.listener import Listener, Notification
+from pts.logsafe import safe, warn_throttled
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
 from pts.store import SQLStore, create_store, validate
@@ -506,5 +507,5 @@ async def _quietly(work: Awaitable[T], what: str) -> T | None:
     try:
         return await work
     except Exception as exc:  # noqa: BLE001 - a background loop must survive anything
-        logger.warning("%s failed: %s", what, exc)
+        warn_throttled(logger, what, "%s failed: %s", what, safe(exc))
         return None

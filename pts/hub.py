@@ -31,6 +31,7 @@ from typing import cast
 
 from pts.errors import InvalidOffset, StreamNotFound
 from pts.listener import Notification
+from pts.logsafe import safe, warn_throttled
 from pts.models import StreamStatus
 from pts.store.base import Store
 
@@ -209,7 +210,13 @@ class _Tail:
                     sub.offer(None)
                 return
             except Exception as exc:  # noqa: BLE001 - keep tailing: retry after poll_interval
-                logger.warning("stream %s: tail read failed: %s", self.stream_id, exc)
+                warn_throttled(
+                    logger,
+                    "tail read",
+                    "stream %s: tail read failed: %s",
+                    self.stream_id,
+                    safe(exc),
+                )
                 await asyncio.sleep(self.hub.poll_interval)
                 self._dirty.set()
                 continue

@@ -18,7 +18,9 @@ from pts.durable import DurableStreams
 - **routes** under ``path`` (default ``/streams``): create, read, cancel, delete;
 - **error mapping** for the whole app: every :class:`~pts.errors.PTSError` a
   handler raises becomes a JSON response ``{"error": kind, "detail": message}``
-  with the status of the table below, in one place.
+  with the status of the table below, in one place; any other exception that
+  no handler of the app's takes is a 500 ``internal_error`` in the same shape,
+  logged once with its traceback (:func:`internal_error_response`).
 
 =======================================================  ======  =======================
 error                                                    status  ``"error"``
@@ -109,6 +111,7 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
+from pts.logsafe import log_request_failure
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.sse import event_stream
 
@@ -126,6 +129,7 @@ __all__ = [
     "allow_everything",
     "error_response",
     "error_status",
+    "internal_error_response",
     "parse_stream_id",
 ]
 
@@ -264,7 +268,8 @@ def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any
     status_code, kind = error_status(exc)
     detail = str(exc) or kind.replace("_", " ")
     if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
-        logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        if not _logged_by_litestar(request, exc):
+            log_request_failure(logger, request.method, request.url.path, exc)
         if status_code == HTTP_500_INTERNAL_SERVER_ERROR and not request.app.debug:
             detail = (
                 "pts is misconfigured; the server log has the details"
@@ -277,6 +282,42 @@ def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any
         content["size"] = exc.size
     headers = {"WWW-Authenticate": "Bearer"} if status_code == HTTP_401_UNAUTHORIZED else None
     return Response(content, status_code=status_code, headers=headers)
+
+
+def internal_error_response(request: AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
+    """The JSON 500 for an error no other handler took: ``{"error": "internal_error", ...}``.
+
+    Logged once, with its traceback (Litestar's default answers in plain text
+    and, unless in debug mode, logs nothing). The plugin registers it for
+    status 500, so that an app's own handler for 500 or for the exception's
+    type wins. The detail names the exception only in debug mode.
+    """
+    if not _logged_by_litestar(request, exc):
+        log_request_failure(logger, request.method, request.url.path, exc)
+    detail = (
+        f"{type(exc).__name__}: {exc}"
+        if request.app.debug
+        else "internal error; the server log has the details"
+    )
+    return Response(
+        {"error": "internal_error", "detail": detail}, status_code=HTTP_500_INTERNAL_SERVER_ERROR
+    )
+
+
+def _logged_by_litestar(request: AnyRequest, exc: Exception) -> bool:
+    """Whether Litestar's exception middleware logged ``exc`` already (as it does in debug mode).
+
+    The same test as that middleware's, so that an error is logged once, not twice.
+    """
+    app = request.app
+    config = app.logging_config
+    if config is None or app.logger is None or config.exception_logging_handler is None:
+        return False
+    if config.log_exceptions == "never" or (config.log_exceptions == "debug" and not app.debug):
+        return False
+    return {type(exc), getattr(type(exc), "status_code", None)}.isdisjoint(
+        config.disable_stack_trace
+    )
 
 
 def parse_stream_id(raw: str) -> uuid.UUID:
@@ -365,6 +406,12 @@ class PTSPlugin(InitPluginProtocol):
             app_config.route_handlers.append(self._durable_streams(self.durable_streams_path))
         # An app's own handler for PTSError, if it registered one, wins.
         app_config.exception_handlers.setdefault(PTSError, error_response)
+        # Anything else unexpected: logged, and answered in JSON. Registered for
+        # the status, which Litestar consults last: a handler of the app's for
+        # the exception's type (or for 500) wins; HTTP errors (404...) keep theirs.
+        app_config.exception_handlers.setdefault(
+            HTTP_500_INTERNAL_SERVER_ERROR, internal_error_response
+        )
         return app_config
 
     @asynccontextmanager

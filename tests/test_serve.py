@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +20,7 @@ from pts.cli import is_loopback_host, main
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
 from pts.plugin import PTSPlugin
+from pts.serving import raise_open_file_limit
 from tests.server import ServeProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
@@ -258,3 +261,194 @@ def test_create_app_refuses_malformed_environment(
 def test_create_app_refuses_no_auth_with_an_authorize_hook() -> None:
     with pytest.raises(ConfigurationError, match="exclude each other"):
         create_app(PersistentTextStreaming(dsn=NOWHERE), authorize=lambda *_: True, no_auth=True)
+
+
+# -- connections: request-head deadline, keep-alive, concurrency, origins ----------------
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True once the server has closed ``sock`` (EOF or reset); False while it is open."""
+    try:
+        return sock.recv(4096) == b""  # a 408 or any answer would be data: not expected here
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def wait_all_closed(socks: list[socket.socket], guard: float) -> None:
+    """Return once the server has closed every socket (a hang guard, not a speed check)."""
+    open_socks = list(socks)
+    async with asyncio.timeout(guard):
+        while open_socks:
+            open_socks = [s for s in open_socks if not _closed_by_peer(s)]
+            await asyncio.sleep(0.05)
+
+
+def open_sockets(url: str, count: int, sent: bytes) -> list[socket.socket]:
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    assert port is not None
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((host, port), timeout=5)
+        if sent:
+            sock.sendall(sent)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+HALF_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+
+
+@pytest.mark.timeout(90)
+async def test_connections_with_an_incomplete_request_head_are_closed(db_url: str) -> None:
+    args = ("--no-auth", "--workers", "2", "--header-timeout", "1.5")
+    with run_pts_serve(db_url, *args) as server:
+        # Half a head, nothing at all: both held a connection open forever.
+        socks = open_sockets(server.url, 40, HALF_HEAD) + open_sockets(server.url, 10, b"")
+        try:
+            # A complete request on the same kind of connection is answered meanwhile.
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                assert (await client.get("/healthz")).status_code == 200
+            await wait_all_closed(socks, guard=30)
+        finally:
+            for sock in socks:
+                sock.close()
+        # A kept-alive connection that starts its next request and stalls is closed too.
+        (kept,) = open_sockets(server.url, 1, b"")
+        try:
+            kept.setblocking(True)
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+            kept.sendall(HALF_HEAD)
+            kept.setblocking(False)
+            await wait_all_closed([kept], guard=30)
+        finally:
+            kept.close()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.timeout(90)
+async def test_a_slow_response_is_not_cut_by_the_header_timeout(db_url: str) -> None:
+    # The deadline is for the request's head: a long-poll outlasts it.
+    args = ("--no-auth", "--header-timeout", "0.5", "--long-poll-timeout", "2")
+    with run_pts_serve(db_url, *args) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            put = await client.put("/v1/stream/slow", headers={"content-type": "text/plain"})
+            assert put.status_code == 201
+            offset = put.headers["stream-next-offset"]
+            polled = await client.get(
+                "/v1/stream/slow", params={"offset": offset, "live": "long-poll"}
+            )
+            assert polled.status_code == 204
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--header-timeout", "0"),
+        ("--header-timeout", "nan"),
+        ("--timeout-keep-alive", "0"),
+        ("--limit-concurrency", "0"),
+        ("--cors-origin", "https://app.example/"),
+    ],
+)
+def test_connection_options_are_checked(args: tuple[str, ...]) -> None:
+    result = run_serve(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert args[0] in result.stderr or "PTS_CORS_ORIGINS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_connection_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    # This process's open-file limit stays as it is.
+    monkeypatch.setattr("pts.serving.raise_open_file_limit", lambda wanted: wanted)
+
+    from pts.serving import HeaderTimeoutProtocol
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **kw: seen.update(kw))
+    monkeypatch.setattr("pts.store.migrations.migrate", _no_migration)
+    monkeypatch.setattr("pts.cli.resolve_dsn", lambda _s: NOWHERE)
+    # serve sets variables for its workers: set here first, so that monkeypatch
+    # restores them (unset) after the test, and the other tests' servers never see them.
+    for name in (
+        "PTS_HEADER_TIMEOUT",
+        "PTS_TIMEOUT_KEEP_ALIVE",
+        "PTS_LIMIT_CONCURRENCY",
+        "PTS_CORS_ORIGINS",
+        "PTS_DATABASE_URL",
+        "PTS_NO_AUTH",
+        "PTS_LONG_POLL_TIMEOUT",
+    ):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert CliRunner().invoke(main, ["serve"]).exit_code == 0
+    assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (5, 10_000)
+    protocol = seen["http"]
+    assert isinstance(protocol, functools.partial)
+    assert protocol.func is HeaderTimeoutProtocol
+    assert protocol.keywords == {"header_timeout": 10.0}
+
+    monkeypatch.setenv("PTS_HEADER_TIMEOUT", "3.5")
+    monkeypatch.setenv("PTS_LIMIT_CONCURRENCY", "4096")
+    args = ["serve", "--timeout-keep-alive", "7", "--cors-origin", "https://a.example"]
+    result = CliRunner().invoke(main, [*args, "--cors-origin", "http://localhost:5173"])
+    assert result.exit_code == 0, result.output
+    assert (seen["timeout_keep_alive"], seen["limit_concurrency"]) == (7, 4096)
+    protocol = seen["http"]
+    assert isinstance(protocol, functools.partial)
+    assert protocol.keywords == {"header_timeout": 3.5}
+    assert os.environ["PTS_CORS_ORIGINS"] == "https://a.example http://localhost:5173"
+
+
+async def _no_migration(_url: str) -> list[object]:
+    return []
+
+
+@pytest.mark.timeout(90)
+async def test_no_auth_cors_origin_option_reaches_the_workers(db_url: str) -> None:
+    args = ("--no-auth", "--workers", "2", "--cors-origin", "https://app.example")
+    with run_pts_serve(db_url, *args) as server:
+        for _ in range(4):  # fresh connections: both workers
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                allowed = await client.get("/healthz", headers={"origin": "https://app.example"})
+                assert allowed.status_code == 200
+                evil = await client.get("/healthz", headers={"origin": "https://evil.example"})
+                assert evil.status_code == 403
+                assert evil.json()["error"] == "forbidden"
+                rebound = await client.get("/healthz", headers={"host": "evil.example"})
+                assert rebound.status_code == 403
+
+
+@pytest.mark.timeout(90)
+async def test_the_concurrency_limit_answers_503_until_connections_close(db_url: str) -> None:
+    args = ("--no-auth", "--limit-concurrency", "10", "--header-timeout", "2")
+    with run_pts_serve(db_url, *args) as server:
+        socks = open_sockets(server.url, 10, HALF_HEAD)
+        try:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                assert (await client.get("/healthz")).status_code == 503
+            await wait_all_closed(socks, guard=30)
+        finally:
+            for sock in socks:
+                sock.close()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/healthz")).status_code == 200
+
+
+def test_the_open_file_limit_is_raised_for_the_connections() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        wanted = min(2048, hard)
+        assert raise_open_file_limit(wanted) == wanted
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted
+        assert raise_open_file_limit(100) == wanted  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -52,6 +52,7 @@ from pts.durable.responses import (
 )
 from pts.durable.wire import BadRequest
 from pts.errors import PTSError, StreamDeleted, StreamNotFound
+from pts.logsafe import log_request_failure
 from pts.models import AppendOutcome, CreateOutcome, Producer, StreamInfo
 
 if TYPE_CHECKING:
@@ -96,10 +97,10 @@ class DurableStreams:
         except PTSError as exc:
             status, kind = _status(exc)
             if status >= 500:
-                logger.error("%s %s failed: %s", request.method, scope["path"], exc, exc_info=exc)
+                log_request_failure(logger, request.method, scope["path"], exc)
             await send_json(send, status, kind, str(exc) or kind)
-        except Exception as exc:
-            logger.error("%s %s failed: %s", request.method, scope["path"], exc, exc_info=exc)
+        except Exception as exc:  # noqa: BLE001 - logged, with its traceback
+            log_request_failure(logger, request.method, scope["path"], exc)
             detail = "internal error; the server log has the details"
             await send_json(send, 500, "internal_error", detail)
 

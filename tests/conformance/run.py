@@ -5,7 +5,7 @@
     uv run python tests/conformance/run.py --base-url http://127.0.0.1:4437   # a running server
     uv run python tests/conformance/run.py -t "SSE Mode"                      # a subset
 
-Without ``--base-url`` it starts ``pts serve --no-auth --long-poll-timeout 2`` on
+Without ``--base-url`` it starts ``pts serve --no-auth --cors-origin '*' --long-poll-timeout 2`` on
 127.0.0.1 and a free port, against a throwaway database: a new embedded
 Postgres in a temporary ``PTS_DATA_DIR`` (stopped and deleted at the end), or
 with ``--dsn URL`` a new database on that server (dropped at the end). It waits
@@ -155,6 +155,10 @@ def pts_server(scratch: Path, long_poll_timeout: float, dsn: str | None) -> Iter
             "pts.cli",
             "serve",
             "--no-auth",
+            # The suite checks the protocol's CORS answers, which --no-auth only
+            # gives the origins it is told to allow.
+            "--cors-origin",
+            "*",
             "--long-poll-timeout",
             repr(long_poll_timeout),
             "--host",
