@@ -37,7 +37,9 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Stream, Template
@@ -112,6 +114,16 @@ def _is_htmx(request: AnyRequest) -> bool:
 
 
 # -- the app --------------------------------------------------------------------------
+
+
+MAX_FILE_NAME_BYTES = 255
+"""The longest file name Linux file systems hold: a longer /static name is a 404."""
+
+
+def _file_names_only(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
+    # Litestar answers the OSError of a name the file system refuses with a 500.
+    if any(len(part.encode()) > MAX_FILE_NAME_BYTES for part in connection.url.path.split("/")):
+        raise NotFoundException("no such file")
 
 
 def create_app(
@@ -328,7 +340,11 @@ def create_app(
             poll,
             drive,
             healthz,
-            create_static_files_router(path="/static", directories=[static]),
+            create_static_files_router(
+                path="/static",
+                directories=[static],
+                guards=[_file_names_only],
+            ),
         ],
         # The unclaimed answers' lifespan runs inside pts's (it needs pts open).
         plugins=[plugin, UnclaimedAnswers(pts, db, answer, after=unclaimed_after)],

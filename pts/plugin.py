@@ -5,7 +5,6 @@ One plugin wires everything an app needs::
     from litestar import Litestar
     from pts import PTSPlugin
     from pts.core import PersistentTextStreaming
-from pts.durable import DurableStreams
 
     pts = PersistentTextStreaming()
     app = Litestar(plugins=[PTSPlugin(pts, authorize=my_authorize)])
@@ -69,6 +68,7 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from litestar import Litestar, Request, Response, Router, delete, get, post
 from litestar.config.app import AppConfig
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.handlers import ASGIRouteHandler, asgi
@@ -111,6 +111,7 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
+from pts.json_body import MAX_JSON_BODY_BYTES, check_json_body
 from pts.logsafe import log_request_failure
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.sse import event_stream
@@ -134,6 +135,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pts.plugin")
+
+_STREAM_KEY = "pts_stream"
+"""Where a route's guard leaves the stream it checked access to, for the handler."""
 
 ADMIN_TOKEN_ENV = "PTS_ADMIN_TOKEN"
 """The environment variable holding the admin token (read when the plugin is built)."""
@@ -481,12 +485,29 @@ class PTSPlugin(InitPluginProtocol):
     def _router(self) -> Router:
         plugin = self
 
-        @post("/", status_code=HTTP_201_CREATED)
+        # Access is checked in guards, which run before Litestar reads and decodes
+        # a body: a caller without access costs no body read (see pts.json_body).
+        async def may_create(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
+            request = cast("AnyRequest", connection)
+            await plugin.check(request, "create", None)
+            await check_json_body(request)
+
+        async def may_cancel(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
+            request = cast("AnyRequest", connection)
+            stream = await plugin._stream_for(request, "cancel", request.path_params["stream_id"])
+            request.scope.setdefault("state", {})[_STREAM_KEY] = stream
+            await check_json_body(request)
+
+        @post(
+            "/",
+            status_code=HTTP_201_CREATED,
+            guards=[may_create],
+            request_max_body_size=MAX_JSON_BODY_BYTES,
+        )
         async def create_stream(
             request: AnyRequest, data: Annotated[CreateStream | None, Body()] = None
         ) -> CreatedStream:
             """Create a pending stream."""
-            await plugin.check(request, "create", None)
             body = data or CreateStream()
             stream_id = await plugin.pts.create_stream(
                 client_id=body.client_id, metadata=cast("Metadata | None", body.metadata)
@@ -501,14 +522,19 @@ class PTSPlugin(InitPluginProtocol):
             stream = await plugin._stream_for(request, "view", stream_id)
             return await _view_response(plugin.pts, stream)
 
-        @post("/{stream_id:str}/cancel", status_code=HTTP_200_OK)
+        @post(
+            "/{stream_id:str}/cancel",
+            status_code=HTTP_200_OK,
+            guards=[may_cancel],
+            request_max_body_size=MAX_JSON_BODY_BYTES,
+        )
         async def cancel_stream(
             request: AnyRequest,
             stream_id: FromPath[str],
             data: Annotated[CancelStream | None, Body()] = None,
         ) -> Response[StreamView]:
             """Abort the stream (a finished stream is left as it is); returns its state."""
-            stream = await plugin._stream_for(request, "cancel", stream_id)
+            stream: StreamInfo = request.scope["state"][_STREAM_KEY]
             info = await plugin.pts.cancel(stream.id, reason=data.reason if data else None)
             return await _view_response(plugin.pts, info)
 

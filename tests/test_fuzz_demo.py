@@ -55,6 +55,7 @@ class DemoFuzzer(Fuzzer):
     dsn: str = ""
     browsers: dict[str, httpx.Client] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    sessions: dict[str, str] = field(default_factory=dict)
     chats: list[str] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)
     share: str = ""
@@ -68,13 +69,24 @@ class DemoFuzzer(Fuzzer):
                 assert page.status_code == 200
                 # The demo's CSRF token is bound to the session: the page hands it over.
                 self.tokens[name] = csrf_token_of(page.text)
+                self.sessions[name] = client.cookies.get(SESSION_COOKIE) or ""
             self.browsers[name] = client
         return self.browsers[name]
 
     def csrf(self, name: str) -> dict[str, str]:
-        self.browser(name)
-        token = self.tokens.get(name)
-        return {"x-csrftoken": token} if token else {}
+        client = self.browser(name)
+        if name == "none":
+            return {}
+        session = client.cookies.get(SESSION_COOKIE) or ""
+        if self.sessions.get(name) != session:
+            # A fuzzed request with a junk cookie got this browser a new session:
+            # its token is the new session's (bound to it), from a page.
+            REQUESTS[self.module] += 1
+            page = client.get("/")
+            assert page.status_code == 200
+            self.tokens[name] = csrf_token_of(page.text)
+            self.sessions[name] = client.cookies.get(SESSION_COOKIE) or ""
+        return {"x-csrftoken": self.tokens[name]}
 
     def sanity(self) -> None:
         """A normal page, a new chat and its page: the demo still serves requests."""
