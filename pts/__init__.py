@@ -22,7 +22,9 @@ from pts.errors import (
     StoreUnavailable,
     StreamClosed,
     StreamConflict,
+    StreamDeleted,
     StreamNotFound,
+    StreamTooLarge,
 )
 from pts.flush import FlushPolicy
 from pts.hub import Update
@@ -54,9 +56,11 @@ __all__ = [
     "StreamBody",
     "StreamClosed",
     "StreamConflict",
+    "StreamDeleted",
     "StreamInfo",
     "StreamNotFound",
     "StreamStatus",
+    "StreamTooLarge",
     "StreamWriter",
     "SyncStore",
     "Update",
