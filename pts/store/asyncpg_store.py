@@ -17,6 +17,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+    # Seen when the server goes away mid-statement ("cannot switch to state ..."):
+    # the statement's outcome is unknown, as with a dropped connection.
+    asyncpg.InternalClientError,
 )
 
 
