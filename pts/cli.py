@@ -1,4 +1,5 @@
-"""The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``bench``."""
+"""The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``write``,
+``bench``."""
 
 from __future__ import annotations
 
@@ -282,35 +283,71 @@ def serve(
 
 
 @main.command()
-@click.argument("stream_id")
+@click.argument("stream", metavar="ID|PATH")
 @click.option(
     "--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Byte offset."
 )
 @_dsn_option
-def tail(stream_id: str, offset: int, dsn: str | None) -> None:
-    """Print a stream live from --offset, then its final status."""
-    from pts.core import PersistentTextStreaming
-    from pts.plugin import parse_stream_id
+def tail(stream: str, offset: int, dsn: str | None) -> None:
+    """Print a stream live from --offset, then its final status (on stderr).
 
-    async def follow() -> str:
+    ID|PATH: a stream id (a UUID) or a Durable Streams protocol path (what
+    follows /v1/stream/). Reads the database directly: no server needs to run.
+    """
+    from pts.core import PersistentTextStreaming
+    from pts.shell import follow, parse_target
+
+    def out(text: str) -> None:
+        click.echo(text, nl=False)
+
+    async def run() -> str:
+        target = parse_target(stream)
         url = resolve_dsn(_settings(dsn))
         async with PersistentTextStreaming(dsn=url, sweeper=False) as pts:
-            final = ""
-            async for update in pts.subscribe(parse_stream_id(stream_id), offset):
-                if update.text:
-                    click.echo(update.text, nl=False)
-                if update.finished:
-                    reason = update.abort_reason or update.error
-                    final = f"[{update.status}{': ' + reason if reason else ''}]"
-            return final
+            return await follow(pts, target, offset, out)
 
     try:
-        final = asyncio.run(follow())
+        final = asyncio.run(run())
     except PTSError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     click.echo("")
+    click.echo(final, err=True)
+
+
+@main.command()
+@click.argument("stream", metavar="ID|PATH")
+@_dsn_option
+def write(stream: str, dsn: str | None) -> None:
+    """Append standard input to a stream as it arrives, line by line; close it at EOF.
+
+    ID: a pending stream (e.g. from POST /streams), which this drives: it is
+    'streaming' while input lasts and 'done' at EOF (Ctrl+C: 'aborted').
+
+    PATH: a Durable Streams protocol stream, created (text/plain) if missing,
+    closed at EOF (Ctrl+C leaves it open).
+
+    Writes to the database directly, so every server on it and every `pts
+    tail` sees each line as it is persisted.
+    """
+    from pts.core import PersistentTextStreaming
+    from pts.shell import parse_target, read_lines, write_lines
+
+    async def run() -> str:
+        target = parse_target(stream)
+        url = resolve_dsn(_settings(dsn))
+        async with PersistentTextStreaming(dsn=url, sweeper=False) as pts:
+            info = await write_lines(pts, target, read_lines(sys.stdin.fileno()))
+        reason = info.abort_reason or info.error
+        return f"[{info.status}{': ' + reason if reason else ''}, {info.size} bytes]"
+
+    try:
+        final = asyncio.run(run())
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     click.echo(final, err=True)
 
 

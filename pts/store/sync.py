@@ -135,6 +135,10 @@ class SyncStore:
         """See :meth:`pts.store.base.Store.get_stream_by_client_id`."""
         return self._run(self._store.get_stream_by_client_id(client_id))
 
+    def get_stream_by_path(self, path: str) -> StreamInfo:
+        """See :meth:`pts.store.base.Store.get_stream_by_path`."""
+        return self._run(self._store.get_stream_by_path(path))
+
     def append(
         self,
         stream_id: uuid.UUID,
