@@ -116,6 +116,46 @@ def db(dsn: str | None, stop: bool) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one line naming ``--port`` if ``host:port`` cannot be bound (before any banner).
+
+    Binds and releases the address as uvicorn will (SO_REUSEADDR), so a port
+    another server listens on is caught here, not after "running on" is printed.
+    """
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} is in use ({shown}; another pts serve or pts demo?): "
+                "stop it, or pass --port N"
+            ) from None
+        raise click.ClickException(
+            f"cannot listen on {shown}: {exc.strerror or exc} (pass --host or --port)"
+        ) from None
+
+
+def _warn_no_auth() -> None:
+    """The one ``--no-auth`` warning: printed here; the workers are told not to repeat it."""
+    from pts.app import NO_AUTH_WARNED_ENV
+
+    click.echo(
+        "WARNING: --no-auth: no access control, every request is allowed "
+        "(for development and tests only)",
+        err=True,
+    )
+    os.environ[NO_AUTH_WARNED_ENV] = "1"
+
+
 def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
     # FloatRange lets "nan" and "inf" through; neither is a timeout.
     if not math.isfinite(value):
@@ -239,17 +279,14 @@ def serve(
     except PTSError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    if no_auth:
-        if not is_loopback_host(host):
-            raise click.UsageError(
-                f"--no-auth serves every request without access control, so it only binds "
-                f"loopback addresses (127.0.0.1, ::1, localhost), not {host!r}"
-            )
-        click.echo(
-            "WARNING: --no-auth: no access control, every request is allowed "
-            "(for development and tests only)",
-            err=True,
+    if no_auth and not is_loopback_host(host):
+        raise click.UsageError(
+            f"--no-auth serves every request without access control, so it only binds "
+            f"loopback addresses (127.0.0.1, ::1, localhost), not {host!r}"
         )
+    _check_port_free(host, port)
+    if no_auth:
+        _warn_no_auth()
     try:
         url = resolve_dsn(_settings(dsn))
         asyncio.run(run_migrations(url))
@@ -367,6 +404,7 @@ def demo(host: str, port: int, dsn: str | None) -> None:
         from example_chat.server import run
     except ImportError as exc:  # an installed wheel has no example_chat/
         raise click.ClickException("the demo runs from a checkout of the pts repository") from exc
+    _check_port_free(host, port)
     try:
         run(host=host, port=port, settings=_settings(dsn), echo=click.echo)
     except PTSError as exc:
