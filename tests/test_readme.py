@@ -154,9 +154,7 @@ def test_the_litestar_example_runs_as_written(tmp_path: Path, env: dict[str, str
             assert client.get(f"/streams/{stream_id}", headers=bob).status_code == 403
             assert client.get(f"/streams/{stream_id}").status_code == 403
             assert client.post("/streams", headers=alice).status_code == 403
-            again = client.post(
-                f"/chat/{stream_id}/stream", headers=alice, json={"prompt": "hi"}
-            )
+            again = client.post(f"/chat/{stream_id}/stream", headers=alice, json={"prompt": "hi"})
             assert again.status_code == 409  # driven once only
             assert again.json()["error"] == "already_driven"
             events = client.get(f"/streams/{stream_id}/events", headers=alice)
