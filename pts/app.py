@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_LONG_POLL_TIMEOUT",
     "LONG_POLL_TIMEOUT_ENV",
     "NO_AUTH_ENV",
+    "NO_AUTH_WARNED_ENV",
     "cors_origins_from_env",
     "create_app",
     "freeze_gc",
@@ -40,6 +41,9 @@ LONG_POLL_TIMEOUT_ENV = "PTS_LONG_POLL_TIMEOUT"
 """Seconds a Durable Streams long-poll waits for data (``pts serve --long-poll-timeout``)."""
 
 DEFAULT_LONG_POLL_TIMEOUT = 30.0
+
+NO_AUTH_WARNED_ENV = "PTS_NO_AUTH_WARNED"
+"""Set to ``1`` by ``pts serve --no-auth``, which warned once already: workers do not repeat it."""
 
 CORS_ORIGINS_ENV = "PTS_CORS_ORIGINS"
 """Browser origins allowed (``pts serve --cors-origin``), comma or space separated."""
@@ -164,7 +168,8 @@ def create_app(
     if no_auth:
         if authorize is not None:
             raise ConfigurationError("no_auth and an authorize hook exclude each other")
-        logger.warning("no access control (%s=1): every request is allowed", NO_AUTH_ENV)
+        if os.environ.get(NO_AUTH_WARNED_ENV) != "1":
+            logger.warning("no access control (%s=1): every request is allowed", NO_AUTH_ENV)
         authorize = allow_everything
         middleware.append(LoopbackGuard(cors_origins or ()))
         cors = cors_origins or None

@@ -1,4 +1,5 @@
-"""The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``bench``."""
+"""The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``write``,
+``bench``."""
 
 from __future__ import annotations
 
@@ -113,6 +114,46 @@ def db(dsn: str | None, stop: bool) -> None:
         click.echo(resolve_dsn(settings))
     except PTSError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one line naming ``--port`` if ``host:port`` cannot be bound (before any banner).
+
+    Binds and releases the address as uvicorn will (SO_REUSEADDR), so a port
+    another server listens on is caught here, not after "running on" is printed.
+    """
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} is in use ({shown}; another pts serve or pts demo?): "
+                "stop it, or pass --port N"
+            ) from None
+        raise click.ClickException(
+            f"cannot listen on {shown}: {exc.strerror or exc} (pass --host or --port)"
+        ) from None
+
+
+def _warn_no_auth() -> None:
+    """The one ``--no-auth`` warning: printed here; the workers are told not to repeat it."""
+    from pts.app import NO_AUTH_WARNED_ENV
+
+    click.echo(
+        "WARNING: --no-auth: no access control, every request is allowed "
+        "(for development and tests only)",
+        err=True,
+    )
+    os.environ[NO_AUTH_WARNED_ENV] = "1"
 
 
 def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
@@ -238,17 +279,14 @@ def serve(
     except PTSError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    if no_auth:
-        if not is_loopback_host(host):
-            raise click.UsageError(
-                f"--no-auth serves every request without access control, so it only binds "
-                f"loopback addresses (127.0.0.1, ::1, localhost), not {host!r}"
-            )
-        click.echo(
-            "WARNING: --no-auth: no access control, every request is allowed "
-            "(for development and tests only)",
-            err=True,
+    if no_auth and not is_loopback_host(host):
+        raise click.UsageError(
+            f"--no-auth serves every request without access control, so it only binds "
+            f"loopback addresses (127.0.0.1, ::1, localhost), not {host!r}"
         )
+    _check_port_free(host, port)
+    if no_auth:
+        _warn_no_auth()
     try:
         url = resolve_dsn(_settings(dsn))
         asyncio.run(run_migrations(url))
@@ -282,35 +320,71 @@ def serve(
 
 
 @main.command()
-@click.argument("stream_id")
+@click.argument("stream", metavar="ID|PATH")
 @click.option(
     "--offset", default=0, show_default=True, type=click.IntRange(min=0), help="Byte offset."
 )
 @_dsn_option
-def tail(stream_id: str, offset: int, dsn: str | None) -> None:
-    """Print a stream live from --offset, then its final status."""
-    from pts.core import PersistentTextStreaming
-    from pts.plugin import parse_stream_id
+def tail(stream: str, offset: int, dsn: str | None) -> None:
+    """Print a stream live from --offset, then its final status (on stderr).
 
-    async def follow() -> str:
+    ID|PATH: a stream id (a UUID) or a Durable Streams protocol path (what
+    follows /v1/stream/). Reads the database directly: no server needs to run.
+    """
+    from pts.core import PersistentTextStreaming
+    from pts.shell import follow, parse_target
+
+    def out(text: str) -> None:
+        click.echo(text, nl=False)
+
+    async def run() -> str:
+        target = parse_target(stream)
         url = resolve_dsn(_settings(dsn))
         async with PersistentTextStreaming(dsn=url, sweeper=False) as pts:
-            final = ""
-            async for update in pts.subscribe(parse_stream_id(stream_id), offset):
-                if update.text:
-                    click.echo(update.text, nl=False)
-                if update.finished:
-                    reason = update.abort_reason or update.error
-                    final = f"[{update.status}{': ' + reason if reason else ''}]"
-            return final
+            return await follow(pts, target, offset, out)
 
     try:
-        final = asyncio.run(follow())
+        final = asyncio.run(run())
     except PTSError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     click.echo("")
+    click.echo(final, err=True)
+
+
+@main.command()
+@click.argument("stream", metavar="ID|PATH")
+@_dsn_option
+def write(stream: str, dsn: str | None) -> None:
+    """Append standard input to a stream as it arrives, line by line; close it at EOF.
+
+    ID: a pending stream (e.g. from POST /streams), which this drives: it is
+    'streaming' while input lasts and 'done' at EOF (Ctrl+C: 'aborted').
+
+    PATH: a Durable Streams protocol stream, created (text/plain) if missing,
+    closed at EOF (Ctrl+C leaves it open).
+
+    Writes to the database directly, so every server on it and every `pts
+    tail` sees each line as it is persisted.
+    """
+    from pts.core import PersistentTextStreaming
+    from pts.shell import parse_target, read_lines, write_lines
+
+    async def run() -> str:
+        target = parse_target(stream)
+        url = resolve_dsn(_settings(dsn))
+        async with PersistentTextStreaming(dsn=url, sweeper=False) as pts:
+            info = await write_lines(pts, target, read_lines(sys.stdin.fileno()))
+        reason = info.abort_reason or info.error
+        return f"[{info.status}{': ' + reason if reason else ''}, {info.size} bytes]"
+
+    try:
+        final = asyncio.run(run())
+    except PTSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     click.echo(final, err=True)
 
 
@@ -330,6 +404,7 @@ def demo(host: str, port: int, dsn: str | None) -> None:
         from example_chat.server import run
     except ImportError as exc:  # an installed wheel has no example_chat/
         raise click.ClickException("the demo runs from a checkout of the pts repository") from exc
+    _check_port_free(host, port)
     try:
         run(host=host, port=port, settings=_settings(dsn), echo=click.echo)
     except PTSError as exc:

@@ -38,6 +38,8 @@ from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
 from pts.store import SQLStore, create_store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
+from pts.store.migrations import check_schema
+from pts.store.migrations import migrate as run_migrations
 
 T = TypeVar("T")
 
@@ -48,8 +50,10 @@ class PersistentTextStreaming:
     """Persistent text streaming on Postgres.
 
     ``dsn=None`` reads ``PTS_DATABASE_URL`` / ``DATABASE_URL`` and falls back to
-    the embedded Postgres, as the CLI does. Call :meth:`open` (the Litestar
-    plugin does it in the app's lifespan) before use and :meth:`close` after.
+    the embedded Postgres (data in ``PTS_DATA_DIR``, default ``.pts`` in the
+    working directory), as the CLI does. Call :meth:`open` (the Litestar
+    plugin does it in the app's lifespan) before use and :meth:`close` after,
+    or use ``async with PersistentTextStreaming() as pts:``.
 
     :param stale_after: seconds without a heartbeat after which a streaming
         stream is judged dead and marked ``timeout`` (its driver process died).
@@ -157,14 +161,25 @@ class PersistentTextStreaming:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
         return self._store
 
-    async def open(self) -> None:
-        """Connect: open the pool and start the background tasks. Idempotent."""
+    async def open(self, *, migrate: bool | None = None) -> None:
+        """Connect: open the pool and start the background tasks. Idempotent.
+
+        ``migrate``: ``True`` applies what the database lacks of the pts schema
+        first (``pts migrate``; under an advisory lock, so concurrent starts are
+        safe); ``False`` only checks it; ``None`` (the default) migrates the
+        embedded Postgres (no URL configured) and checks any other database.
+        Unless migrated, a database without the schema, or older than this
+        code, raises SchemaNotMigrated, whose one line says what to run.
+        """
         if self._store is not None:
             return
         settings = Settings.from_env()
+        embedded = self._dsn is None and settings.database_url is None
         if self._dsn is None:
             # May start the embedded Postgres: blocking work, off the event loop.
             self._dsn = await asyncio.to_thread(resolve_dsn, settings)
+        if migrate or (migrate is None and embedded):
+            await run_migrations(self._dsn)
         store = create_store(
             self._dsn,
             self.driver,
@@ -173,6 +188,12 @@ class PersistentTextStreaming:
             max_stream_size=self.max_stream_size,
         )
         await store.open()
+        try:
+            # Here, not at the first request: a missing table would be a 500 there.
+            await check_schema(store)
+        except BaseException:
+            await store.close()
+            raise
         self._store = store
         self._hub = Hub(
             store,

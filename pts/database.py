@@ -85,6 +85,14 @@ def _embedded_server(data_dir: Path) -> PostgresServer:
         warnings.simplefilter("ignore")
         from pgserver.postgres_server import get_server
     data_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("using the embedded Postgres in %s", data_dir / "pgdata")
+    pgdata = data_dir / "pgdata"
+    first = not (pgdata / "PG_VERSION").exists()
+    logger.info(
+        "embedded Postgres in %s%s", data_dir, " (first start: initialising)" if first else ""
+    )
+    # pgserver logs every command it runs, with its whole output (initdb's is
+    # some 40 lines), at INFO: noise in any app whose root logger shows INFO
+    # (Litestar's default). Its warnings and errors still show.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     # cleanup_mode=None: leave the server running for the next command.
-    return get_server(data_dir / "pgdata", cleanup_mode=None)
+    return get_server(pgdata, cleanup_mode=None)

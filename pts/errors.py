@@ -13,6 +13,14 @@ class ConfigurationError(PTSError):
     """A setting is missing or malformed (an environment variable, a DSN, a driver name)."""
 
 
+class SchemaNotMigrated(ConfigurationError):
+    """The database lacks the pts schema, or a migration this code needs (run ``pts migrate``).
+
+    Raised when pts opens with migration off, so that an app fails at startup
+    with one line saying what to run, never at its first request.
+    """
+
+
 class InvalidInput(PTSError, ValueError):
     """An argument is malformed: an empty append, a negative size, an unknown status."""
 

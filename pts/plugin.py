@@ -38,6 +38,7 @@ error                                                    status  ``"error"``
 :class:`~pts.errors.StreamTooLarge`                      413     ``stream_too_large``
 :class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
 :class:`~pts.errors.PersistenceFailed`                   503     ``persistence_failed``
+:class:`~pts.errors.SchemaNotMigrated`                   500     ``schema_not_migrated``
 :class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
 :class:`Unauthorized`                                    401     ``unauthorized``
 :class:`Forbidden`                                       403     ``forbidden``
@@ -104,6 +105,7 @@ from pts.errors import (
     PathTaken,
     PersistenceFailed,
     PTSError,
+    SchemaNotMigrated,
     StoreUnavailable,
     StreamClosed,
     StreamConflict,
@@ -249,6 +251,7 @@ _ERRORS: dict[type[PTSError], tuple[int, str]] = {
     StreamTooLarge: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "stream_too_large"),
     StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
+    SchemaNotMigrated: (HTTP_500_INTERNAL_SERVER_ERROR, "schema_not_migrated"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
     Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
@@ -350,6 +353,13 @@ class PTSPlugin(InitPluginProtocol):
     :param cors_origins: which browser origins may read the protocol's responses:
         ``"*"`` (any; no credentials are involved), a list of origins, or ``None``
         (no CORS headers: same-origin pages only).
+    :param migrate: bring the database's pts schema up to date when the app
+        starts (``True``), or only check it (``False``); ``None`` (default):
+        migrate the embedded Postgres, check a configured database. Migrations
+        run under an advisory lock, so several processes may start at once. A
+        schema that is missing or older than the code, unmigrated, fails the
+        app's startup with :class:`~pts.errors.SchemaNotMigrated` (one line
+        saying what to run), never a 500 at the first request.
 
     Routes (``{id}`` is a stream's UUID; malformed → 400, unknown → 404):
 
@@ -373,6 +383,7 @@ class PTSPlugin(InitPluginProtocol):
         long_poll_timeout: float = 30.0,
         max_body_size: int = 10 * 1024 * 1024,
         cors_origins: Sequence[str] | Literal["*"] | None = "*",
+        migrate: bool | None = None,
     ) -> None:
         if long_poll_timeout <= 0:
             raise ConfigurationError("long_poll_timeout must be positive")
@@ -386,6 +397,7 @@ class PTSPlugin(InitPluginProtocol):
             None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
         )
         self.long_poll_timeout = long_poll_timeout
+        self.migrate = migrate
         self.max_body_size = max_body_size
         self.cors_origins: frozenset[str] | Literal["*"] | None = (
             cors_origins if cors_origins is None or cors_origins == "*" else frozenset(cors_origins)
@@ -420,7 +432,12 @@ class PTSPlugin(InitPluginProtocol):
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:
-        await self.pts.open()
+        try:
+            await self.pts.open(migrate=self.migrate)
+        except SchemaNotMigrated as exc:
+            # The one line to act on, logged on its own (the server's traceback follows).
+            logger.error("pts cannot start: %s", exc)
+            raise SchemaNotMigrated(str(exc)) from None
         try:
             yield
         finally:

@@ -12,12 +12,16 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from pts.errors import StoreUnavailable
+from pts.errors import SchemaNotMigrated, StoreUnavailable
 from pts.resources import sql_dir
 from pts.store.queries import queries
+
+if TYPE_CHECKING:
+    from pts.store.base import SQLStore
 
 logger = logging.getLogger("pts.migrations")
 
@@ -91,3 +95,40 @@ async def migrate(dsn: str, *, use_schema_file: bool = True) -> list[Migration]:
         return pending
     finally:
         await conn.close()
+
+
+MIGRATE_HINT = (
+    "run `uv run pts migrate` (with --dsn URL, or PTS_DATABASE_URL, naming this database), "
+    "or let pts migrate at startup: PTSPlugin(..., migrate=True)"
+)
+"""What a :class:`~pts.errors.SchemaNotMigrated` message tells the user to do."""
+
+
+async def missing_migrations(store: SQLStore) -> list[Migration]:
+    """The migrations this code has that the store's database lacks (all, if it has no schema).
+
+    Two cheap queries on the store's own pool, run when pts opens.
+    """
+    state = await store._fetchrow("migrations_state")
+    known = list_migrations()
+    if state is None or not state[0]:  # (has_migrations_table, has_streams_table)
+        return known
+    applied = {row[0] for row in await store._fetch("applied_migrations")}
+    return [m for m in known if m.version not in applied]
+
+
+async def check_schema(store: SQLStore) -> None:
+    """Raise SchemaNotMigrated (one line: what to run) unless the schema is up to date.
+
+    A database with migrations this code does not know (a newer release ran
+    ``pts migrate`` first, as in a rolling deploy) passes.
+    """
+    missing = await missing_migrations(store)
+    if not missing:
+        return
+    if len(missing) == len(list_migrations()):
+        raise SchemaNotMigrated(f"the database has no pts schema: {MIGRATE_HINT}")
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+    raise SchemaNotMigrated(
+        f"the database's pts schema is older than this code (missing {names}): {MIGRATE_HINT}"
+    )

@@ -3,7 +3,7 @@
 A Celery task, a Django view or a plain script can create a stream and append
 to it without an event loop of its own::
 
-    with SyncStore(dsn) as store:
+    with SyncStore() as store:  # PTS_DATABASE_URL, DATABASE_URL, else the embedded Postgres
         info = store.create_stream(status=StreamStatus.STREAMING)
         size = store.append(info.id, "Hello. ".encode(), offset=0)
         store.append(info.id, b"", offset=size, finish=StreamStatus.DONE)
@@ -23,10 +23,12 @@ from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
+from pts.database import resolve_dsn
 from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
-from pts.settings import Driver
+from pts.settings import Driver, Settings
 from pts.store import create_store
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
+from pts.store.migrations import check_schema, migrate
 
 T = TypeVar("T")
 
@@ -34,13 +36,17 @@ T = TypeVar("T")
 class SyncStore:
     """Blocking versions of every :class:`~pts.store.base.Store` operation.
 
-    ``driver`` defaults to psycopg, the usual choice in sync code bases;
-    ``max_stream_size`` caps each stream's size as in :func:`~pts.store.create_store`.
+    ``dsn=None`` resolves the database as the rest of pts does:
+    ``PTS_DATABASE_URL``, else ``DATABASE_URL``, else the embedded Postgres
+    (started if needed, and migrated). ``driver`` defaults to psycopg, the
+    usual choice in sync code bases; ``max_stream_size`` caps each stream's
+    size as in :func:`~pts.store.create_store`. Raises SchemaNotMigrated if a
+    configured database lacks the pts schema (run ``pts migrate``).
     """
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | None = None,
         *,
         driver: Driver = "psycopg",
         min_size: int = 1,
@@ -52,11 +58,17 @@ class SyncStore:
             target=self._loop.run_forever, name="pts-sync-store", daemon=True
         )
         self._thread.start()
-        self._store = create_store(
-            dsn, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
-        )
         try:
+            url = self._run(_resolve(dsn))
+            self._store = create_store(
+                url, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+            )
             self._run(self._store.open())
+            try:
+                self._run(check_schema(self._store))
+            except BaseException:
+                self._run(self._store.close())
+                raise
         except BaseException:
             self._stop_loop()
             raise
@@ -123,6 +135,10 @@ class SyncStore:
         """See :meth:`pts.store.base.Store.get_stream_by_client_id`."""
         return self._run(self._store.get_stream_by_client_id(client_id))
 
+    def get_stream_by_path(self, path: str) -> StreamInfo:
+        """See :meth:`pts.store.base.Store.get_stream_by_path`."""
+        return self._run(self._store.get_stream_by_path(path))
+
     def append(
         self,
         stream_id: uuid.UUID,
@@ -160,3 +176,14 @@ class SyncStore:
     def delete_stream(self, stream_id: uuid.UUID) -> None:
         """See :meth:`pts.store.base.Store.delete_stream`."""
         self._run(self._store.delete_stream(stream_id))
+
+
+async def _resolve(dsn: str | None) -> str:
+    """``dsn``, or the configured URL, or the embedded Postgres's (migrated: it is ours)."""
+    if dsn is not None:
+        return dsn
+    settings = Settings.from_env()
+    url = await asyncio.to_thread(resolve_dsn, settings)
+    if settings.database_url is None:
+        await migrate(url)
+    return url
