@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
+from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
@@ -348,6 +349,7 @@ class PersistentTextStreaming:
         ends ``done``, ``error`` (the generator raised), ``aborted`` (cancel) or
         ``timeout`` (this process died). Raises StreamNotFound.
         """
+        await _keep_body(request)
         try:
             info = await self.store.claim(stream_id)
         except InvalidTransition as exc:
@@ -521,6 +523,19 @@ class PersistentTextStreaming:
                     logger.info("stream %s timed out: nobody drove it", info.id)
             # Expired and deleted streams no live fork needs (Durable Streams TTLs).
             await _quietly(self.store.collect_garbage(), "garbage collection")
+
+
+async def _keep_body(request: AnyRequest) -> None:
+    """Read the request's body now, so that ``generate`` can still read it.
+
+    The driving response listens for the client's disconnect, and that listener
+    takes whatever body messages were not read yet: a ``generate`` that awaited
+    ``request.json()`` would wait forever. Litestar keeps the body once read
+    (bounded by the route's ``request_max_body_size``: a larger one is a 413
+    before the stream is claimed).
+    """
+    with contextlib.suppress(InternalServerException):  # read as a stream already: gone
+        await request.body()
 
 
 async def _quietly(work: Awaitable[T], what: str) -> T | None:

@@ -285,3 +285,23 @@ async def test_cancel_in_the_driving_process_keeps_the_buffered_text(harness: Ha
 
 async def _drain(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([c async for c in chunks])
+
+
+async def test_generate_can_read_the_request_body(harness: Harness) -> None:
+    """The driving response listens for the client's disconnect, which would take the
+    body's messages: the body is read before the response starts, so ``generate`` can
+    still ``await request.json()`` (it hung before)."""
+
+    async def generate(request: Request[Any, Any, Any], _s: uuid.UUID, append: Append) -> None:
+        body = await asyncio.wait_for(request.json(), 5)
+        await append(f"You said: {body['message']}.")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    response = await harness.client.post(
+        harness.drive_url(stream_id), json={"message": "héllo" * 2000}
+    )
+    assert response.status_code == 200
+    assert response.text == f"You said: {'héllo' * 2000}."
+    done = await harness.wait_finished(stream_id)
+    assert done.status is StreamStatus.DONE
