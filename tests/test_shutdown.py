@@ -27,6 +27,9 @@ import psycopg
 import pytest
 
 from example_chat import db as demo_db
+from pts.core import PersistentTextStreaming
+from pts.errors import ConfigurationError, StreamClosed
+from pts.hub import Update
 from pts.models import StreamStatus
 from pts.shutdown import GRACE_OVER, INTERRUPTED
 from tests.demo_support import Browser
@@ -294,3 +297,200 @@ async def test_demo_an_answer_longer_than_the_grace_ends_with_the_reason(db_url:
         seen = await asyncio.wait_for(answer.viewer, GUARD)
         assert '"status": "error"' in seen, seen + server.all_stderr()
     assert_no_traceback(server)
+
+
+# -- an app with endless answers, served as pts serve serves its app ---------------------
+
+
+@contextmanager
+def app_process(db_url: str, *, grace: float) -> Iterator[ServerProcess]:
+    """tests/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
+    port = free_port()
+    env = {"PTS_DATABASE_URL": db_url, "PTS_SHUTDOWN_GRACE": str(grace)}
+    with server_process([sys.executable, "-m", "tests.shutdown_app", str(port)], env, port) as s:
+        yield s
+
+
+@asynccontextmanager
+async def driven_answer(client: httpx.AsyncClient) -> AsyncIterator[LiveAnswer]:
+    """A stream created, driven until its first text, and watched over SSE."""
+    created = await client.post("/streams", json={})
+    assert created.status_code == 201, created.text
+    stream_id = uuid.UUID(created.json()["id"])
+    first_text = asyncio.Event()
+
+    async def drive() -> bytes:
+        async with client.stream("POST", f"/drive/{stream_id}") as response:
+            assert response.status_code == 200
+            body = b""
+            try:
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    first_text.set()
+            except httpx.HTTPError:
+                pass
+            return body
+
+    async def view() -> str:
+        async with client.stream("GET", f"/streams/{stream_id}/events") as response:
+            assert response.status_code == 200
+            return (await _read_all(response)).decode()
+
+    driving = asyncio.create_task(drive())
+    viewer = asyncio.create_task(view())
+    try:
+        async with asyncio.timeout(GUARD):
+            await first_text.wait()
+        yield LiveAnswer(stream_id, driving, viewer)
+    finally:
+        for task in (driving, viewer):
+            task.cancel()
+        await asyncio.gather(driving, viewer, return_exceptions=True)
+
+
+@pytest.mark.timeout(90)
+async def test_second_ctrl_c_ends_driven_and_background_answers_at_once(db_url: str) -> None:
+    with app_process(db_url, grace=60) as server:
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=GUARD) as client,
+            driven_answer(client) as answer,
+        ):
+            started = await client.post("/background")
+            assert started.status_code == 201, started.text
+            background = uuid.UUID(started.json()["id"])
+            server.interrupt()
+            line = server.wait_for_line("waiting for")
+            assert "waiting for 2 live answers, up to 60 s; Ctrl+C again to stop now" in line
+            server.interrupt()
+            start = time.monotonic()
+            assert await server.exited() == 0, server.all_stderr()
+            stopped_after = time.monotonic() - start
+            assert stopped_after < STOP_BOUND, f"stopped {stopped_after:.2f} s after the SIGINT"
+            for stream_id in (answer.stream_id, background):
+                assert stream_row(db_url, stream_id) == (StreamStatus.ERROR, INTERRUPTED)
+            seen = await asyncio.wait_for(answer.viewer, GUARD)
+            assert '"status": "error"' in seen, seen + server.all_stderr()
+    assert_no_traceback(server)
+
+
+@pytest.mark.timeout(90)
+async def test_one_ctrl_c_delivered_twice_still_waits(db_url: str) -> None:
+    # `uv run` without a terminal forwards the SIGINT its process group already got:
+    # two signals at once are one Ctrl+C.
+    with app_process(db_url, grace=60) as server:
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=GUARD) as client,
+            driven_answer(client) as answer,
+        ):
+            server.interrupt()
+            server.interrupt()
+            server.wait_for_line("waiting for 1 live answer, up to 60 s")
+            assert server.process.poll() is None
+            assert stream_row(db_url, answer.stream_id)[0] == StreamStatus.STREAMING
+            server.interrupt()  # a real second Ctrl+C
+            assert await server.exited() == 0, server.all_stderr()
+            assert stream_row(db_url, answer.stream_id) == (StreamStatus.ERROR, INTERRUPTED)
+    assert_no_traceback(server)
+
+
+# -- pts serve: subscribers do not keep it alive ---------------------------------------
+
+
+@pytest.mark.timeout(90)
+async def test_pts_serve_ends_its_subscribers_on_ctrl_c(db_url: str) -> None:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "pts.cli", "serve", "--no-auth", "--host", HOST, "--port", str(port)
+    ]  # fmt: skip
+    with server_process(command, {"PTS_DATABASE_URL": db_url}, port) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=GUARD) as client:
+            created = await client.post("/streams", json={})
+            assert created.status_code == 201, created.text
+            stream_id = created.json()["id"]
+            put = await client.put("/v1/stream/watched", headers={"content-type": "text/plain"})
+            assert put.status_code == 201, put.text
+            ready = [asyncio.Event(), asyncio.Event()]
+
+            async def follow(url: str, ready: asyncio.Event) -> str:
+                body = b""
+                async with client.stream("GET", url) as response:
+                    assert response.status_code == 200
+                    try:
+                        async for chunk in response.aiter_raw():
+                            body += chunk
+                            ready.set()
+                    except httpx.HTTPError:
+                        pass
+                return body.decode()
+
+            # SSE on a pts stream nobody drives, and on a protocol stream nobody appends to.
+            followers = [
+                asyncio.create_task(follow(f"/streams/{stream_id}/events", ready[0])),
+                asyncio.create_task(follow("/v1/stream/watched?offset=-1&live=sse", ready[1])),
+            ]
+            try:
+                async with asyncio.timeout(GUARD):
+                    for event in ready:
+                        await event.wait()
+                server.interrupt()
+                assert await server.exited() == 0, server.all_stderr()
+                pts_events, protocol_events = await asyncio.wait_for(
+                    asyncio.gather(*followers), GUARD
+                )
+            finally:
+                for task in followers:
+                    task.cancel()
+    assert '"status": "pending"' in pts_events
+    assert "event: control" in protocol_events
+    assert "waiting for" not in server.all_stderr()  # nothing to wait for: it just stopped
+    assert_no_traceback(server)
+
+
+# -- the parts, in process ----------------------------------------------------------------
+
+
+async def _updates(pts: PersistentTextStreaming, stream_id: uuid.UUID) -> list[Update]:
+    return [update async for update in pts.subscribe(stream_id)]
+
+
+async def test_stopping_ends_writers_and_subscriptions_after_a_last_read(db_url: str) -> None:
+    async with PersistentTextStreaming(dsn=db_url, sweeper=False) as pts:
+        writer = await pts.create_write_stream()
+        told: list[StreamStatus] = []
+        writer.on_remote_close = told.append
+        await writer.write("Persisted. Still buffered")
+        idle_id = await pts.create_stream()
+        live = asyncio.create_task(_updates(pts, writer.stream_id))
+        idle = asyncio.create_task(_updates(pts, idle_id))
+        async with asyncio.timeout(GUARD):
+            while pts._subscriptions < 2:
+                await asyncio.sleep(0.01)
+        assert pts._answers == 1
+        await pts._stop_answers(INTERRUPTED, GUARD)
+        assert pts._answers == 0
+        assert told == [StreamStatus.ERROR]  # its owner is told to stop
+        with pytest.raises(StreamClosed):
+            await writer.write("more")
+        pts._end_subscriptions()
+        live_updates, idle_updates = await asyncio.wait_for(asyncio.gather(live, idle), GUARD)
+        # The subscriber of the cut stream saw all its text and its end...
+        assert "".join(u.text for u in live_updates) == "Persisted. Still buffered"
+        last = live_updates[-1]
+        assert (last.status, last.finished, last.error) == (StreamStatus.ERROR, True, INTERRUPTED)
+        # ...the other one just ended, as does one that starts now (after one read).
+        assert [(u.status, u.finished) for u in idle_updates] == [(StreamStatus.PENDING, False)]
+        late = await asyncio.wait_for(_updates(pts, idle_id), GUARD)
+        assert [(u.status, u.finished) for u in late] == [(StreamStatus.PENDING, False)]
+
+
+def test_the_shutdown_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert PersistentTextStreaming().shutdown_grace == 5.0
+    monkeypatch.setenv("PTS_SHUTDOWN_GRACE", "12.5")
+    assert PersistentTextStreaming().shutdown_grace == 12.5
+    assert PersistentTextStreaming(shutdown_grace=0).shutdown_grace == 0
+    for bad in ("-1", "nan", "inf", "soon"):
+        monkeypatch.setenv("PTS_SHUTDOWN_GRACE", bad)
+        with pytest.raises(ConfigurationError, match="PTS_SHUTDOWN_GRACE"):
+            PersistentTextStreaming()
+    with pytest.raises(ValueError, match="shutdown_grace"):
+        PersistentTextStreaming(shutdown_grace=-1)
