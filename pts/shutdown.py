@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import signal
 import socket
 import sys
@@ -66,6 +67,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from pts.core import PersistentTextStreaming, open_instances
+from pts.settings import Settings
 
 __all__ = [
     "DUPLICATE_WINDOW",
@@ -105,6 +107,11 @@ class Phase(enum.Enum):
     DRAINING = "draining"
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _plural(count: int, word: str) -> str:
@@ -224,10 +231,7 @@ class Shutdown:
         line = self.waiting_line()
         if line is None:
             return
-        if self._echo is not None:
-            self._echo(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        (self._echo or _to_stderr)(line)
 
     # -- the phases -------------------------------------------------------------------
 
@@ -345,7 +349,10 @@ def run(app: Any, **options: Any) -> None:
     """
     config = uvicorn.Config(app, **options)
     if config.workers > 1 or config.should_reload:
-        uvicorn.run(app, **options)
+        # Plain uvicorn workers wait for every open response (an SSE subscriber never
+        # ends) before the app's shutdown: bound that by the grace at least.
+        grace = math.ceil(Settings.from_env().shutdown_grace)
+        uvicorn.run(app, **{"timeout_graceful_shutdown": grace, **options})
         return
     server = Server(config)
     server.run()
