@@ -299,6 +299,33 @@ async def test_demo_an_answer_longer_than_the_grace_ends_with_the_reason(db_url:
     assert_no_traceback(server)
 
 
+@pytest.mark.timeout(90)
+async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) -> None:
+    # No browser drives this answer: the demo's server does, after UNCLAIMED_AFTER.
+    async with (
+        demo_process(db_url, tokens_per_second=3, grace=60) as server,
+        Browser(server.url) as browser,
+    ):
+        chat_id = await browser.new_chat()
+        assert (await browser.send(chat_id, "Nobody drives this.")).status_code == 200
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute(
+                "SELECT stream_id FROM pts_demo.messages WHERE chat_id = %s AND role = 'assistant'",
+                (chat_id,),
+            ).fetchone()
+        assert row is not None
+        stream_id: uuid.UUID = row[0]
+        async with asyncio.timeout(GUARD):
+            while stream_row(db_url, stream_id)[0] != StreamStatus.STREAMING:
+                await asyncio.sleep(0.1)
+        server.interrupt()
+        server.wait_for_line("waiting for 1 live answer, up to 60 s")
+        server.interrupt()
+        assert await server.exited() == 0, server.all_stderr()
+        assert stream_row(db_url, stream_id) == (StreamStatus.ERROR, INTERRUPTED)
+    assert_no_traceback(server)
+
+
 # -- an app with endless answers, served as pts serve serves its app ---------------------
 
 
