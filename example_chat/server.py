@@ -44,11 +44,11 @@ def run(
     ConfigurationError (a bad model setting) or StoreUnavailable before
     anything is served.
     """
-    import uvicorn
+    from pts.shutdown import run as run_server
 
     model: ChatModel = model_from_env()
     prepared = asyncio.run(prepare_database(resolve_dsn(settings)))
     app = create_app(dsn=prepared.dsn, secret=prepared.secret, model=model)
     shown_host = f"[{host}]" if ":" in host else host
     echo(f"pts demo chat on http://{shown_host}:{port} (model: {model.name}; Ctrl+C stops it)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    run_server(app, host=host, port=port, log_level=log_level)

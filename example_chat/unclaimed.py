@@ -119,8 +119,8 @@ class UnclaimedAnswers(InitPluginProtocol):
     async def scan(self) -> None:
         """Start driving every answer left unclaimed (up to :data:`MAX_CONCURRENT` at once)."""
         room = MAX_CONCURRENT - len(self._running)
-        if room <= 0:
-            return
+        if room <= 0 or self.pts.stopping:
+            return  # full, or the server is stopping: a new answer would only be cut short
         for stream_id in await self.db.unclaimed_answers(self.after, room):
             if stream_id not in self._running:
                 task = asyncio.create_task(self._drive(stream_id), name=f"pts-demo-{stream_id}")

@@ -262,14 +262,13 @@ def serve(
     whose Host header is not a loopback one, or whose Origin is neither a
     loopback one nor a --cors-origin.
     """
-    import uvicorn
-
     from pts.app import CORS_ORIGINS_ENV, cors_origins_from_env
     from pts.serving import (
         FILES_BESIDES_CONNECTIONS,
         header_timeout_protocol,
         raise_open_file_limit,
     )
+    from pts.shutdown import run as run_server
     from pts.store.migrations import migrate as run_migrations
 
     if cors_origins:
@@ -306,7 +305,7 @@ def serve(
         )
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
-    uvicorn.run(
+    run_server(
         "pts.app:create_app",
         factory=True,
         host=host,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
@@ -21,7 +22,14 @@ from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
 from pts.database import resolve_dsn
-from pts.driver import AnyRequest, Drive, Generate, StreamWriter, driving_response
+from pts.driver import (
+    SHUTDOWN_MESSAGE,
+    AnyRequest,
+    Drive,
+    Generate,
+    StreamWriter,
+    driving_response,
+)
 from pts.errors import (
     AlreadyDriven,
     InvalidInput,
@@ -77,6 +85,10 @@ class PersistentTextStreaming:
         alike. The append that would pass it raises StreamTooLarge (413
         ``stream_too_large``) and stores nothing; a driven stream then ends
         ``error`` and its driving response is cut off.
+    :param shutdown_grace: seconds the answers still running at shutdown get to
+        finish (default ``PTS_SHUTDOWN_GRACE``, else 5); then they end ``error``.
+        ``pts serve`` and ``pts demo`` apply it from the first Ctrl+C (see
+        :mod:`pts.shutdown`); a second Ctrl+C ends them at once.
     :param pending_timeout: seconds a ``pending`` stream may wait for a driver
         (no change since it was created) before the sweeper ends it ``timeout``
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
@@ -97,7 +109,7 @@ class PersistentTextStreaming:
         pool_min_size: int | None = None,
         pool_max_size: int | None = None,
         sweeper: bool = True,
-        shutdown_grace: float = 5.0,
+        shutdown_grace: float | None = None,
         subscriber_buffer: int = 256,
         poll_interval: float = 3.0,
         subscriber_buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
@@ -119,7 +131,11 @@ class PersistentTextStreaming:
         self.sweeper_enabled = sweeper
         self._pool_min_size = pool_min_size
         self._pool_max_size = pool_max_size
-        self.shutdown_grace = shutdown_grace
+        if shutdown_grace is None:
+            shutdown_grace = Settings.from_env().shutdown_grace
+        if not 0 <= shutdown_grace < math.inf:
+            raise ValueError("shutdown_grace must be a finite number of seconds, at least 0")
+        self.shutdown_grace: float = shutdown_grace
         if subscriber_buffer < 1 or subscriber_buffer_bytes < 1 or read_page_bytes < 1:
             raise ValueError(
                 "subscriber_buffer, subscriber_buffer_bytes and read_page_bytes must be at least 1"
@@ -145,6 +161,7 @@ class PersistentTextStreaming:
         # Streams this process writes: heartbeated, and stopped when finished elsewhere.
         self._writers: dict[uuid.UUID, StreamWriter] = {}
         self._drives: dict[uuid.UUID, Drive] = {}
+        self._stopping = False  # set by pts.shutdown when the server begins to stop
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -154,6 +171,15 @@ class PersistentTextStreaming:
         if self._dsn is None:
             raise RuntimeError("PersistentTextStreaming is not open yet")
         return self._dsn
+
+    @property
+    def stopping(self) -> bool:
+        """True once the server running this process began to stop (a first Ctrl+C).
+
+        Work that would start a new answer (a background scan, say) should not
+        start one now: it would only be cut short.
+        """
+        return self._stopping
 
     @property
     def store(self) -> SQLStore:
@@ -211,6 +237,7 @@ class PersistentTextStreaming:
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="pts-heartbeat")]
         if self.sweeper_enabled:
             self._tasks.append(asyncio.create_task(self._sweep_loop(), name="pts-sweeper"))
+        _OPEN.add(self)
 
     async def close(self) -> None:
         """Stop the background tasks and close the pool. Idempotent.
@@ -220,12 +247,13 @@ class PersistentTextStreaming:
         """
         if self._store is None:
             return
+        _OPEN.discard(self)
         drives = [d.task for d in self._drives.values()]
         if drives:
             _done, pending = await asyncio.wait(drives, timeout=self.shutdown_grace)
             for drive in list(self._drives.values()):
                 if drive.task in pending:
-                    drive.cancel(StreamStatus.ERROR, "the server shut down during generation")
+                    drive.cancel(StreamStatus.ERROR, SHUTDOWN_MESSAGE)
             if pending:
                 await asyncio.wait(pending, timeout=self.shutdown_grace)
         for writer in list(self._writers.values()):
@@ -249,6 +277,49 @@ class PersistentTextStreaming:
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
+
+    # -- stopping a server (pts.shutdown drives these) ---------------------
+
+    @property
+    def _answers(self) -> int:
+        """Streams this process is writing: driven answers and open writers."""
+        return len(self._writers)
+
+    @property
+    def _attached_answers(self) -> int:
+        """Driven answers whose driving client still reads the response."""
+        return sum(1 for drive in self._drives.values() if not drive.detached)
+
+    @property
+    def _subscriptions(self) -> int:
+        """Live reads this process holds (SSE responses, long-polls, ...)."""
+        return 0 if self._hub is None else self._hub.subscriptions
+
+    async def _stop_answers(self, reason: str, within: float) -> None:
+        """End every stream this process writes now: status ``error`` with ``reason``.
+
+        A driven answer's generation is cancelled (its buffered text is
+        persisted with the final status); an open writer is ended and its
+        owner told (its next write raises StreamClosed). Waits up to
+        ``within`` seconds for the final writes; one the database does not
+        take by then is left to the sweeper (``timeout``).
+        """
+        drives = list(self._drives.values())
+        driven = {drive.stream_id for drive in drives}
+        work: list[asyncio.Future[None]] = []
+        for drive in drives:
+            drive.cancel(StreamStatus.ERROR, reason)
+            work.append(drive.task)
+        for writer in list(self._writers.values()):
+            if writer.stream_id not in driven:
+                work.append(asyncio.ensure_future(writer._interrupt(reason)))
+        if work:
+            await asyncio.wait(work, timeout=within)
+
+    def _end_subscriptions(self) -> None:
+        """End every live read (after a last look at the table): see Hub.end_subscriptions."""
+        if self._hub is not None:
+            self._hub.end_subscriptions()
 
     async def __aenter__(self) -> PersistentTextStreaming:
         await self.open()
@@ -536,6 +607,15 @@ async def _keep_body(request: AnyRequest) -> None:
     """
     with contextlib.suppress(InternalServerException):  # read as a stream already: gone
         await request.body()
+
+
+_OPEN: set[PersistentTextStreaming] = set()
+"""The instances open in this process: what a stopping server waits for (pts.shutdown)."""
+
+
+def open_instances() -> list[PersistentTextStreaming]:
+    """Every :class:`PersistentTextStreaming` open in this process."""
+    return list(_OPEN)
 
 
 async def _quietly(work: Awaitable[T], what: str) -> T | None:

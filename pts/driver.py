@@ -141,6 +141,24 @@ class StreamWriter:
         finally:
             self._pts._unregister(self)
 
+    async def _interrupt(self, reason: str) -> None:
+        """The server stops: end the stream now (``error``, ``reason``), then tell its owner.
+
+        What is buffered is persisted with the final status; the owner's next
+        write raises StreamClosed, and ``on_remote_close`` (if set) stops it at once.
+        """
+        if self.finished:
+            return
+        callback = self.on_remote_close
+        try:
+            await self._finish(StreamStatus.ERROR, validate.clean_message(reason))
+        except StreamClosed:
+            return  # finished elsewhere meanwhile
+        except (PersistenceFailed, StreamTooLarge) as exc:
+            await self._record_error(exc)
+        if callback is not None:
+            callback(StreamStatus.ERROR)
+
     def _closed_elsewhere(self, status: StreamStatus) -> None:
         """Another process (or the sweeper) finished the stream: stop writing."""
         if self._finishing or self._closed_status is not None:
@@ -205,12 +223,18 @@ class Drive:
         self._loop = asyncio.get_running_loop()
         self._resumed = -YIELD_INTERVAL  # the first token yields at once
         self._cancel_status: tuple[StreamStatus, str | None] | None = None
+        self._generating = True  # cancelling after this would cut the final write short
         self._too_large: StreamTooLarge | None = None  # an append passed the size cap
         self.task = asyncio.create_task(self._run(), name=f"pts-drive-{info.id}")
 
     @property
     def stream_id(self) -> uuid.UUID:
         return self.writer.stream_id
+
+    @property
+    def detached(self) -> bool:
+        """The driving client is gone (or its response over): generation goes on alone."""
+        return self._detached
 
     async def append(self, text: str) -> None:
         """The ``append`` handed to ``generate``: deliver now, persist beside."""
@@ -241,7 +265,8 @@ class Drive:
         """Stop the generation; the stream ends with ``status`` and ``reason``."""
         if self._cancel_status is None:
             self._cancel_status = (status, reason)
-        self.task.cancel()
+        if self._generating:
+            self.task.cancel()
 
     async def body(self) -> AsyncIterator[bytes]:
         """The driving response body: every token as soon as it exists."""
@@ -290,6 +315,7 @@ class Drive:
         except Exception as exc:  # noqa: BLE001 - the app's generator failed: record it
             logger.info("stream %s: generator raised %r", self.stream_id, exc)
             status, reason = StreamStatus.ERROR, str(exc) or type(exc).__name__
+        self._generating = False
         if self._too_large is not None:
             status, reason = StreamStatus.ERROR, str(self._too_large)
         if reason is not None:

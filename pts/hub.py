@@ -92,15 +92,23 @@ class _Subscriber:
     Cheap on purpose: it runs per update per subscriber.
     """
 
-    __slots__ = ("buffer_bytes", "buffer_size", "bytes", "items", "overflowed", "waiter")
+    __slots__ = ("buffer_bytes", "buffer_size", "bytes", "ending", "items", "overflowed", "waiter")
 
-    def __init__(self, buffer_size: int, buffer_bytes: int) -> None:
+    def __init__(self, buffer_size: int, buffer_bytes: int, *, ending: bool = False) -> None:
         self.buffer_size = buffer_size
         self.buffer_bytes = buffer_bytes
         self.items: deque[Chunk | None] = deque()
         self.bytes = 0  # the data bytes of the chunks in ``items``
         self.overflowed = False
+        self.ending = ending  # the hub ends its subscriptions (the server stops)
         self.waiter: asyncio.Future[None] | None = None
+
+    def end(self) -> None:
+        """Called by the hub: take a last look at the table, then end the subscription."""
+        self.ending = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def offer(self, chunk: Chunk | None) -> None:
         """Called by the tail; never blocks. None means "re-read": news we cannot carry."""
@@ -138,8 +146,8 @@ class _Subscriber:
         return chunk
 
     async def wait(self, seconds: float) -> bool:
-        """Wait until something is buffered; False after ``seconds`` of nothing."""
-        if self.items:
+        """Wait until something is buffered (or the end); False after ``seconds`` of nothing."""
+        if self.items or self.ending:
             return True
         loop = asyncio.get_running_loop()
         waiter = self.waiter = loop.create_future()
@@ -149,7 +157,7 @@ class _Subscriber:
         finally:
             timer.cancel()
             self.waiter = None
-        return bool(self.items)
+        return bool(self.items) or self.ending
 
 
 _WITH_REASON = (StreamStatus.ABORTED, StreamStatus.ERROR, StreamStatus.TIMEOUT)
@@ -262,6 +270,7 @@ class Hub:
         self.page_bytes = page_bytes
         self.poll_interval = poll_interval
         self.tails: dict[uuid.UUID, _Tail] = {}
+        self.ending = False
         self.reads = 0
         """Database reads made by tails (one per notification per stream, at most, or one
         per page when a notification brings more than ``page_bytes``)."""
@@ -285,6 +294,25 @@ class Hub:
         for tail in self.tails.values():
             tail.notify()
 
+    @property
+    def subscriptions(self) -> int:
+        """How many subscriptions this process holds (SSE responses, long-polls, ...)."""
+        return sum(len(tail.subscribers) for tail in self.tails.values())
+
+    def end_subscriptions(self) -> None:
+        """End every subscription, now and from now on (the server stops).
+
+        Each takes one last look at the table first, so that a stream that was
+        just ended (an answer the shutdown cut) is seen ending; then it ends
+        like a finished one would, without the final status of a stream that
+        goes on. An SSE client reconnects from its last event id (to another
+        server, or to this one once it is back); a long-poll answers 204.
+        """
+        self.ending = True
+        for tail in self.tails.values():
+            for sub in tail.subscribers:
+                sub.end()
+
     def close(self) -> None:
         for tail in self.tails.values():
             tail.close()
@@ -300,7 +328,7 @@ class Hub:
         after every ``idle`` seconds without a chunk (for keep-alives). Raises
         StreamNotFound (also if the stream is deleted meanwhile) or InvalidOffset.
         """
-        sub = _Subscriber(self.buffer_size, self.buffer_bytes)
+        sub = _Subscriber(self.buffer_size, self.buffer_bytes, ending=self.ending)
         tail = self.tails.get(stream_id)
         if tail is None:
             tail = self.tails[stream_id] = _Tail(self, stream_id)
@@ -311,6 +339,7 @@ class Hub:
             position = offset
             last: tuple[StreamStatus, bool] | None = None
             need_read = True
+            last_look = False  # the hub ends its subscriptions: this is the final read
             while True:
                 if need_read:
                     # One page at a time: the next is read when the caller has taken
@@ -323,10 +352,16 @@ class Hub:
                     need_read = read.next_offset < read.size
                     item = Chunk(position, read.data, read.size, read.status, read.closed)
                 else:
+                    if sub.ending:
+                        # The table is the truth: one last read, then the end.
+                        need_read = last_look = True
+                        continue
                     # The tail polls for everyone; here we only wait (and tell
                     # the caller about silence, for keep-alives).
                     if not await sub.wait(idle if idle is not None else _FOREVER):
                         yield None
+                        continue
+                    if sub.ending:
                         continue
                     queued = sub.take()
                     if queued is None:
@@ -346,7 +381,7 @@ class Hub:
                         yield Chunk(position, data, item.size, item.status, item.closed)
                 last = (item.status, item.closed)
                 position += len(data)
-                if item.closed and position >= item.size:
+                if (item.closed and position >= item.size) or last_look:
                     return
         finally:
             tail.subscribers.discard(sub)

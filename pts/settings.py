@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ class Settings:
     ``PTS_POOL_MAX_SIZE``     most connections per process (default 10).
     ``PTS_DATA_DIR``          where the embedded Postgres keeps its data
                               (default ``.pts`` in the working directory).
+    ``PTS_SHUTDOWN_GRACE``    seconds live answers get to finish when the
+                              server stops (default 5; see pts.shutdown).
     ========================  ===============================================
     """
 
@@ -34,6 +37,7 @@ class Settings:
     pool_min_size: int = 1
     pool_max_size: int = 10
     data_dir: Path = Path(".pts")
+    shutdown_grace: float = 5.0
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
@@ -46,6 +50,8 @@ class Settings:
             raise ConfigurationError(
                 f"pool min size {self.pool_min_size} exceeds max size {self.pool_max_size}"
             )
+        if not 0 <= self.shutdown_grace < math.inf:
+            raise ConfigurationError("the shutdown grace must be a finite number of seconds >= 0")
         if self.database_url is not None:
             check_dsn(self.database_url)
 
@@ -65,7 +71,21 @@ class Settings:
             pool_min_size=_int(env, "PTS_POOL_MIN_SIZE", 1),
             pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
             data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
+            shutdown_grace=_seconds(env, "PTS_SHUTDOWN_GRACE", 5.0),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:  # nan fails both
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

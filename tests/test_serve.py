@@ -363,15 +363,13 @@ def test_connection_options_are_checked(args: tuple[str, ...]) -> None:
 
 
 def test_connection_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
     # This process's open-file limit stays as it is.
     monkeypatch.setattr("pts.serving.raise_open_file_limit", lambda wanted: wanted)
 
     from pts.serving import HeaderTimeoutProtocol
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda *_a, **kw: seen.update(kw))
+    monkeypatch.setattr("pts.shutdown.run", lambda *_a, **kw: seen.update(kw))
     monkeypatch.setattr("pts.store.migrations.migrate", _no_migration)
     monkeypatch.setattr("pts.cli.resolve_dsn", lambda _s: NOWHERE)
     # serve sets variables for its workers: set here first, so that monkeypatch

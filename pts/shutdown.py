@@ -1,0 +1,360 @@
+"""Stopping a server cleanly: Ctrl+C during live answers (``pts serve``, ``pts demo``).
+
+uvicorn alone waits, on the first Ctrl+C, until every open response has ended
+(a 30 s answer, or an SSE subscriber that never ends) before the app's
+lifespan shutdown runs, so the app's own grace never applies; and a second
+Ctrl+C skips the lifespan shutdown and cancels everything, which prints a
+traceback per cancelled request and leaves the answers it cut ``streaming``
+until another process's sweeper times them out.
+
+:class:`Server` is uvicorn's server with one :class:`Shutdown` coordinator in
+its place. It goes through phases:
+
+``RUNNING``
+    until the first SIGINT (Ctrl+C) or SIGTERM.
+``DRAINING``
+    no new connection is accepted and idle keep-alive connections are closed.
+    The live answers (streams this process writes: driven answers, open
+    writers) go on for up to the *grace* (``shutdown_grace``,
+    ``PTS_SHUTDOWN_GRACE``, 5 s by default) and their subscribers keep
+    following them. One line on stderr says so: ``pts: stopping: waiting for
+    2 live answers, up to 5 s; Ctrl+C again to stop now``.
+``STOPPING``
+    once the answers have finished, the grace has run out, or a second Ctrl+C
+    came: the answers still running end at once, status ``error`` with
+    :data:`INTERRUPTED` (a second Ctrl+C) or :data:`GRACE_OVER`, written by
+    this process; then every subscription (SSE, long-poll) takes a last look
+    at the table (so its subscribers see those ends) and ends. Requests still
+    running get what is left of the grace (none after a second Ctrl+C); then
+    their connections are closed.
+``STOPPED``
+    the app's lifespan shutdown has run (``pts.close()``, which has nothing
+    left to wait for).
+
+Why ``error``, not ``aborted``: ``aborted`` means someone stopped the answer
+on purpose (its ``abort_reason`` is theirs); an answer cut short by the server
+going away is incomplete through no reader's choice, the way a failing
+generator's is, and pts already ends such answers ``error`` when it shuts
+down (:data:`pts.driver.SHUTDOWN_MESSAGE`).
+
+A SIGINT less than :data:`DUPLICATE_WINDOW` after the first is taken as the
+same Ctrl+C delivered twice (``uv run`` without a terminal forwards the
+signal its process group already received), so the waiting line is printed
+after that window: from then on, Ctrl+C stops at once.
+
+This is one process's shutdown. With ``--workers N``, uvicorn's supervisor
+process runs plain uvicorn servers in the workers (see the README).
+Draining for rolling deploys (refusing new drives with 503 while the answers
+finish) grows from here: new phases of the same coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from pts.core import PersistentTextStreaming, open_instances
+from pts.settings import Settings
+
+__all__ = [
+    "DUPLICATE_WINDOW",
+    "GRACE_OVER",
+    "INTERRUPTED",
+    "Phase",
+    "Server",
+    "Shutdown",
+    "run",
+]
+
+logger = logging.getLogger("uvicorn.error")  # beside uvicorn's own lines about stopping
+
+INTERRUPTED = "the server stopped (interrupted) before the answer ended"
+"""The error of an answer a second Ctrl+C cut short."""
+
+GRACE_OVER = "the server stopped before the answer ended: its shutdown grace of {grace:g} s ran out"
+"""The error of an answer still running when the grace ran out (``.format(grace=...)``)."""
+
+DEFAULT_GRACE = 5.0
+"""The grace when no :class:`~pts.core.PersistentTextStreaming` is open (seconds)."""
+
+DUPLICATE_WINDOW = 0.5
+"""A SIGINT this soon after the first one is the same Ctrl+C, delivered twice (seconds)."""
+
+STOP_TIMEOUT = 1.0
+"""How long the final writes of the answers a stop cuts, and the responses it ends, may
+take (seconds); past it, what is left is cut (the sweeper ends a stream not written)."""
+
+_POLL = 0.05
+
+
+class Phase(enum.Enum):
+    """Where a stopping server is (see the module's documentation)."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class Shutdown:
+    """The shutdown of one uvicorn server: signals in, phases through, one line out.
+
+    :param server: the uvicorn server it stops.
+    :param echo: where the waiting line goes (default: stderr).
+    :param grace: seconds the live answers get (default: the largest
+        ``shutdown_grace`` of the open PersistentTextStreaming instances).
+    """
+
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        *,
+        echo: Callable[[str], None] | None = None,
+        grace: float | None = None,
+    ) -> None:
+        self.server = server
+        self.phase = Phase.RUNNING
+        self._echo = echo
+        self._grace = grace
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._first_signal: tuple[int, float] | None = None  # (signal, time.monotonic())
+        self._began: float | None = None  # loop time of the first signal
+        self._forced = False  # a second Ctrl+C: stop now
+        self._wake: asyncio.Event | None = None
+
+    # -- signals (called in the signal handler: only set flags, hand over to the loop)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the server runs in (signals are handed to it)."""
+        self._loop = loop
+        self._wake = asyncio.Event()
+
+    def on_signal(self, sig: int) -> None:
+        """SIGINT or SIGTERM arrived: begin draining, or (the second time) stop now."""
+        now = time.monotonic()
+        if self._first_signal is None:
+            self._first_signal = (sig, now)
+            self.server.should_exit = True
+            self._call_soon(self._began_draining)
+            return
+        first_sig, first_at = self._first_signal
+        if sig == first_sig == signal.SIGINT and now - first_at < DUPLICATE_WINDOW:
+            return  # the same Ctrl+C, forwarded again (uv run without a terminal)
+        self._forced = True
+        self.server.force_exit = True
+        self._call_soon(self._woken)
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback)
+
+    def _began_draining(self) -> None:
+        assert self._loop is not None
+        self._began = self._loop.time()
+        if self.phase is Phase.RUNNING:
+            self.phase = Phase.DRAINING
+        self._loop.call_later(DUPLICATE_WINDOW, self._announce)
+
+    def _woken(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- what there is to wait for ----------------------------------------------------
+
+    @property
+    def grace(self) -> float:
+        """Seconds the live answers get from the first signal on."""
+        if self._grace is not None:
+            return self._grace
+        graces = [pts.shutdown_grace for pts in open_instances()]
+        return max(graces) if graces else DEFAULT_GRACE
+
+    @staticmethod
+    def _instances() -> list[PersistentTextStreaming]:
+        return open_instances()
+
+    def live_answers(self) -> int:
+        """Streams this process is writing."""
+        return sum(pts._answers for pts in self._instances())
+
+    def requests(self) -> int:
+        """Requests still being answered, besides live reads and driving responses (about)."""
+        busy = 0
+        for connection in list(self.server.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            if cycle is not None and not getattr(cycle, "response_complete", True):
+                busy += 1
+        held = sum(pts._subscriptions + pts._attached_answers for pts in self._instances())
+        return max(0, busy - held)
+
+    def waiting_line(self) -> str | None:
+        """What the first Ctrl+C waits for, in one line (None: nothing)."""
+        answers, requests = self.live_answers(), self.requests()
+        parts = []
+        if answers:
+            parts.append(_plural(answers, "live answer"))
+        if requests:
+            parts.append(_plural(requests, "request"))
+        if not parts:
+            return None
+        return (
+            f"pts: stopping: waiting for {' and '.join(parts)}, up to {self.grace:g} s; "
+            "Ctrl+C again to stop now"
+        )
+
+    def _announce(self) -> None:
+        if self.phase is not Phase.DRAINING or self._forced:
+            return
+        line = self.waiting_line()
+        if line is None:
+            return
+        (self._echo or _to_stderr)(line)
+
+    # -- the phases -------------------------------------------------------------------
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a second Ctrl+C wakes it at once."""
+        assert self._wake is not None
+        if self._forced:
+            await asyncio.sleep(max(0.0, seconds))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
+
+    async def run(self, sockets: list[socket.socket] | None) -> None:
+        """The server's shutdown: drain, stop, close the connections, the app's lifespan."""
+        server = self.server
+        loop = asyncio.get_running_loop()
+        if self._began is None:  # should_exit without a signal (e.g. max requests)
+            self._began = loop.time()
+        if self.phase is Phase.RUNNING:
+            self.phase = Phase.DRAINING
+        deadline = self._began + self.grace
+        logger.info("Shutting down")
+        for listening in getattr(server, "servers", []):
+            listening.close()
+        for sock in sockets or []:
+            sock.close()
+        for instance in self._instances():
+            instance._stopping = True
+        # Idle keep-alive connections close now; busy ones after their response.
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+
+        while self.live_answers() and not self._forced and loop.time() < deadline:
+            await self._pause(min(_POLL, deadline - loop.time()))
+
+        self.phase = Phase.STOPPING
+        reason = INTERRUPTED if self._forced else GRACE_OVER.format(grace=self.grace)
+        instances = self._instances()
+        await asyncio.gather(*(pts._stop_answers(reason, STOP_TIMEOUT) for pts in instances))
+        for instance in instances:
+            instance._end_subscriptions()
+        await self._close_connections(max(deadline, loop.time() + STOP_TIMEOUT))
+        await self._lifespan_shutdown()
+        self.phase = Phase.STOPPED
+
+    async def _close_connections(self, until: float) -> None:
+        """Let the responses end (until ``until``; briefly after a second Ctrl+C), then cut them."""
+        loop = asyncio.get_running_loop()
+        state = self.server.server_state
+        if self._forced:
+            until = min(until, loop.time() + STOP_TIMEOUT)
+        while state.connections and loop.time() < until:
+            await self._pause(min(_POLL, until - loop.time()))
+            if self._forced:
+                until = min(until, loop.time() + STOP_TIMEOUT)
+        for connection in list(state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                # The app sees the client go away and ends its response itself.
+                transport.close()
+        if state.tasks:
+            await asyncio.wait(set(state.tasks), timeout=STOP_TIMEOUT)
+        for task in list(state.tasks):
+            task.cancel()
+        for listening in getattr(self.server, "servers", []):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listening.wait_closed(), STOP_TIMEOUT)
+
+    async def _lifespan_shutdown(self) -> None:
+        """The app's lifespan shutdown (pts.close()); a second Ctrl+C does not wait for it long."""
+        lifespan = getattr(self.server, "lifespan", None)
+        if lifespan is None:
+            return
+        done = asyncio.ensure_future(lifespan.shutdown())
+        while not done.done():
+            await asyncio.wait({done}, timeout=_POLL)
+            if self._forced and not done.done():
+                await asyncio.wait({done}, timeout=STOP_TIMEOUT)
+                if not done.done():
+                    done.cancel()
+                    logger.warning("the app's shutdown did not finish: stopped anyway")
+                break
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, stopped by a :class:`Shutdown` (see the module's documentation)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        echo: Callable[[str], None] | None = None,
+        grace: float | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.stopping = Shutdown(self, echo=echo, grace=grace)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stopping.bind(asyncio.get_running_loop())
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded for re-raising: the shutdown below is the whole answer to it.
+        self.stopping.on_signal(sig)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.stopping.run(sockets)
+
+
+def run(app: Any, **options: Any) -> None:
+    """:func:`uvicorn.run` with :class:`Server`: what ``pts serve`` and ``pts demo`` run.
+
+    ``options`` are :class:`uvicorn.Config`'s. With ``workers`` above 1 (or
+    ``reload``), uvicorn's supervisor runs plain uvicorn servers instead.
+    """
+    config = uvicorn.Config(app, **options)
+    if config.workers > 1 or config.should_reload:
+        # Plain uvicorn workers wait for every open response (an SSE subscriber never
+        # ends) before the app's shutdown: bound that by the grace at least.
+        grace = math.ceil(Settings.from_env().shutdown_grace)
+        uvicorn.run(app, **{"timeout_graceful_shutdown": grace, **options})
+        return
+    server = Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
