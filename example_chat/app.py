@@ -93,11 +93,17 @@ SECURITY_HEADERS = {
 }
 
 
+PAGE_HEADERS = {"Cache-Control": "no-store"}
+"""On every page and partial: a chat changes while it is open, so none is cached."""
+
+
 def _message_text(raw: object) -> tuple[str, str | None]:
     """The message a form field holds, or why it is refused (checked before any write)."""
     text = raw.strip() if isinstance(raw, str) else ""
-    if not text or len(text) > MAX_MESSAGE_CHARS:
-        return text, f"a message has 1 to {MAX_MESSAGE_CHARS} characters"
+    if not text:
+        return text, "a message cannot be empty or only white space: type something first"
+    if len(text) > MAX_MESSAGE_CHARS:
+        return text, f"a message has at most {MAX_MESSAGE_CHARS} characters"
     # Postgres text holds no NUL, and only valid UTF-8 (no lone surrogates,
     # which a form decoded leniently may carry).
     if "\x00" in text:
@@ -182,6 +188,8 @@ def create_app(
             template_name=f"demo/{name}",
             context={"model_name": model.name, "request": request, **context},
             status_code=status_code,
+            # Back and Forward must show the chat as it is now, not as it was loaded.
+            headers=PAGE_HEADERS,
         )
 
     def not_found(request: AnyRequest) -> Template:
