@@ -117,7 +117,7 @@ _BAD = """() => {
   const bad = [];
   for (const el of document.querySelectorAll("body *")) {
     const tag = el.tagName.toLowerCase();
-    if (["script", "iframe", "svg", "object", "embed", "details", "img"].includes(tag)
+    if (["script", "iframe", "svg", "object", "embed", "details"].includes(tag)
         && el.closest(".md")) bad.push(tag);
     for (const attr of el.attributes) {
       if (/^on/i.test(attr.name)) bad.push(tag + "[" + attr.name + "]");

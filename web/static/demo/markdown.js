@@ -97,10 +97,11 @@
   // that, never inside a surrogate pair): a position in the line, so the same text
   // is cut the same way however it arrives. -1: not yet.
   function longLineCut(line) {
-    if (line.length <= MAX_BLOCK) return -1;
+    const length = line.endsWith("\n") ? line.length - 1 : line.length;
+    if (length <= MAX_BLOCK) return -1;
     const space = line.indexOf(" ", MAX_BLOCK);
-    if (space !== -1 && space < 2 * MAX_BLOCK) return space + 1;
-    if (line.length < 2 * MAX_BLOCK) return -1;
+    if (space !== -1 && space < Math.min(length, 2 * MAX_BLOCK)) return space + 1;
+    if (length <= 2 * MAX_BLOCK) return -1;
     let cut = 2 * MAX_BLOCK;
     const code = line.charCodeAt(cut - 1);
     if (code >= 0xd800 && code <= 0xdbff) cut -= 1;
@@ -225,19 +226,25 @@
     }
 
     takeIn(text) {
-      let start = 0;
-      for (;;) {
+      for (let start = 0; start < text.length; ) {
         const end = text.indexOf("\n", start);
+        const stop = end === -1 ? text.length : end + 1;
+        this.line += text.slice(start, stop);
+        this.cutLongLine();
+        start = stop;
         if (end === -1) break;
-        const line = this.line + text.slice(start, end + 1);
+        const line = this.line;
         const continued = this.cut;
         this.line = "";
         this.cut = false;
         if (continued && this.fence) this.codeText(line);
         else this.addLine(line);
-        start = end + 1;
       }
-      this.line += text.slice(start);
+      if (this.fence || this.line) this.stale = true;
+    }
+
+    // A line too long for one block goes on in the next (see longLineCut).
+    cutLongLine() {
       for (let cut = longLineCut(this.line); cut !== -1; cut = longLineCut(this.line)) {
         const head = this.line.slice(0, cut);
         this.line = this.line.slice(cut);
@@ -251,7 +258,6 @@
           this.closeBlock();
         }
       }
-      if (this.fence || this.line) this.stale = true;
     }
 
     addLine(line) {
