@@ -126,7 +126,9 @@ class Tab:
     async def expect_rendered(self, test_id: str, text: str) -> None:
         """The pane was given ``text`` and shows it as ``text`` rendered at once would."""
         await self.expect_source(test_id, text)
-        assert await self.html(test_id) == await self.reference(text)
+        shown, reference = await self.html(test_id), await self.reference(text)
+        common = len(os.path.commonprefix([shown, reference]))
+        assert shown == reference, f"{test_id} from {common}: {shown[common - 80 :][:200]!r}"
 
     async def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = await self.page.evaluate("() => ({...window.ptsMarkdown.stats})")

@@ -108,11 +108,6 @@
     return cut;
   }
 
-  // Trailing white space at the end of a block changes nothing in its rendering.
-  function sameText(rendered, text) {
-    return rendered !== null && rendered.trimEnd() === text.trimEnd();
-  }
-
   const dirty = new Set();
   let scheduled = false;
 
@@ -297,7 +292,7 @@
     closeBlock() {
       if (!this.lines.length) return;
       const text = this.lines.join("");
-      if (!sameText(this.rendered, text)) this.renderInto(this.tail || this.block(), text);
+      if (this.rendered !== text) this.renderInto(this.tail || this.block(), text);
       this.lines = [];
       this.chars = 0;
       this.tail = null;
