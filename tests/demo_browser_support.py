@@ -66,6 +66,12 @@ _REFERENCE = """(text) => {
 }"""
 
 
+def _first_difference(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
 class Tab:
     """A page plus what went wrong in it: script errors and dialogs (alert())."""
 
@@ -109,8 +115,8 @@ class Tab:
                     await asyncio.sleep(0.02)
         except TimeoutError:
             given = await self.source(test_id)
-            common = len(os.path.commonprefix([given, text]))
-            assert given == text, f"{test_id}: from {common}: {given[common:][:80]!r} != {text[common:][:80]!r}"
+            at = _first_difference(given, text)
+            assert given == text, f"{test_id} from {at}: {given[at:][:80]!r} != {text[at:][:80]!r}"
             raise
         await self.settled()
 
@@ -127,8 +133,8 @@ class Tab:
         """The pane was given ``text`` and shows it as ``text`` rendered at once would."""
         await self.expect_source(test_id, text)
         shown, reference = await self.html(test_id), await self.reference(text)
-        common = len(os.path.commonprefix([shown, reference]))
-        assert shown == reference, f"{test_id} from {common}: {shown[common - 80 :][:200]!r}"
+        at = _first_difference(shown, reference)
+        assert shown == reference, f"{test_id} from {at}: {shown[at - 80 :][:200]!r}"
 
     async def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = await self.page.evaluate("() => ({...window.ptsMarkdown.stats})")

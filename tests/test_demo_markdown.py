@@ -13,7 +13,7 @@ from playwright.async_api import Browser, expect
 
 from example_chat.db import Turn
 from example_chat.models import compose_answer
-from tests.demo_browser_support import VIEWPORT, Tab, chromium
+from tests.demo_browser_support import ARTIFACTS, VIEWPORT, Tab, chromium
 from tests.demo_support import ScriptedModel, run_demo
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +87,8 @@ async def test_answers_render_as_markdown_in_both_panes_and_the_history(
 XSS = """Markdown that must not run:
 
 [a link](javascript:window.__ptsPwned=1;alert(1)) and [upper](JAVASCRIPT:alert(2))
-and [spaced](  javascript:alert(3)) and [data](data:text/html;base64,PHNjcmlwdD5hbGVydCg0KTwvc2NyaXB0Pg==)
+and [spaced](  javascript:alert(3))
+and [data](data:text/html;base64,PHNjcmlwdD5hbGVydCg0KTwvc2NyaXB0Pg==)
 and <javascript:alert(5)> and [ref][r]
 
 [r]: javascript:alert(6)
@@ -121,7 +122,9 @@ _BAD = """() => {
         && el.closest(".md")) bad.push(tag);
     for (const attr of el.attributes) {
       if (/^on/i.test(attr.name)) bad.push(tag + "[" + attr.name + "]");
-      if (/^\\s*(javascript|vbscript|data):/i.test(attr.value)) bad.push(tag + "[" + attr.name + "]");
+      if (/^\\s*(javascript|vbscript|data):/i.test(attr.value)) {
+        bad.push(tag + "[" + attr.name + "]");
+      }
     }
   }
   return bad;
@@ -193,7 +196,7 @@ new PerformanceObserver((list) => {
 }).observe({ type: "longtask", buffered: true });
 """
 
-REPORT = ARTIFACT_NOTE = "long-answer-work.json"
+REPORT = "long-answer-work.json"
 
 
 def _buckets(log: list[list[int]], size: int) -> dict[str, dict[str, Any]]:
@@ -274,8 +277,6 @@ async def test_a_300_kb_answer_costs_the_page_bounded_work_per_update(
             for pane in PANES:
                 assert await page.html(pane) == reference
             assert page.errors == []
-        from tests.demo_browser_support import ARTIFACTS
-
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / REPORT).write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report, indent=2))

@@ -24,6 +24,7 @@ from tests.demo_support import (
     Browser as HTTPBrowser,
 )
 from tests.demo_support import (
+    Demo,
     FakeOpenAI,
     ScriptedModel,
     run_demo,
@@ -52,7 +53,8 @@ _OVERFLOWS = """() => {
     const rect = el.getBoundingClientRect();
     if (rect.width === 0 && rect.height === 0) continue;
     if (rect.left < -0.5 || rect.right > width + 0.5) {
-      out.push(el.tagName + "." + el.className + " " + Math.round(rect.left) + ".." + Math.round(rect.right));
+      const where = Math.round(rect.left) + ".." + Math.round(rect.right);
+      out.push(el.tagName + "." + el.className + " " + where);
     }
   }
   return {width: width, scrollWidth: document.documentElement.scrollWidth, out: out};
@@ -89,7 +91,9 @@ async def test_at_phone_width_nothing_overflows_and_the_title_shows(
         await expect(title).to_contain_text("How wide can a question be")
         await expect(title).to_be_in_viewport()
         box = await title.bounding_box()
-        assert box is not None and box["width"] > 100 and box["height"] > 10
+        assert box is not None
+        assert box["width"] > 100
+        assert box["height"] > 10
         await expect(tab.page.get_by_test_id("share-link")).to_be_in_viewport()
         await expect(tab.page.get_by_test_id("copy-share")).to_be_in_viewport()
         await _fits(tab)
@@ -99,6 +103,7 @@ async def test_at_phone_width_nothing_overflows_and_the_title_shows(
         await tab.settled()
         await _fits(tab)
         await tab.send("And the history?")
+        await expect(tab.page.get_by_test_id("history-answer")).to_have_count(1)
         await tab.expect_status("done")
         await tab.settled()
         await _fits(tab)
@@ -230,10 +235,7 @@ async def test_pages_are_never_cached_and_blank_messages_are_told_apart(db_url: 
         assert "at most 4000 characters" in long.json()["detail"]
 
 
-async def wait_finished_or_drive(browser: HTTPBrowser, chat_id: str, demo: object) -> None:
-    from tests.demo_support import Demo
-
-    assert isinstance(demo, Demo)
+async def wait_finished_or_drive(browser: HTTPBrowser, chat_id: str, demo: Demo) -> None:
     stream_id = await browser.latest_stream(chat_id, demo)
     assert (await browser.drive(chat_id, stream_id)).status_code == 200
     assert await wait_finished(demo, stream_id) == "done"
