@@ -99,7 +99,9 @@ class Tab:
     async def settled(self) -> None:
         """Until every markdown view has rendered all the text it was given."""
         await self.page.wait_for_function(
-            "() => window.ptsMarkdown && window.ptsMarkdown.idle()", timeout=GUARD * 1000
+            "() => window.ptsMarkdown && window.ptsMarkdown.idle()"
+            " && !document.querySelector('[data-markdown]:not([data-rendered])')",
+            timeout=GUARD * 1000,
         )
 
     async def source(self, test_id: str) -> str:

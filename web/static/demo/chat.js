@@ -33,6 +33,7 @@
     const view = new window.ptsMarkdown.View(element, scroller);
     view.setText(text);
     element.ptsView = view;
+    element.setAttribute("data-rendered", "");
     return view;
   }
 
