@@ -1,7 +1,8 @@
 """The demo chat: both delivery paths of pts side by side, in one Litestar app.
 
-Pages (Jinja2 templates in ``web/templates/demo/``, htmx and its SSE extension
-vendored in ``web/static/vendor/``):
+Pages (Jinja2 templates in ``web/templates/demo/``; htmx, its SSE extension,
+marked and DOMPurify vendored in ``web/static/vendor/``; answers rendered as
+sanitized markdown by ``web/static/demo/markdown.js``):
 
 - ``GET /``: the browser's chats and those shared with it; ``POST /chats``
   makes a new one.

@@ -1,6 +1,8 @@
 // The demo chat's page script: drives the latest answer over HTTP (left pane),
-// keeps both panes' figures, and wires Stop, the share link and the message box.
-// The right pane needs no code of ours: htmx's SSE extension swaps pts's events in.
+// feeds both panes and the history to the markdown renderer (markdown.js), keeps
+// the panes' figures, and wires Stop, the copy buttons and the message box. The
+// right pane's connection is htmx's SSE extension (it swaps the status in; its
+// text events go to the renderer, never into the page as HTML).
 // It lives in /static because the Content-Security-Policy allows no inline script.
 (function () {
   "use strict";
