@@ -1,7 +1,8 @@
 """The demo chat: both delivery paths of pts side by side, in one Litestar app.
 
-Pages (Jinja2 templates in ``web/templates/demo/``, htmx and its SSE extension
-vendored in ``web/static/vendor/``):
+Pages (Jinja2 templates in ``web/templates/demo/``; htmx, its SSE extension,
+marked and DOMPurify vendored in ``web/static/vendor/``; answers rendered as
+sanitized markdown by ``web/static/demo/markdown.js``):
 
 - ``GET /``: the browser's chats and those shared with it; ``POST /chats``
   makes a new one.
@@ -93,11 +94,17 @@ SECURITY_HEADERS = {
 }
 
 
+PAGE_HEADERS = {"Cache-Control": "no-store"}
+"""On every page and partial: a chat changes while it is open, so none is cached."""
+
+
 def _message_text(raw: object) -> tuple[str, str | None]:
     """The message a form field holds, or why it is refused (checked before any write)."""
     text = raw.strip() if isinstance(raw, str) else ""
-    if not text or len(text) > MAX_MESSAGE_CHARS:
-        return text, f"a message has 1 to {MAX_MESSAGE_CHARS} characters"
+    if not text:
+        return text, "a message cannot be empty or only white space: type something first"
+    if len(text) > MAX_MESSAGE_CHARS:
+        return text, f"a message has at most {MAX_MESSAGE_CHARS} characters"
     # Postgres text holds no NUL, and only valid UTF-8 (no lone surrogates,
     # which a form decoded leniently may carry).
     if "\x00" in text:
@@ -182,6 +189,8 @@ def create_app(
             template_name=f"demo/{name}",
             context={"model_name": model.name, "request": request, **context},
             status_code=status_code,
+            # Back and Forward must show the chat as it is now, not as it was loaded.
+            headers=PAGE_HEADERS,
         )
 
     def not_found(request: AnyRequest) -> Template:

@@ -10,6 +10,7 @@ generator of varied markdown answers at a model's pace. ``openai:<model>`` is
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import re
@@ -34,6 +35,9 @@ __all__ = [
 
 DEFAULT_TOKENS_PER_SECOND = 40.0
 """The offline model's average pace (``PTS_DEMO_TOKENS_PER_SECOND``)."""
+
+QUIET_LOGGERS = ("httpx", "httpcore", "openai")
+"""Loggers of the OpenAI client's stack that :class:`OpenAIModel` keeps at WARNING."""
 
 SYSTEM_PROMPT = (
     "You are the assistant of the pts demo chat. Answer in markdown, in a few paragraphs."
@@ -281,6 +285,10 @@ class OpenAIModel:
                 )
             # Local OpenAI-compatible servers ignore the key, but the client needs one.
             api_key = "unused"
+        # The client logs every HTTP request at INFO (one line per answer, and
+        # more on retries): the demo's log keeps to its own lines.
+        for noisy in QUIET_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         self.model = model
         self.base_url = base_url
         self.calls = 0

@@ -39,7 +39,8 @@ class ScriptedModel:
 
     Streams the demo model's kind of answer (or ``text``) at ``tokens_per_second``.
     With ``hold_at=N`` it stops before token N until :meth:`release`; ``held``
-    is set when it gets there. ``calls`` counts generations.
+    is set when it gets there. ``calls`` counts generations. ``chunk_chars``
+    joins tokens into chunks of about that many characters (a fast model).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class ScriptedModel:
         tokens_per_second: float = 400.0,
         hold_at: int | None = None,
         seed: int = 7,
+        chunk_chars: int = 0,
     ) -> None:
         self.text = text
         self.gap = 1.0 / tokens_per_second
@@ -58,6 +60,7 @@ class ScriptedModel:
         self.answers: list[str] = []
         self.emitted = ""
         """The text of the latest answer yielded so far."""
+        self.chunk_chars = chunk_chars
         self.held = asyncio.Event()
         self._gate = asyncio.Event()
         self._rng = random.Random(seed)
@@ -76,13 +79,25 @@ class ScriptedModel:
         text = self.text if self.text is not None else compose_answer(turns, self._rng)
         self.answers.append(text)
         self.emitted = ""
-        for index, token in enumerate(tokenize(text)):
+        for index, token in enumerate(self._tokens(text)):
             if index == self.hold_at:
                 self.held.set()
                 await asyncio.wait_for(self._gate.wait(), 50)
             self.emitted += token
             yield token
             await asyncio.sleep(self.gap)
+
+    def _tokens(self, text: str) -> list[str]:
+        tokens = tokenize(text)
+        if not self.chunk_chars:
+            return tokens
+        chunks: list[str] = []
+        for token in tokens:
+            if chunks and len(chunks[-1]) < self.chunk_chars:
+                chunks[-1] += token
+            else:
+                chunks.append(token)
+        return chunks
 
     async def aclose(self) -> None:
         pass

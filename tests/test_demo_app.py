@@ -383,9 +383,17 @@ def test_vendored_scripts_are_the_pinned_releases_with_licenses() -> None:
     vendor = WEB / "static" / "vendor"
     table = (vendor / "README.md").read_text(encoding="utf-8")
     pinned = re.findall(
-        r"^\| `([\w.-]+)/` \| `[\w.@-]+` \| `dist/([\w.]+)` \| `(\w{64})` \|$", table, re.M
+        r"^\| `([\w.-]+)/` \| `[\w.@-]+` \| `(?:dist|lib)/([\w.]+)` \| `(\w{64})` \|$",
+        table,
+        re.M,
     )
-    assert len(pinned) == 2
+    # htmx, its SSE extension, marked and DOMPurify.
+    assert [d for d, _, _ in pinned] == [
+        "htmx-2.0.11",
+        "htmx-ext-sse-2.2.4",
+        "marked-18.2.1",
+        "dompurify-3.5.0",
+    ]
     base = (WEB / "templates" / "demo" / "base.html").read_text(encoding="utf-8")
     for directory, name, digest in pinned:
         script = vendor / directory / name

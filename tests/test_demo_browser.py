@@ -7,108 +7,27 @@ side-by-side view go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import (
-    Browser,
-    BrowserContext,
-    Dialog,
-    Page,
-    ViewportSize,
-    async_playwright,
-    expect,
+from playwright.async_api import Browser, expect
+
+from tests.demo_browser_support import (
+    SOMETHING,
+    VIEWPORT,
+    Tab,
+    chat_id_of,
+    chromium,
+    held,
+    only_stream,
 )
-
-from tests.demo_support import GUARD, Demo, ScriptedModel, run_demo, wait_persisted
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("PTS_TEST_CHROMIUM", "/usr/bin/chromium")
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-VIEWPORT: ViewportSize = {"width": 1280, "height": 960}
-SOMETHING = re.compile(r"\S")
+from tests.demo_support import ScriptedModel, run_demo, wait_persisted
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` "
-            "(or set PTS_TEST_CHROMIUM to a Chromium binary)"
-        )
-    expect.set_options(timeout=GUARD * 1000)  # a hang guard for every expect()
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-class Tab:
-    """A page plus what went wrong in it: script errors and dialogs (alert())."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("dialog", self._on_dialog)
-
-    async def _on_dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(dialog.message)
-        await dialog.dismiss()
-
-    @classmethod
-    async def open(cls, context: BrowserContext, url: str | None = None) -> Tab:
-        tab = cls(await context.new_page())
-        if url is not None:
-            await tab.page.goto(url)
-        return tab
-
-    async def text(self, test_id: str) -> str:
-        return await self.page.get_by_test_id(test_id).text_content() or ""
-
-    async def new_chat(self, base_url: str) -> str:
-        """Create a chat from the chat list; return the chat page's URL."""
-        await self.page.goto(base_url + "/")
-        await self.page.get_by_test_id("new-chat").click()
-        await self.page.wait_for_url(re.compile(r"/chats/[0-9a-f-]{36}$"))
-        return self.page.url
-
-    async def send(self, message: str) -> None:
-        await self.page.get_by_test_id("message-input").fill(message)
-        await self.page.get_by_test_id("send-button").click()
-
-    async def expect_status(self, status: str) -> None:
-        await expect(self.page.get_by_test_id("stream-status")).to_have_text(status)
-
-    async def expect_driving_pane(self, state: str) -> None:
-        """``driving``, ``following`` (subscribed instead) or ``complete``."""
-        await expect(self.page.locator("[data-answer]")).to_have_attribute("data-driven", state)
-
-    async def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        await self.page.screenshot(path=ARTIFACTS / name)
-
-
-def chat_id_of(url: str) -> str:
-    return url.rsplit("/", 1)[1].split("?", 1)[0]
-
-
-async def held(model: ScriptedModel) -> None:
-    await asyncio.wait_for(model.held.wait(), GUARD)
-
-
-def only_stream(demo: Demo, chat_id: str) -> uuid.UUID:
-    ((stream_id, _status),) = demo.chat_streams(chat_id)
-    return stream_id
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_both_panes_end_with_the_same_text_and_done(db_url: str, browser: Browser) -> None:
@@ -133,8 +52,8 @@ async def test_both_panes_end_with_the_same_text_and_done(db_url: str, browser: 
 
         (full,) = model.answers
         stream_id = only_stream(demo, chat_id_of(chat_url))
-        assert await tab.text("driven-text") == full
-        assert await tab.text("subscriber-text") == full
+        await tab.expect_rendered("driven-text", full)
+        await tab.expect_rendered("subscriber-text", full)
         assert await demo.body(stream_id) == full
         size = f"{len(full.encode()):,}"
         assert await tab.text("driven-bytes") == size
@@ -176,8 +95,8 @@ async def test_reload_mid_answer_continues_without_a_second_generation(
             "data-offset", str(offset)
         )
         await expect(tab.page.get_by_test_id("driven-mode")).to_contain_text(f"from byte {offset}")
-        assert await tab.text("driven-text") == persisted
-        assert await tab.text("subscriber-text") == persisted
+        await tab.expect_rendered("driven-text", persisted)
+        await tab.expect_rendered("subscriber-text", persisted)
         await tab.screenshot("demo-after-reload.png")
 
         model.release()
@@ -186,8 +105,8 @@ async def test_reload_mid_answer_continues_without_a_second_generation(
         (full,) = model.answers
         assert full.startswith(persisted)
         assert len(full) > len(persisted)
-        assert await tab.text("driven-text") == full
-        assert await tab.text("subscriber-text") == full
+        await tab.expect_rendered("driven-text", full)
+        await tab.expect_rendered("subscriber-text", full)
         assert await demo.body(stream_id) == full
         # One generation: the model was asked once, and the chat has one answer.
         assert model.calls == 1
@@ -211,7 +130,7 @@ async def test_a_second_page_and_a_share_link_see_the_answer_live(
         await held(model)
         await second.expect_status("streaming")
         await second.expect_driving_pane("following")
-        before = await second.text("subscriber-text")
+        before = await second.source("subscriber-text")
 
         # Another browser: nothing without the link, read-only with it.
         other = await browser.new_context(viewport=VIEWPORT)
@@ -228,8 +147,8 @@ async def test_a_second_page_and_a_share_link_see_the_answer_live(
         for tab in (first, second, stranger):
             await tab.expect_status("done")
             await tab.expect_driving_pane("complete")
-            assert await tab.text("subscriber-text") == full
-            assert await tab.text("driven-text") == full
+            await tab.expect_rendered("subscriber-text", full)
+            await tab.expect_rendered("driven-text", full)
             assert tab.errors == []
         # The second page got the rest live, after it had loaded.
         assert len(before) < len(full)
@@ -268,8 +187,8 @@ async def test_stop_aborts_the_answer_in_every_page(db_url: str, browser: Browse
         assert full.startswith(partial)
         assert partial != full
         for tab in (first, second):
-            assert await tab.text("subscriber-text") == partial
-            assert await tab.text("driven-text") == partial
+            await tab.expect_rendered("subscriber-text", partial)
+            await tab.expect_rendered("driven-text", partial)
             assert tab.errors == []
         assert model.calls == 1
         await context.close()
@@ -294,9 +213,14 @@ async def test_markup_in_an_answer_is_shown_as_text_and_never_runs(
 
         (full,) = model.answers
         for _ in range(2):  # live, then from the history after a reload
-            assert await tab.text("driven-text") == full
-            assert await tab.text("subscriber-text") == full
+            await tab.expect_rendered("driven-text", full)
+            await tab.expect_rendered("subscriber-text", full)
             assert await tab.page.locator("main script, main img, main b").count() == 0
+            # Raw HTML in an answer is shown as the text it is.
+            for pane in ("driven-text", "subscriber-text"):
+                shown = await tab.text(pane)
+                assert "<script>window.__ptsPwned = 1; alert('script')</script>" in shown
+                assert "<b onmouseover=alert('b')>bold?</b> & <" in shown
             await expect(tab.page.locator(".bubble.user")).to_have_text(payload)
             await tab.page.reload()
             await tab.expect_status("done")
@@ -322,8 +246,8 @@ async def test_an_answer_whose_drive_never_arrives_is_answered_by_the_server(
         (full,) = model.answers
         stream_id = only_stream(demo, chat_id_of(chat_url))
         assert await demo.body(stream_id) == full
-        assert await tab.text("subscriber-text") == full
-        assert await tab.text("driven-text") == full
+        await tab.expect_rendered("subscriber-text", full)
+        await tab.expect_rendered("driven-text", full)
         assert model.calls == 1
         assert tab.errors == []
         await context.close()

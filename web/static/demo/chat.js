@@ -1,6 +1,8 @@
 // The demo chat's page script: drives the latest answer over HTTP (left pane),
-// keeps both panes' figures, and wires Stop, the share link and the message box.
-// The right pane needs no code of ours: htmx's SSE extension swaps pts's events in.
+// feeds both panes and the history to the markdown renderer (markdown.js), keeps
+// the panes' figures, and wires Stop, the copy buttons and the message box. The
+// right pane's connection is htmx's SSE extension (it swaps the status in; its
+// text events go to the renderer, never into the page as HTML).
 // It lives in /static because the Content-Security-Policy allows no inline script.
 (function () {
   "use strict";
@@ -19,20 +21,40 @@
     return root.querySelector('[data-testid="' + id + '"]');
   }
 
-  // A pane keeps its newest text in view unless the reader scrolled up.
-  function atBottom(element) {
-    return element.scrollTop + element.clientHeight >= element.scrollHeight - 24;
+  // Unescapes pts's HTML-escaped SSE text (format=html escapes & < > " ' only).
+  const UNESCAPES = { "&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#x27;": "'" };
+  function unescapeHtml(text) {
+    return text.replace(/&(?:amp|lt|gt|quot|#x27);/g, function (e) { return UNESCAPES[e]; });
   }
 
-  function keepInView(element, wasAtBottom) {
-    if (wasAtBottom) element.scrollTop = element.scrollHeight;
+  // A pane's text as markdown: the server sent it as text (escaped), so its
+  // textContent is the markdown persisted so far.
+  function markdownView(element, scroller) {
+    if (element.ptsView) return element.ptsView;
+    const text = element.textContent;
+    const view = new window.ptsMarkdown.View(element, scroller);
+    view.setText(text);
+    element.ptsView = view;
+    element.setAttribute("data-rendered", "");
+    return view;
   }
 
-  // Text goes in as text nodes, never as HTML: a "<script>" in an answer stays text.
-  function appendText(element, text) {
-    const follow = atBottom(element);
-    element.appendChild(document.createTextNode(text));
-    keepInView(element, follow);
+  // Calls `render` once per animation frame at most (a timer in hidden tabs).
+  function coalesced(render) {
+    let pending = false;
+    return function () {
+      if (pending) return;
+      pending = true;
+      let timer = 0;
+      const run = function () {
+        if (!pending) return;
+        pending = false;
+        window.clearTimeout(timer);
+        render();
+      };
+      window.requestAnimationFrame(run);
+      timer = window.setTimeout(run, 200);
+    };
   }
 
   // Live figures of one pane: bytes reached, time to first byte, number of updates.
@@ -45,6 +67,7 @@
       this.updates = 0;
       this.ttfb = null;
       this.start = performance.now();
+      this.later = coalesced(this.render.bind(this));
       this.render();
     }
     restart() {
@@ -55,7 +78,7 @@
       if (this.ttfb === null) this.ttfb = performance.now() - this.start;
       this.updates += 1;
       this.bytes = bytes;
-      this.render();
+      this.later();
     }
     render() {
       this.bytesEl.textContent = this.bytes.toLocaleString("en");
@@ -78,7 +101,10 @@
       widget: widget,
       streamId: widget.dataset.streamId,
       drivenText: byTestId(widget, "driven-text"),
+      drivenView: null,
+      subscriberView: null,
       mode: byTestId(widget, "driven-mode"),
+      title: byTestId(widget, "driven-title"),
       status: byTestId(widget, "stream-status"),
       stop: byTestId(widget, "stop-button"),
       driven: new Figures(widget, "driven", offset),
@@ -89,6 +115,9 @@
       finished: false,
     };
     widget.ptsAnswer = answer;
+    answer.drivenView = markdownView(answer.drivenText, answer.drivenText);
+    const subscriberText = byTestId(widget, "subscriber-text");
+    answer.subscriberView = markdownView(subscriberText, subscriberText);
     if (FINAL.has(widget.dataset.status)) {
       answer.finished = true;
       return;
@@ -104,6 +133,12 @@
 
   function setMode(answer, text) {
     answer.mode.textContent = text;
+  }
+
+  // The left pane's heading says what this browser does with the answer.
+  function setTitle(answer, title, how) {
+    answer.title.firstChild.textContent = title + " ";
+    answer.title.querySelector("span").textContent = how;
   }
 
   // The driving path: POST to the app's HTTP action and render the body as it arrives.
@@ -124,6 +159,7 @@
     if (response.status === 409) {
       // Another tab drives it already: no second generation, subscribe instead.
       answer.widget.dataset.driven = "following";
+      setTitle(answer, "This browser", "following, not driving");
       setMode(answer, "driven elsewhere: following the subscription from byte " + offset);
       return follow(answer, offset);
     }
@@ -138,12 +174,10 @@
         const chunk = await reader.read();
         if (chunk.done) break;
         bytes += chunk.value.byteLength;
-        const text = decoder.decode(chunk.value, { stream: true });
-        if (text) appendText(answer.drivenText, text);
+        answer.drivenView.append(decoder.decode(chunk.value, { stream: true }));
         figures.update(bytes);
       }
-      const rest = decoder.decode();
-      if (rest) appendText(answer.drivenText, rest);
+      answer.drivenView.append(decoder.decode());
     } catch (err) {
       // The response was cut off (network, server): the database has the text.
       return recover(answer, "the HTTP stream broke off");
@@ -155,6 +189,7 @@
   // Falls back to the database: take the persisted text, then follow from its end.
   async function recover(answer, why) {
     answer.widget.dataset.driven = "following";
+    setTitle(answer, "This browser", "following, not driving");
     if (answer.finished || answer.resumes >= MAX_RESUMES) {
       setMode(answer, why);
       return;
@@ -164,7 +199,7 @@
       const response = await fetch("/streams/" + answer.streamId, { credentials: "same-origin" });
       if (!response.ok) throw new Error("status " + response.status);
       const view = await response.json();
-      answer.drivenText.textContent = view.text;
+      answer.drivenView.setText(view.text);
       answer.driven.update(view.size);
       setMode(answer, why + ": resumed from byte " + view.size + " of the database");
       if (!FINAL.has(view.status)) follow(answer, view.size, true);
@@ -186,7 +221,7 @@
     const source = new EventSource("/streams/" + answer.streamId + "/events?offset=" + offset);
     answer.follower = source;
     source.addEventListener("text", function (event) {
-      appendText(answer.drivenText, event.data);
+      answer.drivenView.append(event.data);
       figures.update(Number(event.lastEventId));
     });
     source.addEventListener("status", function (event) {
@@ -246,25 +281,30 @@
 
   // -- htmx's SSE events (the subscriber pane) --------------------------------------
 
+  // The text events go to the subscriber pane's markdown view (never swapped in as
+  // HTML by htmx); htmx swaps the status events into the status badge.
   document.addEventListener("htmx:sseOpen", function (event) {
     const answer = answerOf(event.target);
     if (!answer) return;
-    answer.source = event.detail.source;
-    if (answer.finished) answer.source.close();
-  });
-
-  document.addEventListener("htmx:sseBeforeMessage", function (event) {
-    if (event.detail.type === "text") event.target.ptsAtBottom = atBottom(event.target);
+    const source = event.detail.source;
+    answer.source = source;
+    if (answer.finished) {
+      source.close();
+      return;
+    }
+    if (source.ptsText) return;
+    source.ptsText = true;
+    source.addEventListener("text", function (message) {
+      answer.subscriberView.append(unescapeHtml(message.data));
+      answer.subscriber.update(Number(message.lastEventId));
+    });
   });
 
   document.addEventListener("htmx:sseMessage", function (event) {
     const answer = answerOf(event.target);
     if (!answer) return;
     const message = event.detail;
-    if (message.type === "text") {
-      keepInView(event.target, event.target.ptsAtBottom);
-      answer.subscriber.update(Number(message.lastEventId));
-    } else if (message.type === "status") {
+    if (message.type === "status") {
       answer.widget.dataset.status = message.data;
       answer.status.className = "status " + message.data;
       if (FINAL.has(message.data)) finish(answer, message.data);
@@ -289,6 +329,10 @@
       return;
     }
     if (event.target.id !== "send-form") return;
+    if (formIsBlank(event.target)) {
+      event.preventDefault();
+      return;
+    }
     sends += 1;
     sending = true;
     byTestId(event.target, "send-error").textContent = "";
@@ -318,17 +362,65 @@
     byTestId(form, "send-error").textContent = detail;
   });
 
+  const HINT_BLANK = "Type a message first: it is empty (or only spaces).";
+  const HINT_BUSY = "Wait for the answer to finish, or press Stop, then send this.";
+
+  function hint(form, text) {
+    byTestId(form, "send-error").textContent = text;
+  }
+
+  // A blank message is not sent (the server would refuse it): say why instead.
+  function formIsBlank(form) {
+    const input = byTestId(form, "message-input");
+    if (input.value.trim()) return false;
+    hint(form, HINT_BLANK);
+    return true;
+  }
+
   document.addEventListener("keydown", function (event) {
     const input = event.target;
     if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     if (!input.matches || !input.matches('#send-form [data-testid="message-input"]')) return;
     event.preventDefault();
     const button = byTestId(input.form, "send-button");
-    if (!button.disabled) input.form.requestSubmit();
+    if (formIsBlank(input.form)) return;
+    if (button.disabled) hint(input.form, HINT_BUSY);
+    else input.form.requestSubmit();
+  });
+
+  document.addEventListener("input", function (event) {
+    const form = event.target.form;
+    if (form && form.id === "send-form" && event.target.value.trim()) hint(form, "");
   });
 
   document.addEventListener("focusin", function (event) {
     if (event.target.matches && event.target.matches("[data-select-on-focus]")) event.target.select();
+  });
+
+  // Copy buttons: data-copy names the element (by test id) whose value or text to copy.
+  async function copy(button) {
+    const source = document.querySelector('[data-testid="' + button.dataset.copy + '"]');
+    if (!source) return;
+    const text = source.value !== undefined ? source.value : source.textContent;
+    const label = button.textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch (err) {
+      // No clipboard (an insecure origin): select the text for Ctrl+C.
+      if (source.select) source.select();
+      button.textContent = "Press Ctrl+C";
+    }
+    button.dataset.copied = "true";
+    window.setTimeout(function () {
+      button.textContent = label;
+      delete button.dataset.copied;
+    }, 1500);
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("button[data-copy]");
+    if (button && !button.dataset.copied) copy(button);
   });
 
   // A conversation replaced by a newer one (sent from another tab): stop its streams.
@@ -340,8 +432,14 @@
     if (answer.follower) answer.follower.close();
   });
 
+  function renderHistory(element) {
+    markdownView(element, null);
+  }
+
   htmx.onLoad(function (root) {
-    if (root.matches && root.matches("[data-answer]")) initAnswer(root);
-    if (root.querySelectorAll) root.querySelectorAll("[data-answer]").forEach(initAnswer);
+    if (!root.querySelectorAll) return;
+    root.querySelectorAll("[data-markdown]").forEach(renderHistory);
+    if (root.matches("[data-answer]")) initAnswer(root);
+    root.querySelectorAll("[data-answer]").forEach(initAnswer);
   });
 })();
