@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
+from litestar import Request
 from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 
@@ -605,6 +606,8 @@ async def _keep_body(request: AnyRequest) -> None:
     (bounded by the route's ``request_max_body_size``: a larger one is a 413
     before the stream is claimed).
     """
+    if not isinstance(request, Request):  # driven outside an HTTP request (tests, scripts)
+        return
     with contextlib.suppress(InternalServerException):  # read as a stream already: gone
         await request.body()
 
