@@ -7,7 +7,7 @@ it to Postgres on sentence boundaries, and let every other viewer subscribe.
 from __future__ import annotations
 
 from pts.core import PersistentTextStreaming
-from pts.driver import Append, StreamWriter
+from pts.driver import Append
 from pts.errors import (
     AlreadyDriven,
     ClientIdTaken,
@@ -34,6 +34,7 @@ from pts.plugin import PTSPlugin
 from pts.settings import Settings
 from pts.store import Store, create_store
 from pts.store.sync import SyncStore
+from pts.writing import StreamWriter
 
 __all__ = [
     "AlreadyDriven",

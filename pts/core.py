@@ -28,7 +28,6 @@ from pts.driver import (
     AnyRequest,
     Drive,
     Generate,
-    StreamWriter,
     driving_response,
 )
 from pts.errors import (
@@ -37,8 +36,6 @@ from pts.errors import (
     InvalidOffset,
     InvalidTransition,
     PTSError,
-    StreamClosed,
-    StreamNotFound,
 )
 from pts.flush import FlushPolicy
 from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Chunk, Hub, Update, subscribe_text
@@ -50,6 +47,7 @@ from pts.store import SQLStore, create_store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
 from pts.store.migrations import check_schema
 from pts.store.migrations import migrate as run_migrations
+from pts.writing import StreamWriter, WriterRegistry
 
 T = TypeVar("T")
 
@@ -159,8 +157,7 @@ class PersistentTextStreaming:
         self._store: SQLStore | None = None
         self._listener: Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # Streams this process writes: heartbeated, and stopped when finished elsewhere.
-        self._writers: dict[uuid.UUID, StreamWriter] = {}
+        self._writers = WriterRegistry(self._spawn)
         self._drives: dict[uuid.UUID, Drive] = {}
         self._stopping = False  # set by pts.shutdown when the server begins to stop
 
@@ -181,6 +178,11 @@ class PersistentTextStreaming:
         start one now: it would only be cut short.
         """
         return self._stopping
+
+    @property
+    def writers(self) -> WriterRegistry:
+        """The streams this process writes: heartbeated, stopped when finished elsewhere."""
+        return self._writers
 
     @property
     def store(self) -> SQLStore:
@@ -257,12 +259,7 @@ class PersistentTextStreaming:
                     drive.cancel(StreamStatus.ERROR, SHUTDOWN_MESSAGE)
             if pending:
                 await asyncio.wait(pending, timeout=self.shutdown_grace)
-        for writer in list(self._writers.values()):
-            # A writer its owner never closed: its text so far stays; with no
-            # heartbeat the sweeper marks it 'timeout'.
-            logger.warning("stream %s: writer not closed before shutdown", writer.stream_id)
-            writer.flusher.stop(StreamClosed(writer.stream_id, StreamStatus.STREAMING))
-        self._writers.clear()
+        self._writers.abandon_all()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -311,7 +308,7 @@ class PersistentTextStreaming:
         for drive in drives:
             drive.cancel(StreamStatus.ERROR, reason)
             work.append(drive.task)
-        for writer in list(self._writers.values()):
+        for writer in self._writers.writers():
             if writer.stream_id not in driven:
                 work.append(asyncio.ensure_future(writer._interrupt(reason)))
         if work:
@@ -453,13 +450,6 @@ class PersistentTextStreaming:
         )
         return StreamWriter(self, info)
 
-    def _register(self, writer: StreamWriter) -> None:
-        self._writers[writer.stream_id] = writer
-
-    def _unregister(self, writer: StreamWriter) -> None:
-        if self._writers.get(writer.stream_id) is writer:
-            del self._writers[writer.stream_id]
-
     # -- reading -------------------------------------------------------------
 
     async def subscribe(
@@ -533,11 +523,9 @@ class PersistentTextStreaming:
 
     def _on_notification(self, note: Notification) -> None:
         if note.closed or note.status == "deleted":
-            writer = self._writers.get(note.stream_id)
-            if writer is not None:
-                deleted = note.status == "deleted"
-                status = StreamStatus.ABORTED if deleted else StreamStatus(note.status)
-                writer._closed_elsewhere(status)
+            deleted = note.status == "deleted"
+            status = StreamStatus.ABORTED if deleted else StreamStatus(note.status)
+            self._writers.closed_elsewhere(note.stream_id, status)
 
     def _on_reconnect(self) -> None:
         # Notifications sent while the listener was away are lost: every tail
@@ -553,19 +541,12 @@ class PersistentTextStreaming:
         self._tasks.append(asyncio.create_task(work))
 
     async def _check_writers(self) -> None:
-        for writer in list(self._writers.values()):
-            try:
-                info = await self.store.get_stream(writer.stream_id)
-            except StreamNotFound:
-                writer._closed_elsewhere(StreamStatus.ABORTED)
-                continue
-            if info.closed:
-                writer._closed_elsewhere(info.status)
+        await self._writers.check(self.store)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            ids = list(self._writers)
+            ids = self._writers.ids()
             if not ids:
                 continue
             alive = await _quietly(self.store.heartbeat(ids), "heartbeat")

@@ -1,8 +1,12 @@
-"""Typed errors raised by pts. The web layer maps each to one HTTP status."""
+"""Typed errors raised by pts. The web layer maps each to one HTTP status.
+
+The table from error to status and ``"error"`` kind is :data:`pts.http.errors.ERRORS`.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 
 class PTSError(Exception):
@@ -38,9 +42,9 @@ class InvalidOffset(InvalidInput):
 class StreamNotFound(PTSError, LookupError):
     """No stream has this id (or client id, or path)."""
 
-    def __init__(self, key: uuid.UUID | str) -> None:
+    def __init__(self, key: uuid.UUID | str, detail: str | None = None) -> None:
         self.key = key
-        super().__init__(f"stream {key} not found")
+        super().__init__(detail or f"stream {key} not found")
 
 
 class StreamDeleted(PTSError):
@@ -149,3 +153,73 @@ class PersistenceFailed(PTSError):
     The stream ends with status ``error`` (once the database is back) and the
     driving client's response is cut off, so it knows the answer is incomplete.
     """
+
+
+# -- the Durable Streams protocol (pts.durable) ----------------------------------------
+
+
+class BadRequest(InvalidInput):
+    """A malformed protocol request (400 ``bad_request``)."""
+
+
+class ProtocolError(PTSError):
+    """A request the Durable Streams protocol refuses in its own words.
+
+    ``headers`` are the response headers the protocol asks for beside the
+    status (``Allow``, ``Producer-Epoch``, ``Stream-Next-Offset``...).
+    """
+
+    def __init__(self, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class MethodNotAllowed(ProtocolError):
+    """The method is not one the path takes (405; ``headers`` has ``Allow``)."""
+
+
+class ReservedPath(ProtocolError):
+    """The path is under ``__ds/``, which the protocol reserves (404 ``reserved``)."""
+
+
+class BodyTooLarge(ProtocolError):
+    """The request body is over the protocol's ``max_body_size`` (413)."""
+
+
+class ClientDisconnected(ProtocolError):
+    """The client went away before its request body arrived (400 ``disconnected``)."""
+
+
+class ContentTypeMismatch(ProtocolError):
+    """An append's (or a fork's) content type is not the stream's (409)."""
+
+
+class StreamExists(ProtocolError):
+    """A create names an existing stream with another configuration (409)."""
+
+
+class DeletedStreamConflict(ProtocolError):
+    """A create (or fork) names a stream deleted while forks still hold it (409 ``stream_deleted``).
+
+    Unlike :class:`StreamDeleted` (a read's 410), the request conflicts with that state.
+    """
+
+
+class StreamDriven(ProtocolError):
+    """An append names a pts stream, which its driver writes (409 ``already_driven``)."""
+
+
+class AppendToClosed(ProtocolError):
+    """An append to a closed stream (409 ``stream_closed``; ``Stream-Closed`` and its offset)."""
+
+
+class StaleProducerEpoch(ProtocolError):
+    """A producer's epoch is older than the stream's (403; ``Producer-Epoch`` has the current)."""
+
+
+class ProducerSeqGap(ProtocolError):
+    """A producer skipped sequence numbers (409; the expected and received ``Producer-Seq``)."""
+
+
+class StreamSeqConflict(ProtocolError):
+    """``Stream-Seq`` is not after the stream's last one (409)."""

@@ -17,51 +17,28 @@ One plugin wires everything an app needs::
 - **routes** under ``path`` (default ``/streams``): create, read, cancel, delete;
 - **error mapping** for the whole app: every :class:`~pts.errors.PTSError` a
   handler raises becomes a JSON response ``{"error": kind, "detail": message}``
-  with the status of the table below, in one place; any other exception that
+  with the status of the one table, :data:`pts.http.errors.ERRORS` (shared with
+  the Durable Streams app); any other exception that
   no handler of the app's takes is a 500 ``internal_error`` in the same shape,
   logged once with its traceback (:func:`internal_error_response`).
 
-=======================================================  ======  =======================
-error                                                    status  ``"error"``
-=======================================================  ======  =======================
-:class:`~pts.errors.StreamNotFound`                      404     ``stream_not_found``
-:class:`~pts.errors.InvalidOffset`                       400     ``invalid_offset``
-:class:`~pts.errors.InvalidInput`                        400     ``invalid_input``
-:class:`~pts.errors.ClientIdTaken`                       409     ``client_id_taken``
-:class:`~pts.errors.PathTaken`                           409     ``path_taken``
-:class:`~pts.errors.OffsetConflict`                      409     ``offset_conflict``
-:class:`~pts.errors.StreamClosed`                        409     ``stream_closed``
-:class:`~pts.errors.AlreadyDriven` (+ status, size)      409     ``already_driven``
-:class:`~pts.errors.InvalidTransition` (+ status, size)  409     ``invalid_transition``
-:class:`~pts.errors.StreamConflict` (other)              409     ``stream_conflict``
-:class:`~pts.errors.StreamDeleted`                       410     ``stream_deleted``
-:class:`~pts.errors.StreamTooLarge`                      413     ``stream_too_large``
-:class:`~pts.errors.StoreUnavailable`                    503     ``store_unavailable``
-:class:`~pts.errors.PersistenceFailed`                   503     ``persistence_failed``
-:class:`~pts.errors.SchemaNotMigrated`                   500     ``schema_not_migrated``
-:class:`~pts.errors.ConfigurationError`                  500     ``configuration_error``
-:class:`Unauthorized`                                    401     ``unauthorized``
-:class:`Forbidden`                                       403     ``forbidden``
-any other :class:`~pts.errors.PTSError`                  500     ``internal_error``
-=======================================================  ======  =======================
 
-A subclass gets the entry of its nearest listed base class.
-
-**Authorization.** Streams are private by default. Every route asks
-``authorize(request, action, stream)`` (sync or async, returns ``True`` to
-allow; anything else denies with 403). Without a hook, only requests bearing
+**Authorization** (:mod:`pts.http.access`). Streams are private by default. Every
+route asks ``authorize(request, action, stream)`` (sync or async, returns ``True``
+to allow; anything else denies with 403). Without a hook, only requests bearing
 ``Authorization: Bearer <PTS_ADMIN_TOKEN>`` are allowed (401 otherwise); with
 ``PTS_ADMIN_TOKEN`` unset or empty, nothing is.
+
+The access control, the error table and the Durable Streams app live in
+:mod:`pts.http` and :mod:`pts.durable`; this module wires them into Litestar
+and re-exports their names as before.
 """
 
 from __future__ import annotations
 
-import hmac
-import inspect
 import logging
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,45 +53,24 @@ from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins import InitPluginProtocol
 from litestar.response import Stream
-from litestar.status_codes import (
-    HTTP_200_OK,
-    HTTP_201_CREATED,
-    HTTP_400_BAD_REQUEST,
-    HTTP_401_UNAUTHORIZED,
-    HTTP_403_FORBIDDEN,
-    HTTP_404_NOT_FOUND,
-    HTTP_409_CONFLICT,
-    HTTP_410_GONE,
-    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    HTTP_500_INTERNAL_SERVER_ERROR,
-    HTTP_503_SERVICE_UNAVAILABLE,
-)
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
 from pts.body import json_with_text
 from pts.core import PersistentTextStreaming
-from pts.durable import DurableStreams
-from pts.errors import (
-    AlreadyDriven,
-    ClientIdTaken,
-    ConfigurationError,
-    InvalidInput,
-    InvalidOffset,
-    InvalidTransition,
-    OffsetConflict,
-    PathTaken,
-    PersistenceFailed,
-    PTSError,
-    SchemaNotMigrated,
-    StoreUnavailable,
-    StreamClosed,
-    StreamConflict,
-    StreamDeleted,
-    StreamNotFound,
-    StreamTooLarge,
+from pts.durable import DurableStreams, ProtocolSettings
+from pts.errors import ConfigurationError, InvalidInput, PTSError, SchemaNotMigrated
+from pts.http.access import (
+    ADMIN_TOKEN_ENV,
+    Access,
+    Action,
+    Authorize,
+    Forbidden,
+    Unauthorized,
+    allow_everything,
 )
+from pts.http.errors import error_response, error_status, internal_error_response
 from pts.json_body import MAX_JSON_BODY_BYTES, check_json_body
-from pts.logsafe import log_request_failure
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.sse import event_stream
 
@@ -141,38 +97,7 @@ logger = logging.getLogger("pts.plugin")
 _STREAM_KEY = "pts_stream"
 """Where a route's guard leaves the stream it checked access to, for the handler."""
 
-ADMIN_TOKEN_ENV = "PTS_ADMIN_TOKEN"
-"""The environment variable holding the admin token (read when the plugin is built)."""
-
 AnyRequest: TypeAlias = Request[Any, Any, Any]
-
-Action: TypeAlias = Literal["create", "view", "drive", "cancel", "delete"]
-"""What a request wants to do with a stream."""
-
-Authorize: TypeAlias = Callable[[AnyRequest, Action, StreamInfo | None], bool | Awaitable[bool]]
-"""``authorize(request, action, stream) -> bool`` (sync or async).
-
-``stream`` is the stream concerned, ``None`` for ``"create"``. Return ``True``
-to allow; any other value denies (403). With a hook, the hook alone decides
-(it may call :meth:`PTSPlugin.has_admin_token` to let the admin token through).
-"""
-
-
-def allow_everything(request: AnyRequest, action: Action, stream: StreamInfo | None) -> bool:
-    """An ``authorize`` hook that allows every request: no access control at all.
-
-    For development and tests (``pts serve --no-auth``). Routes that would look
-    a stream up only to show it to the hook skip that query for this one.
-    """
-    return True
-
-
-class Unauthorized(PTSError):
-    """The request carries no valid credentials (401)."""
-
-
-class Forbidden(PTSError):
-    """The request's credentials do not allow this action (403)."""
 
 
 # -- wire types -----------------------------------------------------------------
@@ -231,100 +156,6 @@ class StreamView:
             updated_at=info.updated_at,
             finished_at=info.finished_at,
         )
-
-
-# -- errors -----------------------------------------------------------------------
-
-# Looked up along the exception's MRO: a subclass gets its nearest base's entry.
-_ERRORS: dict[type[PTSError], tuple[int, str]] = {
-    StreamNotFound: (HTTP_404_NOT_FOUND, "stream_not_found"),
-    InvalidOffset: (HTTP_400_BAD_REQUEST, "invalid_offset"),
-    InvalidInput: (HTTP_400_BAD_REQUEST, "invalid_input"),
-    ClientIdTaken: (HTTP_409_CONFLICT, "client_id_taken"),
-    PathTaken: (HTTP_409_CONFLICT, "path_taken"),
-    OffsetConflict: (HTTP_409_CONFLICT, "offset_conflict"),
-    StreamClosed: (HTTP_409_CONFLICT, "stream_closed"),
-    AlreadyDriven: (HTTP_409_CONFLICT, "already_driven"),
-    InvalidTransition: (HTTP_409_CONFLICT, "invalid_transition"),
-    StreamConflict: (HTTP_409_CONFLICT, "stream_conflict"),
-    StreamDeleted: (HTTP_410_GONE, "stream_deleted"),
-    StreamTooLarge: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "stream_too_large"),
-    StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
-    PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
-    SchemaNotMigrated: (HTTP_500_INTERNAL_SERVER_ERROR, "schema_not_migrated"),
-    ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
-    Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
-    Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
-    PTSError: (HTTP_500_INTERNAL_SERVER_ERROR, "internal_error"),
-}
-
-
-def error_status(exc: PTSError) -> tuple[int, str]:
-    """The HTTP status and ``"error"`` kind of a pts error (the table above)."""
-    return next(_ERRORS[cls] for cls in type(exc).__mro__ if cls in _ERRORS)
-
-
-def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any]]:
-    """The JSON response for a pts error: ``{"error": kind, "detail": message}``.
-
-    :class:`~pts.errors.InvalidTransition` adds the stream's ``status`` and
-    ``size``; 401 adds ``WWW-Authenticate: Bearer``. Server-side errors (5xx)
-    are logged; a ``configuration_error`` shows its message only in debug mode
-    (it may quote settings), else it points at the server log.
-    """
-    status_code, kind = error_status(exc)
-    detail = str(exc) or kind.replace("_", " ")
-    if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
-        if not _logged_by_litestar(request, exc):
-            log_request_failure(logger, request.method, request.url.path, exc)
-        if status_code == HTTP_500_INTERNAL_SERVER_ERROR and not request.app.debug:
-            detail = (
-                "pts is misconfigured; the server log has the details"
-                if isinstance(exc, ConfigurationError)
-                else "internal error; the server log has the details"
-            )
-    content: dict[str, Any] = {"error": kind, "detail": detail}
-    if isinstance(exc, InvalidTransition):
-        content["status"] = str(exc.current)
-        content["size"] = exc.size
-    headers = {"WWW-Authenticate": "Bearer"} if status_code == HTTP_401_UNAUTHORIZED else None
-    return Response(content, status_code=status_code, headers=headers)
-
-
-def internal_error_response(request: AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
-    """The JSON 500 for an error no other handler took: ``{"error": "internal_error", ...}``.
-
-    Logged once, with its traceback (Litestar's default answers in plain text
-    and, unless in debug mode, logs nothing). The plugin registers it for
-    status 500, so that an app's own handler for 500 or for the exception's
-    type wins. The detail names the exception only in debug mode.
-    """
-    if not _logged_by_litestar(request, exc):
-        log_request_failure(logger, request.method, request.url.path, exc)
-    detail = (
-        f"{type(exc).__name__}: {exc}"
-        if request.app.debug
-        else "internal error; the server log has the details"
-    )
-    return Response(
-        {"error": "internal_error", "detail": detail}, status_code=HTTP_500_INTERNAL_SERVER_ERROR
-    )
-
-
-def _logged_by_litestar(request: AnyRequest, exc: Exception) -> bool:
-    """Whether Litestar's exception middleware logged ``exc`` already (as it does in debug mode).
-
-    The same test as that middleware's, so that an error is logged once, not twice.
-    """
-    app = request.app
-    config = app.logging_config
-    if config is None or app.logger is None or config.exception_logging_handler is None:
-        return False
-    if config.log_exceptions == "never" or (config.log_exceptions == "debug" and not app.debug):
-        return False
-    return {type(exc), getattr(type(exc), "status_code", None)}.isdisjoint(
-        config.disable_stack_trace
-    )
 
 
 def parse_stream_id(raw: str) -> uuid.UUID:
@@ -389,9 +220,8 @@ class PTSPlugin(InitPluginProtocol):
             raise ConfigurationError("long_poll_timeout must be positive")
         self.pts = pts
         self.path = "/" + path.strip("/")
-        self.authorize = authorize
-        self.allows_everything = authorize is allow_everything
-        """No access control: routes need not look a stream up just for the hook."""
+        self.access = Access.from_env(authorize)
+        """Who may do what: the hook, or else the admin token (shared with the protocol app)."""
         self.sse_keepalive = sse_keepalive
         self.durable_streams_path = (
             None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
@@ -402,8 +232,7 @@ class PTSPlugin(InitPluginProtocol):
         self.cors_origins: frozenset[str] | Literal["*"] | None = (
             cors_origins if cors_origins is None or cors_origins == "*" else frozenset(cors_origins)
         )
-        self._admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
-        if authorize is None and self._admin_token is None:
+        if self.access.refuses_everything:
             logger.warning(
                 "PTSPlugin has no authorize hook and %s is not set: every request to %s "
                 "will be refused (401)",
@@ -446,19 +275,21 @@ class PTSPlugin(InitPluginProtocol):
     def _provide_pts(self) -> PersistentTextStreaming:
         return self.pts
 
+    @property
+    def authorize(self) -> Authorize | None:
+        """The ``authorize`` hook, ``None`` without one (only the admin token is let through)."""
+        return self.access.authorize
+
+    @property
+    def allows_everything(self) -> bool:
+        """No access control: routes need not look a stream up just for the hook."""
+        return self.authorize is not None and not self.access.needs_stream
+
     # -- authorization ---------------------------------------------------------
 
     def has_admin_token(self, request: AnyRequest) -> bool:
         """True if the request bears ``Authorization: Bearer $PTS_ADMIN_TOKEN``."""
-        if self._admin_token is None:
-            return False
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        # Header values are latin-1 on the wire; compare bytes (no TypeError on non-ASCII).
-        return hmac.compare_digest(
-            credentials.strip().encode("latin-1", "replace"), self._admin_token.encode()
-        )
+        return self.access.has_admin_token(request)
 
     async def check(self, request: AnyRequest, action: Action, stream: StreamInfo | None) -> None:
         """Allow the request or raise: Forbidden (403) if the hook denies,
@@ -466,32 +297,25 @@ class PTSPlugin(InitPluginProtocol):
 
         For routes an app adds itself (e.g. one that drives streams).
         """
-        if self.authorize is None:
-            if not self.has_admin_token(request):
-                raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
-            return
-        allowed = self.authorize(request, action, stream)
-        if inspect.isawaitable(allowed):
-            allowed = await allowed
-        if allowed is not True:
-            what = "streams" if stream is None else f"stream {stream.id}"
-            raise Forbidden(f"not allowed to {action} {what}")
+        await self.access.check(request, action, stream)
 
     async def _stream_for(self, request: AnyRequest, action: Action, raw_id: str) -> StreamInfo:
         """The stream a route names, once the request may act on it."""
-        if self.authorize is None:
-            # Refuse anonymous callers before saying whether the id exists.
-            await self.check(request, action, None)
-        stream = await self.pts.get_stream(parse_stream_id(raw_id))
-        if self.authorize is not None:
-            await self.check(request, action, stream)
-        return stream
+        # The id is parsed inside the lookup: an anonymous caller gets its 401 first.
+        return await self.access.stream_for(
+            request, action, lambda: self.pts.get_stream(parse_stream_id(raw_id))
+        )
 
     # -- routes ------------------------------------------------------------------
 
     def _durable_streams(self, mount: str) -> ASGIRouteHandler:
         """The Durable Streams protocol (:mod:`pts.durable`) as a mounted ASGI app."""
-        app = DurableStreams(self, mount)
+        settings = ProtocolSettings(
+            long_poll_timeout=self.long_poll_timeout,
+            max_body_size=self.max_body_size,
+            cors_origins=self.cors_origins,
+        )
+        app = DurableStreams(self.pts, mount, access=self.access, settings=settings)
 
         @asgi(mount, is_mount=True, copy_scope=True)
         async def durable_streams(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,12 +1,15 @@
 """Durable Streams: the open HTTP protocol for append-only streams, served from Postgres.
 
-:class:`~pts.durable.routes.DurableStreams` is the protocol's ASGI app;
-:class:`~pts.plugin.PTSPlugin` mounts it at ``/v1/stream``. :mod:`pts.durable.wire`
+:class:`~pts.durable.routes.DurableStreams` is the protocol's ASGI app, built from
+the component, the access object (:mod:`pts.http.access`) and its
+:class:`~pts.durable.settings.ProtocolSettings`; :class:`~pts.plugin.PTSPlugin`
+mounts it at ``/v1/stream``. :mod:`pts.durable.wire`
 holds the wire format (offsets, JSON framing, SSE events) and the bounds on every
 input; :mod:`pts.durable.live` the long-poll and SSE reads; :mod:`pts.durable.responses`
-the hand-written responses.
+the hand-written responses. Errors are answered from the one table, :mod:`pts.http.errors`.
 """
 
 from pts.durable.routes import DurableStreams
+from pts.durable.settings import ProtocolSettings
 
-__all__ = ["DurableStreams"]
+__all__ = ["DurableStreams", "ProtocolSettings"]

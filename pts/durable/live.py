@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from litestar.types import Send
 
 from pts.durable import wire
-from pts.durable.responses import AnyRequest, Reply, disconnect, raw_headers, send_response
+from pts.durable.responses import AnyRequest, disconnect, raw_headers, send_response
 from pts.errors import StreamDeleted, StreamNotFound
 from pts.hub import Chunk
 from pts.models import StreamInfo
 
 if TYPE_CHECKING:
-    from pts.plugin import PTSPlugin
+    from pts.core import PersistentTextStreaming
 
 __all__ = [
     "READ_CHUNK",
@@ -65,19 +65,20 @@ def at_close(chunk: Chunk) -> bool:
 
 
 async def long_poll(
-    plugin: PTSPlugin,
+    pts: PersistentTextStreaming,
     request: AnyRequest,
     stream: StreamInfo,
     position: int,
     cursor: str | None,
     send: Send,
+    wait: float,
 ) -> None:
-    """Wait at the tail for new bytes or the close, up to the long-poll timeout.
+    """Wait at the tail for new bytes or the close, up to ``wait`` seconds (the long-poll timeout).
 
     The wait is the hub's (LISTEN/NOTIFY), not a polling loop; a client
     that hangs up stops it at once.
     """
-    chunks = plugin.pts.subscribe_bytes(stream.id, position)
+    chunks = pts.subscribe_bytes(stream.id, position)
 
     async def news() -> Chunk | None:
         async for chunk in chunks:
@@ -90,14 +91,14 @@ async def long_poll(
     try:
         await asyncio.wait(
             {waiting, hung_up},
-            timeout=plugin.long_poll_timeout,
+            timeout=wait,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if hung_up.done():
             return
         chunk = waiting.result() if waiting.done() else None
     except StreamNotFound:
-        raise Reply(404, "stream_not_found", "the stream was deleted") from None
+        raise StreamNotFound(stream.id, "the stream was deleted") from None
     finally:
         for task in (waiting, hung_up):
             task.cancel()
@@ -119,7 +120,7 @@ async def long_poll(
 
 
 async def sse(
-    plugin: PTSPlugin,
+    pts: PersistentTextStreaming,
     request: AnyRequest,
     stream: StreamInfo,
     position: int,
@@ -136,7 +137,7 @@ async def sse(
     if binary:
         headers["stream-sse-data-encoding"] = "base64"
     await send({"type": "http.response.start", "status": 200, "headers": raw_headers(headers)})
-    events = _sse_events(plugin, stream, position, cursor)
+    events = _sse_events(pts, stream, position, cursor)
     disconnected = asyncio.ensure_future(disconnect(request.receive))
     try:
         async with asyncio.timeout(SSE_MAX_DURATION):
@@ -167,13 +168,13 @@ async def sse(
 
 
 async def _sse_events(
-    plugin: PTSPlugin, stream: StreamInfo, position: int, cursor: str | None
+    pts: PersistentTextStreaming, stream: StreamInfo, position: int, cursor: str | None
 ) -> AsyncGenerator[bytes, None]:
     json_mode = wire.is_json(stream.content_type)
     binary = wire.uses_base64(stream.content_type)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     cursor_value = wire.cursor_for(cursor)
-    store = plugin.pts.store
+    store = pts.store
 
     def batch(data: bytes, end: int, up_to_date: bool, closed: bool) -> bytes:
         out = b""
@@ -207,7 +208,7 @@ async def _sse_events(
             return
         if up_to_date:
             break
-    async for chunk in plugin.pts.subscribe_bytes(stream.id, position, idle=SSE_KEEPALIVE):
+    async for chunk in pts.subscribe_bytes(stream.id, position, idle=SSE_KEEPALIVE):
         if chunk is None:
             yield wire.control_event(position, cursor=cursor_value, up_to_date=True, closed=False)
             continue

@@ -9,6 +9,7 @@ framework's response classes.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any, TypeAlias, cast
 
@@ -16,6 +17,8 @@ from litestar import Request
 from litestar.types import HTTPResponseStartEvent, Message, Receive, Send
 
 from pts.durable import wire
+from pts.errors import BodyTooLarge, ClientDisconnected
+from pts.models import StreamInfo
 
 __all__ = [
     "ALLOWED_HEADERS",
@@ -24,13 +27,16 @@ __all__ = [
     "EXPOSE_HEADER",
     "SECURITY_HEADERS",
     "AnyRequest",
-    "Reply",
     "adding_headers",
     "disconnect",
+    "etag",
+    "etag_matches",
     "location",
+    "metadata_headers",
     "preflight_headers",
     "raw_headers",
     "read_body",
+    "send_error",
     "send_json",
     "send_response",
 ]
@@ -55,19 +61,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"cross-origin"),
 ]
 EXPOSE_HEADER = (b"access-control-expose-headers", EXPOSED_HEADERS.encode())
-
-
-class Reply(Exception):
-    """Stop handling and send this response (any status, any headers)."""
-
-    def __init__(
-        self, status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.detail = detail
-        self.headers = dict(headers or {})
 
 
 def location(request: AnyRequest) -> str:
@@ -128,31 +121,35 @@ async def send_json(
     send: Send, status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> None:
     """An error response: ``{"error": kind, "detail": detail}``."""
-    body = json.dumps({"error": kind, "detail": detail}).encode()
-    out = dict(headers or {})
+    await send_error(send, status, {"error": kind, "detail": detail}, headers)
+
+
+async def send_error(
+    send: Send, status: int, content: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> None:
+    """An error response with the JSON body ``content`` (:func:`pts.http.errors.error_content`)."""
+    out = {name.lower(): value for name, value in (headers or {}).items()}
     out["content-type"] = "application/json"
-    if status == 401:
-        out["www-authenticate"] = "Bearer"
-    await send_response(send, status, out, body)
+    await send_response(send, status, out, json.dumps(content).encode())
 
 
 async def read_body(request: AnyRequest, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (before reading it all)."""
     declared = wire.parse_content_length(request.headers.get("content-length"))
     if declared is not None and declared > limit:
-        raise Reply(413, "body_too_large", f"the body is over {limit} bytes")
+        raise BodyTooLarge(f"the body is over {limit} bytes")
     parts: list[bytes] = []
     size = 0
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            raise Reply(400, "disconnected", "the client went away")
+            raise ClientDisconnected("the client went away")
         if message["type"] != "http.request":
             continue
         part = message.get("body", b"")
         size += len(part)
         if size > limit:
-            raise Reply(413, "body_too_large", f"the body is over {limit} bytes")
+            raise BodyTooLarge(f"the body is over {limit} bytes")
         parts.append(part)
         if not message.get("more_body", False):
             return b"".join(parts)
@@ -164,3 +161,31 @@ async def disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def etag(stream_id: uuid.UUID, start: int, end: int, closed: bool) -> str:
+    """The ETag of the bytes ``start``..``end`` of a stream (and whether it ends closed)."""
+    return f'"{stream_id}:{start}:{end}{":c" if closed else ""}"'
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or ``*``)."""
+    if header is None:
+        return False
+    return any(tag.strip() in (etag, "*", "W/" + etag) for tag in header.split(","))
+
+
+def metadata_headers(stream: StreamInfo, *, with_lifetime: bool = True) -> dict[str, str]:
+    """A stream's own headers: content type, next offset, closed, and (unless not) lifetime."""
+    headers = {
+        "content-type": stream.content_type,
+        "stream-next-offset": wire.format_offset(stream.size),
+    }
+    if stream.closed:
+        headers["stream-closed"] = "true"
+    if with_lifetime:
+        if stream.ttl_seconds is not None:
+            headers["stream-ttl"] = str(stream.ttl_seconds)
+        if stream.expires_at is not None:
+            headers["stream-expires-at"] = wire.format_expires_at(stream.expires_at)
+    return headers

@@ -16,10 +16,12 @@ itself (:mod:`pts.durable.responses`); long-poll and SSE are in
 - ``HEAD {path}``, ``DELETE {path}``, ``OPTIONS`` (CORS preflight).
 
 Every pts stream is readable too: ``{path}/pts/{id}`` serves the stream with
-that id (read-only; its driver writes it). Access control is the plugin's:
-reads need ``view``, PUT ``create``, POST ``drive``, DELETE ``delete``, and it
-is asked before a body byte is read. Every header, number and name is checked
-before anything is written (a 400 otherwise).
+that id (read-only; its driver writes it). Access control is the plugin's
+(one :class:`~pts.http.access.Access` for both route sets): reads need
+``view``, PUT ``create``, POST ``drive``, DELETE ``delete``, and it is asked
+before a body byte is read. Every header, number and name is checked before
+anything is written (a 400 otherwise). Every refusal is a typed
+:class:`~pts.errors.PTSError` answered from the one table, :mod:`pts.http.errors`.
 """
 
 from __future__ import annotations
@@ -42,21 +44,41 @@ from pts.durable.responses import (
     EXPOSE_HEADER,
     SECURITY_HEADERS,
     AnyRequest,
-    Reply,
     adding_headers,
+    etag,
+    etag_matches,
     location,
+    metadata_headers,
     preflight_headers,
     read_body,
+    send_error,
     send_json,
     send_response,
 )
-from pts.durable.wire import BadRequest
-from pts.errors import PTSError, StreamDeleted, StreamNotFound
+from pts.durable.settings import ProtocolSettings
+from pts.errors import (
+    AppendToClosed,
+    BadRequest,
+    ContentTypeMismatch,
+    DeletedStreamConflict,
+    MethodNotAllowed,
+    ProducerSeqGap,
+    PTSError,
+    ReservedPath,
+    StaleProducerEpoch,
+    StreamDeleted,
+    StreamDriven,
+    StreamExists,
+    StreamNotFound,
+    StreamSeqConflict,
+)
+from pts.http.access import Access, Action
+from pts.http.errors import error_content
 from pts.logsafe import log_request_failure
 from pts.models import AppendOutcome, CreateOutcome, Producer, StreamInfo
 
 if TYPE_CHECKING:
-    from pts.plugin import Action, PTSPlugin
+    from pts.core import PersistentTextStreaming
 
 __all__ = ["DurableStreams"]
 
@@ -79,34 +101,47 @@ class _Target:
 
 
 class DurableStreams:
-    """The protocol's ASGI app, bound to a plugin (its component, hook and settings)."""
+    """The protocol's ASGI app: the component's streams, behind ``access``, at ``mount``.
 
-    def __init__(self, plugin: PTSPlugin, mount: str) -> None:
-        self.plugin = plugin
+    :param pts: the component (open while the app serves).
+    :param mount: the path the app is mounted at (``/v1/stream``).
+    :param access: who may do what (the same object as the plugin's routes use).
+    :param settings: the protocol's own settings (long-poll timeout, body size, CORS).
+    """
+
+    def __init__(
+        self,
+        pts: PersistentTextStreaming,
+        mount: str,
+        *,
+        access: Access,
+        settings: ProtocolSettings | None = None,
+    ) -> None:
+        self.pts = pts
         self.mount = mount.rstrip("/")
+        self.access = access
+        self.settings = settings or ProtocolSettings()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request: AnyRequest = Request(scope, receive)
         send = adding_headers(send, SECURITY_HEADERS + self._cors_headers(request))
         try:
             await self._dispatch(request, scope, send)
-        except Reply as reply:
-            await send_json(send, reply.status, reply.kind, reply.detail, reply.headers)
         except HTTPException as exc:  # e.g. 413 from the body size limit
             await send_json(send, exc.status_code, "http_error", str(exc.detail))
         except PTSError as exc:
-            status, kind = _status(exc)
+            status, content, headers = error_content(exc, debug=_debug(scope))
             if status >= 500:
                 log_request_failure(logger, request.method, scope["path"], exc)
-            await send_json(send, status, kind, str(exc) or kind)
+            await send_error(send, status, content, headers)
         except Exception as exc:  # noqa: BLE001 - logged, with its traceback
             log_request_failure(logger, request.method, scope["path"], exc)
             detail = "internal error; the server log has the details"
             await send_json(send, 500, "internal_error", detail)
 
     def _cors_headers(self, request: AnyRequest) -> list[tuple[bytes, bytes]]:
-        """CORS for the plugin's ``cors_origins``: ``*``, a list of origins, or none."""
-        allowed = self.plugin.cors_origins
+        """CORS for the settings' ``cors_origins``: ``*``, a list of origins, or none."""
+        allowed = self.settings.cors_origins
         if allowed is None:
             return []
         if allowed == "*":
@@ -136,16 +171,9 @@ class DurableStreams:
             "DELETE": self._delete,
         }.get(method)
         if handler is None:
-            raise Reply(
-                405,
-                "method_not_allowed",
-                f"{method} is not a protocol method",
-                {"allow": ALLOWED_METHODS},
-            )
+            raise MethodNotAllowed(f"{method} is not a protocol method", {"allow": ALLOWED_METHODS})
         if target.read_only and method not in ("GET", "HEAD"):
-            raise Reply(
-                405,
-                "method_not_allowed",
+            raise MethodNotAllowed(
                 "pts streams are written by their driver; this path is read-only",
                 {"allow": "GET, HEAD, OPTIONS"},
             )
@@ -155,15 +183,15 @@ class DurableStreams:
         # Litestar hands a mounted app its path with a trailing slash added.
         path = wire.check_name("the stream path", raw.strip("/"))
         if not path:
-            raise Reply(404, "stream_not_found", "name a stream: /v1/stream/{path}")
+            raise StreamNotFound("", "name a stream: /v1/stream/{path}")
         if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX.rstrip("/"):
-            raise Reply(404, "reserved", "paths under __ds/ are reserved by the protocol")
+            raise ReservedPath("paths under __ds/ are reserved by the protocol")
         if path.startswith(PTS_PREFIX):
             try:
                 return _Target(None, uuid.UUID(path[len(PTS_PREFIX) :]))
             except ValueError:
-                raise Reply(
-                    404, "stream_not_found", f"{path[:100]!r}: pts/ is followed by a stream id"
+                raise StreamNotFound(
+                    path[:100], f"{path[:100]!r}: pts/ is followed by a stream id"
                 ) from None
         return _Target(path, None)
 
@@ -171,7 +199,7 @@ class DurableStreams:
 
     async def _find(self, target: _Target, *, touch: bool) -> StreamInfo:
         """The stream a request names; StreamNotFound (also expired), or StreamDeleted (410)."""
-        store = self.plugin.pts.store
+        store = self.pts.store
         found = await store.ds_lookup(target.path, stream_id=target.stream_id, touch=touch)
         if found is not None and not found.expired and found.gone:
             raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
@@ -182,22 +210,18 @@ class DurableStreams:
     async def _stream_for(
         self, request: AnyRequest, target: _Target, action: Action, *, touch: bool
     ) -> StreamInfo:
-        if self.plugin.authorize is None:
-            # Refuse anonymous callers before saying whether the stream exists.
-            await self.plugin.check(request, action, None)
-            return await self._find(target, touch=touch)
-        stream = await self._find(target, touch=touch)
-        await self.plugin.check(request, action, stream)
-        return stream
+        return await self.access.stream_for(
+            request, action, lambda: self._find(target, touch=touch)
+        )
 
     # -- HEAD -------------------------------------------------------------------------
 
     async def _head(self, request: AnyRequest, target: _Target, send: Send) -> None:
         # HEAD never renews a TTL: it is how a client watches one run out.
         stream = await self._stream_for(request, target, "view", touch=False)
-        headers = _metadata_headers(stream)
+        headers = metadata_headers(stream)
         headers["cache-control"] = "no-store"
-        headers["etag"] = _etag(stream.id, 0, stream.size, stream.closed)
+        headers["etag"] = etag(stream.id, 0, stream.size, stream.closed)
         await send_response(send, 200, headers, head=True)
 
     # -- PUT --------------------------------------------------------------------------
@@ -226,10 +250,10 @@ class DurableStreams:
         requested_type = headers.get("content-type")
         if requested_type is not None:
             wire.check_name("Content-Type", requested_type)
-        await self.plugin.check(request, "create", None)
-        body = await read_body(request, self.plugin.max_body_size)
+        await self.access.check(request, "create", None)
+        body = await read_body(request, self.settings.max_body_size)
 
-        store = self.plugin.pts.store
+        store = self.pts.store
         source: StreamInfo | None = None
         prefix = b""
         if source_path is not None:
@@ -237,10 +261,8 @@ class DurableStreams:
             if requested_type is not None and wire.media_type(requested_type) != wire.media_type(
                 source.content_type
             ):
-                raise Reply(
-                    409,
-                    "content_type_mismatch",
-                    f"a fork has its source's content type, {source.content_type}",
+                raise ContentTypeMismatch(
+                    f"a fork has its source's content type, {source.content_type}"
                 )
             if ttl is None and expires_at is None:
                 # A fork without its own lifetime takes its source's.
@@ -266,13 +288,11 @@ class DurableStreams:
             prefix=prefix,
         )
         if outcome is CreateOutcome.GONE:
-            raise Reply(
-                409, "stream_deleted", f"{target.path!r} was deleted but its forks still hold it"
-            )
+            raise DeletedStreamConflict(f"{target.path!r} was deleted but its forks still hold it")
         if outcome is CreateOutcome.SOURCE_NOT_FOUND:
             raise StreamNotFound(source_path or "")
         if outcome is CreateOutcome.SOURCE_GONE:
-            raise Reply(409, "stream_deleted", f"the source {source_path!r} was deleted")
+            raise DeletedStreamConflict(f"the source {source_path!r} was deleted")
         if outcome is CreateOutcome.BAD_FORK_OFFSET:
             raise BadRequest("Stream-Fork-Offset is past the end of the source")
         found = await store.ds_lookup(target.path)
@@ -291,10 +311,10 @@ class DurableStreams:
                 sub_offset=sub_offset or 0,
             )
             if mismatch:
-                raise Reply(409, "stream_exists", f"{target.path!r} exists with another {mismatch}")
-            await send_response(send, 200, _metadata_headers(stream, with_lifetime=False))
+                raise StreamExists(f"{target.path!r} exists with another {mismatch}")
+            await send_response(send, 200, metadata_headers(stream, with_lifetime=False))
             return
-        out = _metadata_headers(stream, with_lifetime=False)
+        out = metadata_headers(stream, with_lifetime=False)
         out["location"] = location(request)
         await send_response(send, 201, out)
 
@@ -307,7 +327,7 @@ class DurableStreams:
         try:
             return await self._find(target, touch=False)
         except StreamDeleted:
-            raise Reply(409, "stream_deleted", f"the source {source_path!r} was deleted") from None
+            raise DeletedStreamConflict(f"the source {source_path!r} was deleted") from None
 
     async def _fork_point(
         self, source: StreamInfo, fork_offset: int | None, sub_offset: int
@@ -318,7 +338,7 @@ class DurableStreams:
             raise BadRequest("Stream-Fork-Offset is past the end of the source")
         if sub_offset == 0 and position in (0, source.size):
             return position, b""  # the ends are always offsets the stream gave
-        read = await self.plugin.pts.store.read(source.id, position, max_bytes=1)
+        read = await self.pts.store.read(source.id, position, max_bytes=1)
         if not read.at_boundary:
             raise BadRequest("Stream-Fork-Offset is not an offset this stream gave")
         if sub_offset == 0:
@@ -355,13 +375,11 @@ class DurableStreams:
             wire.check_name("Stream-Seq", stream_seq)
         request_type = headers.get("content-type")
         # Access before the body: a caller who may not append costs no body's worth of memory.
-        if self.plugin.authorize is None:
-            await self.plugin.check(request, "drive", None)
-        elif not self.plugin.allows_everything:
-            # The hook judges the stream: one more query than the append itself.
-            stream = await self._find(target, touch=False)
-            await self.plugin.check(request, "drive", stream)
-        body = await read_body(request, self.plugin.max_body_size)
+        # A hook that judges the stream costs one more query than the append itself.
+        await self.access.check_before_lookup(
+            request, "drive", lambda: self._find(target, touch=False)
+        )
+        body = await read_body(request, self.settings.max_body_size)
         if not body and not close:
             raise BadRequest("an append needs a body (or Stream-Closed: true to close)")
         if body and not request_type:
@@ -374,7 +392,7 @@ class DurableStreams:
                 # A missing, closed or other-typed stream answers that first.
                 await self._check_writable(target, request_type)
                 raise
-        result = await self.plugin.pts.store.ds_append(
+        result = await self.pts.store.ds_append(
             target.path,
             data,
             media_type=wire.media_type(request_type),
@@ -400,51 +418,43 @@ class DurableStreams:
         if outcome is AppendOutcome.GONE:
             raise StreamDeleted(f"stream {target.path!r} was deleted (its forks still read it)")
         if outcome is AppendOutcome.DRIVEN:
-            raise Reply(409, "already_driven", "a pts driver is writing this stream")
+            raise StreamDriven("a pts driver is writing this stream")
         if outcome is AppendOutcome.CLOSED:
-            raise Reply(409, "stream_closed", "the stream is closed", out)
+            raise AppendToClosed("the stream is closed", out)
         if outcome is AppendOutcome.CONTENT_TYPE:
-            raise Reply(409, "content_type_mismatch", "the Content-Type differs from the stream's")
+            raise ContentTypeMismatch("the Content-Type differs from the stream's")
         if outcome is AppendOutcome.STALE_EPOCH:
-            raise Reply(
-                403,
-                "stale_producer_epoch",
+            raise StaleProducerEpoch(
                 f"producer epoch {producer.epoch if producer else ''} is stale",
                 {"producer-epoch": str(result.epoch)},
             )
         if outcome is AppendOutcome.BAD_EPOCH_SEQ:
             raise BadRequest("a new producer epoch starts at Producer-Seq 0")
         if outcome is AppendOutcome.SEQ_GAP:
-            raise Reply(
-                409,
-                "producer_seq_gap",
+            raise ProducerSeqGap(
                 f"expected Producer-Seq {result.expected_seq}, got {result.seq}",
                 {
                     "producer-expected-seq": str(result.expected_seq),
                     "producer-received-seq": str(result.seq),
                 },
             )
-        raise Reply(
-            409, "stream_seq_conflict", f"Stream-Seq {stream_seq!r} is not after the last one"
-        )
+        raise StreamSeqConflict(f"Stream-Seq {stream_seq!r} is not after the last one")
 
     async def _check_writable(self, target: _Target, request_type: str | None) -> None:
         stream = await self._find(target, touch=False)
         if stream.closed:
-            raise Reply(
-                409,
-                "stream_closed",
+            raise AppendToClosed(
                 "the stream is closed",
                 {"stream-closed": "true", "stream-next-offset": wire.format_offset(stream.size)},
             )
         if wire.media_type(stream.content_type) != wire.media_type(request_type):
-            raise Reply(409, "content_type_mismatch", "the Content-Type differs from the stream's")
+            raise ContentTypeMismatch("the Content-Type differs from the stream's")
 
     # -- DELETE -----------------------------------------------------------------------
 
     async def _delete(self, request: AnyRequest, target: _Target, send: Send) -> None:
         stream = await self._stream_for(request, target, "delete", touch=False)
-        if await self.plugin.pts.store.ds_delete(stream.id) == "not_found":
+        if await self.pts.store.ds_delete(stream.id) == "not_found":
             raise StreamNotFound(target.path or str(stream.id))
         await send_response(send, 204, {})
 
@@ -462,7 +472,7 @@ class DurableStreams:
         offset = wire.parse_offset(raw_offset) if raw_offset is not None else "-1"
         stream = await self._stream_for(request, target, "view", touch=True)
         position = _position(stream, offset)
-        store = self.plugin.pts.store
+        store = self.pts.store
         if position > stream.size:
             raise BadRequest("the offset is past the end of the stream")
         json_mode = wire.is_json(stream.content_type)
@@ -472,7 +482,7 @@ class DurableStreams:
                 read = await store.read(stream.id, position, max_bytes=1)
                 if not read.at_boundary:
                     raise BadRequest("a JSON stream is read from the offsets it gave")
-            await sse(self.plugin, request, stream, position, cursor, send)
+            await sse(self.pts, request, stream, position, cursor, send)
             return
         if offset == "now" and live is None:
             headers = read_headers(stream, stream.size, up_to_date=True, closed=stream.closed)
@@ -481,7 +491,8 @@ class DurableStreams:
             return
         if live == "long-poll" and position == stream.size and not stream.closed:
             # At the tail: the hub's own read sees whatever committed since the lookup.
-            await long_poll(self.plugin, request, stream, position, cursor, send)
+            timeout = self.settings.long_poll_timeout
+            await long_poll(self.pts, request, stream, position, cursor, send, timeout)
             return
         # Behind the tail, or at the tail of a closed stream: answer at once.
         read = await store.read(stream.id, position, max_bytes=READ_CHUNK)
@@ -495,11 +506,11 @@ class DurableStreams:
                 await send_response(send, 204, headers)
                 return
             headers["stream-cursor"] = wire.cursor_for(cursor)
-        etag = _etag(stream.id, position, read.next_offset, closed)
-        headers["etag"] = etag
+        tag = etag(stream.id, position, read.next_offset, closed)
+        headers["etag"] = tag
         # Bytes behind the tail never change; the tail's response does.
         headers["cache-control"] = "no-store" if up_to_date else "private, max-age=60"
-        if live is None and _etag_matches(request.headers.get("if-none-match"), etag):
+        if live is None and etag_matches(request.headers.get("if-none-match"), tag):
             await send_response(send, 304, headers)
             return
         body = wire.json_array(read.data) if json_mode else read.data
@@ -509,13 +520,10 @@ class DurableStreams:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _status(exc: PTSError) -> tuple[int, str]:
-    """The plugin's status table; a malformed protocol request is ``bad_request``."""
-    if isinstance(exc, BadRequest):
-        return 400, "bad_request"
-    from pts.plugin import error_status  # the plugin imports this module
-
-    return error_status(exc)
+def _debug(scope: Scope) -> bool:
+    """Whether the Litestar app this is mounted in runs in debug mode (a 500 shows its message)."""
+    app = scope.get("app")
+    return bool(getattr(app, "debug", False))
 
 
 def _is_true(value: str | None) -> bool:
@@ -545,31 +553,6 @@ def _position(stream: StreamInfo, offset: int | str) -> int:
         return stream.size
     assert isinstance(offset, int)
     return offset
-
-
-def _etag(stream_id: uuid.UUID, start: int, end: int, closed: bool) -> str:
-    return f'"{stream_id}:{start}:{end}{":c" if closed else ""}"'
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if header is None:
-        return False
-    return any(tag.strip() in (etag, "*", "W/" + etag) for tag in header.split(","))
-
-
-def _metadata_headers(stream: StreamInfo, *, with_lifetime: bool = True) -> dict[str, str]:
-    headers = {
-        "content-type": stream.content_type,
-        "stream-next-offset": wire.format_offset(stream.size),
-    }
-    if stream.closed:
-        headers["stream-closed"] = "true"
-    if with_lifetime:
-        if stream.ttl_seconds is not None:
-            headers["stream-ttl"] = str(stream.ttl_seconds)
-        if stream.expires_at is not None:
-            headers["stream-expires-at"] = wire.format_expires_at(stream.expires_at)
-    return headers
 
 
 def _config_mismatch(

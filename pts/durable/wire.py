@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import cast
 from urllib.parse import unquote_to_bytes
 
-from pts.errors import InvalidInput
+from pts.errors import BadRequest  # defined with the other errors; importable from here as before
 
 __all__ = [
     "JSON_MEDIA_TYPE",
@@ -107,10 +107,6 @@ MAX_JSON_DEPTH = 512
 CURSOR_EPOCH = datetime(2024, 10, 9, tzinfo=UTC).timestamp()
 CURSOR_INTERVAL = 20
 """Seconds per cursor step: the cursor changes every 20 s so CDNs collapse requests."""
-
-
-class BadRequest(InvalidInput):
-    """A malformed protocol request (400)."""
 
 
 def format_offset(byte_offset: int) -> str:
