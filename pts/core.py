@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
-from litestar import Request
-from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
@@ -29,6 +27,7 @@ from pts.driver import (
     Drive,
     Generate,
     driving_response,
+    keep_body,
 )
 from pts.errors import (
     AlreadyDriven,
@@ -418,7 +417,7 @@ class PersistentTextStreaming:
         ends ``done``, ``error`` (the generator raised), ``aborted`` (cancel) or
         ``timeout`` (this process died). Raises StreamNotFound.
         """
-        await _keep_body(request)
+        await keep_body(request)
         try:
             info = await self.store.claim(stream_id)
         except InvalidTransition as exc:
@@ -576,21 +575,6 @@ class PersistentTextStreaming:
                     logger.info("stream %s timed out: nobody drove it", info.id)
             # Expired and deleted streams no live fork needs (Durable Streams TTLs).
             await _quietly(self.store.collect_garbage(), "garbage collection")
-
-
-async def _keep_body(request: AnyRequest) -> None:
-    """Read the request's body now, so that ``generate`` can still read it.
-
-    The driving response listens for the client's disconnect, and that listener
-    takes whatever body messages were not read yet: a ``generate`` that awaited
-    ``request.json()`` would wait forever. Litestar keeps the body once read
-    (bounded by the route's ``request_max_body_size``: a larger one is a 413
-    before the stream is claimed).
-    """
-    if not isinstance(request, Request):  # driven outside an HTTP request (tests, scripts)
-        return
-    with contextlib.suppress(InternalServerException):  # read as a stream already: gone
-        await request.body()
 
 
 _OPEN: set[PersistentTextStreaming] = set()

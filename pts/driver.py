@@ -9,12 +9,14 @@ never waits for the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 from litestar import Request
+from litestar.exceptions import InternalServerException
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
@@ -33,6 +35,7 @@ __all__ = [
     "StreamWriter",  # lives in pts.writing; importable from here as before
     "TextStream",
     "driving_response",
+    "keep_body",
 ]
 
 logger = logging.getLogger("pts.driver")
@@ -248,3 +251,18 @@ def driving_response(drive: Drive) -> Stream:
             "X-PTS-Stream-Id": str(drive.stream_id),
         },
     )
+
+
+async def keep_body(request: AnyRequest) -> None:
+    """Read the request's body now, so that ``generate`` can still read it.
+
+    The driving response listens for the client's disconnect, and that listener
+    takes whatever body messages were not read yet: a ``generate`` that awaited
+    ``request.json()`` would wait forever. Litestar keeps the body once read
+    (bounded by the route's ``request_max_body_size``: a larger one is a 413
+    before the stream is claimed).
+    """
+    if not isinstance(request, Request):  # driven outside an HTTP request (tests, scripts)
+        return
+    with contextlib.suppress(InternalServerException):  # read as a stream already: gone
+        await request.body()
