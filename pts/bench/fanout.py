@@ -39,9 +39,9 @@ measured and reported.
 
 **Loss and duplication.** Each subscriber's ``text`` events are laid at their
 byte offsets (``id`` minus the data's length) and compared with the stream's
-final body read from Postgres (``pts.stream_bodies``): gaps are missing
-bytes, overlaps duplicated bytes, data differing from the body at its offset a
-corrupt event. The body itself must equal what the producer wrote.
+final body read from Postgres (``pts.stream_bodies``): gaps are missing bytes,
+overlaps duplicated bytes, data differing from the body at its offset a corrupt
+event. The body itself must equal what the producer wrote.
 
 **Connections and reads.** ``pg_stat_activity`` for the bench database is
 sampled every 100 ms (the load process's own connections excluded): the
@@ -400,13 +400,11 @@ async def _step(ctx: _Context, count: int, progress: Progress) -> dict[str, Any]
         )
         cpu0, load0, machine0 = m0["cpu_s"], time.process_time(), _machine_cpu()
         t_start = time.monotonic()
-        await http_json(
-            ctx.port,
-            "POST",
-            f"/bench/produce?sentences={config.sentences}"
-            f"&tokens_per_sentence={config.tokens_per_sentence}"
-            f"&pace={config.pace!r}&seed={config.seed + first_index}",
+        query = (
+            f"sentences={config.sentences}&tokens_per_sentence={config.tokens_per_sentence}"
+            f"&pace={config.pace!r}&seed={config.seed + first_index}"
         )
+        await http_json(ctx.port, "POST", f"/bench/produce?{query}")
         guard = config.production_s * 3 + 60
         try:
             async with asyncio.timeout(guard) as producing:
@@ -417,11 +415,13 @@ async def _step(ctx: _Context, count: int, progress: Progress) -> dict[str, Any]
             if not producing.expired():
                 raise
             open_ = sum(1 for sub in subscribers if not sub.done.done())
-            raise BenchError(
-                f"{count} subscribers: after {guard:.0f} s, {open_} subscription(s) were still open"
-            ) from None
+            message = f"after {guard:.0f} s, {open_} subscription(s) were still open"
+            raise BenchError(f"{count} subscribers: {message}") from None
         t_end = time.monotonic()
-        m1 = await http_json(ctx.port, "GET", "/bench/metrics")
+        # A NOTIFY can come before its producer counts the append: wait for the producers.
+        async with asyncio.timeout(10):
+            while (m1 := await http_json(ctx.port, "GET", "/bench/metrics"))["producing"]:
+                await asyncio.sleep(0.01)
         cpu1, load1, machine1 = m1["cpu_s"], time.process_time(), _machine_cpu()
     finally:
         for sub in subscribers:
