@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
@@ -33,6 +33,7 @@ from pts.driver import (
 )
 from pts.errors import (
     AlreadyDriven,
+    ConfigurationError,
     InvalidInput,
     InvalidOffset,
     InvalidTransition,
@@ -46,10 +47,11 @@ from pts.listener import Listener, Notification
 from pts.logsafe import safe, warn_throttled
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
-from pts.store import SQLStore, create_store, validate
+from pts.store import SQLStore, Store, create_store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
 from pts.store.migrations import check_schema
 from pts.store.migrations import migrate as run_migrations
+from pts.testing import MemoryStore
 
 T = TypeVar("T")
 
@@ -117,7 +119,15 @@ class PersistentTextStreaming:
         read_page_bytes: int = READ_PAGE_BYTES,
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
         pending_timeout: float | None = 600.0,
+        store: Store | None = None,
     ) -> None:
+        if isinstance(store, SQLStore) and dsn is None:
+            raise ConfigurationError(
+                "store= on a database needs dsn= too (the listener connects to it); "
+                "or pass a pts.testing.MemoryStore"
+            )
+        if store is not None and not isinstance(store, SQLStore | MemoryStore):
+            raise ConfigurationError("store= takes a pts.testing.MemoryStore or a SQL store")
         self._dsn = dsn
         self.driver: Driver = driver
         self.flush = flush or FlushPolicy()
@@ -155,9 +165,14 @@ class PersistentTextStreaming:
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
         self.pending_timeout = pending_timeout
+        # A ready store (store=): opened and closed with the component, never migrated.
+        self._given_store = store
+        if store is not None:
+            self.max_stream_size = store.max_stream_size
         self._hub: Hub | None = None
-        self._store: SQLStore | None = None
+        self._store: Store | None = None
         self._listener: Listener | None = None
+        self._unlisten: list[Callable[[], None]] = []  # a MemoryStore's in-process handlers
         self._tasks: list[asyncio.Task[None]] = []
         # Streams this process writes: heartbeated, and stopped when finished elsewhere.
         self._writers: dict[uuid.UUID, StreamWriter] = {}
@@ -183,7 +198,7 @@ class PersistentTextStreaming:
         return self._stopping
 
     @property
-    def store(self) -> SQLStore:
+    def store(self) -> Store:
         """The underlying store, for operations the component does not wrap."""
         if self._store is None:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
@@ -201,27 +216,7 @@ class PersistentTextStreaming:
         """
         if self._store is not None:
             return
-        settings = Settings.from_env()
-        embedded = self._dsn is None and settings.database_url is None
-        if self._dsn is None:
-            # May start the embedded Postgres: blocking work, off the event loop.
-            self._dsn = await asyncio.to_thread(resolve_dsn, settings)
-        if migrate or (migrate is None and embedded):
-            await run_migrations(self._dsn)
-        store = create_store(
-            self._dsn,
-            self.driver,
-            min_size=self._pool_min_size or settings.pool_min_size,
-            max_size=self._pool_max_size or settings.pool_max_size,
-            max_stream_size=self.max_stream_size,
-        )
-        await store.open()
-        try:
-            # Here, not at the first request: a missing table would be a 500 there.
-            await check_schema(store)
-        except BaseException:
-            await store.close()
-            raise
+        store = await self._open_store(migrate)
         self._store = store
         self._hub = Hub(
             store,
@@ -230,15 +225,55 @@ class PersistentTextStreaming:
             page_bytes=self.read_page_bytes,
             poll_interval=self.poll_interval,
         )
-        self._listener = Listener(self._dsn)
-        self._listener.add_handler(self._hub.on_notification)
-        self._listener.add_handler(self._on_notification)
-        self._listener.add_reconnect_handler(self._on_reconnect)
-        await self._listener.start()
+        if isinstance(store, MemoryStore):
+            # No database: the store itself announces changes, in process.
+            self._unlisten = [
+                store.listen(self._hub.on_notification),
+                store.listen(self._on_notification),
+            ]
+        else:
+            self._listener = Listener(self.dsn)
+            self._listener.add_handler(self._hub.on_notification)
+            self._listener.add_handler(self._on_notification)
+            self._listener.add_reconnect_handler(self._on_reconnect)
+            await self._listener.start()
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="pts-heartbeat")]
         if self.sweeper_enabled:
             self._tasks.append(asyncio.create_task(self._sweep_loop(), name="pts-sweeper"))
         _OPEN.add(self)
+
+    async def _open_store(self, migrate: bool | None) -> Store:
+        """The given store, opened; or one on the configured database, checked."""
+        if isinstance(self._given_store, MemoryStore):
+            await self._given_store.open()
+            return self._given_store
+        settings = Settings.from_env()
+        embedded = self._dsn is None and settings.database_url is None
+        if self._dsn is None:
+            # May start the embedded Postgres: blocking work, off the event loop.
+            self._dsn = await asyncio.to_thread(resolve_dsn, settings)
+        if migrate or (migrate is None and embedded):
+            await run_migrations(self._dsn)
+        given = self._given_store
+        store = (
+            given
+            if isinstance(given, SQLStore)
+            else create_store(
+                self._dsn,
+                self.driver,
+                min_size=self._pool_min_size or settings.pool_min_size,
+                max_size=self._pool_max_size or settings.pool_max_size,
+                max_stream_size=self.max_stream_size,
+            )
+        )
+        await store.open()
+        try:
+            # Here, not at the first request: a missing table would be a 500 there.
+            await check_schema(store)
+        except BaseException:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
         """Stop the background tasks and close the pool. Idempotent.
@@ -272,6 +307,9 @@ class PersistentTextStreaming:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        for remove in self._unlisten:
+            remove()
+        self._unlisten = []
         if self._hub is not None:
             self._hub.close()
             self._hub = None

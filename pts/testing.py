@@ -345,9 +345,7 @@ class MemoryStore:
         if info.status is not StreamStatus.PENDING:
             raise InvalidTransition(info.id, info.status, StreamStatus.STREAMING, info.size)
         now = self._now()
-        return self._update(
-            stream, status=StreamStatus.STREAMING, heartbeat_at=now, updated_at=now
-        )
+        return self._update(stream, status=StreamStatus.STREAMING, heartbeat_at=now, updated_at=now)
 
     async def set_status(
         self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None

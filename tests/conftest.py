@@ -3,7 +3,9 @@
 A test that takes ``store`` runs on the asyncpg and psycopg stores and on the
 in-memory store (``[memory]``), unless it also takes ``db_url`` (it looks at
 the database itself) or is marked ``postgres_only`` (it needs what only
-Postgres has): those run on the two database drivers only.
+Postgres has, such as the Durable Streams operations the memory store does
+not serve; the mark may sit on one ``pytest.param``): those run on the two
+database drivers only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("driver", STORES if memory else DRIVERS, indirect=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A `postgres_only` mark on one parameter (pytest.param(..., marks=...)) is only
+    # visible on the collected item: drop its [memory] runs here.
+    def on_memory(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return callspec is not None and callspec.params.get("driver") == "memory"
+
+    dropped = [i for i in items if on_memory(i) and i.get_closest_marker("postgres_only")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        kept = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in kept]
+
+
 @pytest.fixture(scope="session")
 def databases() -> Iterator[DatabaseFactory]:
     with postgres_server() as url:
@@ -67,14 +83,25 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(request: pytest.FixtureRequest, driver: str) -> AsyncIterator[Store]:
-    """An open store, once per driver: on this test's database, or in memory."""
+def store_url(request: pytest.FixtureRequest, driver: str) -> str | None:
+    """The database of a ``store`` test, or None for the memory store.
+
+    Asked for here, not in a signature, so that a memory run starts no Postgres
+    (and in a plain fixture: the database factory runs its own event loop).
+    """
     if driver == "memory":
+        return None
+    url: str = request.getfixturevalue("db_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str | None, driver: str) -> AsyncIterator[Store]:
+    """An open store, once per driver: on this test's database, or in memory."""
+    if store_url is None:
         s: Store = MemoryStore()
     else:
-        # Only here, not in the signature: a memory run must not start Postgres.
-        db_url: str = request.getfixturevalue("db_url")
-        s = create_store(db_url, driver, min_size=1, max_size=5)  # type: ignore[arg-type]
+        s = create_store(store_url, driver, min_size=1, max_size=5)  # type: ignore[arg-type]
     await s.open()
     try:
         yield s

@@ -76,6 +76,8 @@ class Store(Protocol):
     """What pts needs from a database. Both drivers implement all of it."""
 
     driver: str
+    max_stream_size: int | None
+    """The cap on every stream's size, in bytes (None: no cap)."""
 
     async def open(self) -> None:
         """Open the connection pool."""
