@@ -1,37 +1,16 @@
-"""An in-memory store, for testing an app's code without Postgres.
-
-:class:`MemoryStore` keeps every stream in a dict and implements the
-operations of :class:`~pts.store.base.Store` with the same semantics and the
-same typed errors as the SQL stores (the store contract suite runs against
-all three): offsets and one-winner appends, ``StreamClosed``,
-``InvalidTransition`` on a lost claim, heartbeats, the stale and pending
-sweeps, ``max_stream_size``, and the input checks of
-:mod:`pts.store.validate`. It also "notifies" in process, as the database's
-trigger does, so :class:`~pts.PersistentTextStreaming` runs on it::
-
-    pts = PersistentTextStreaming(store=MemoryStore())
-
-Its limits: one process (no cross-process notifications, no persistence),
-and no Durable Streams protocol (``ds_lookup``, ``ds_create``, ``ds_append``
-raise :class:`DurableStreamsNotSupported`).
-"""
+"""The in-memory store: a dict per stream, the SQL stores' semantics and typed errors."""
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import contextlib
-import itertools
 import json
-import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pts.errors import (
     ClientIdTaken,
-    ConfigurationError,
     InvalidInput,
     InvalidOffset,
     InvalidTransition,
@@ -41,13 +20,9 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
-from pts.listener import Notification, NotificationHandler
+from pts.listener import NotificationHandler
 from pts.models import (
-    AppendResult,
-    CreateOutcome,
-    DurableLookup,
     Metadata,
-    Producer,
     ReadResult,
     StreamInfo,
     StreamStatus,
@@ -60,35 +35,22 @@ from pts.store.base import (
     TRANSITIONS,
     pending_timeout_message,
 )
+from pts.testing.durable import DurableStreamsRefused
+from pts.testing.notify import Notifier
+from pts.testing.rows import (
+    Clock,
+    StoreClock,
+    StoredStream,
+    check_sweep_args,
+    parse_status,
+    parse_uuid,
+    reason_fields,
+)
 
-__all__ = ["DurableStreamsNotSupported", "MemoryStore"]
-
-logger = logging.getLogger("pts.testing")
-
-Clock = Callable[[], datetime]
-
-
-class DurableStreamsNotSupported(ConfigurationError, NotImplementedError):
-    """The in-memory store does not serve the Durable Streams protocol (``ds_*``)."""
-
-    def __init__(self, operation: str) -> None:
-        super().__init__(
-            f"the in-memory store does not serve the Durable Streams protocol ({operation}); "
-            "use a Postgres store for it"
-        )
+__all__ = ["MemoryStore"]
 
 
-@dataclass
-class _Stream:
-    """One stream: its row (a StreamInfo, replaced on each change) and its chunks."""
-
-    info: StreamInfo
-    starts: list[int] = field(default_factory=list)
-    """Each chunk's start offset, ascending (for bisect)."""
-    chunks: list[bytes] = field(default_factory=list)
-
-
-class MemoryStore:
+class MemoryStore(DurableStreamsRefused):
     """A dict-backed :class:`~pts.store.base.Store` with in-process notifications.
 
     :param max_stream_size: caps every stream's size in bytes, as for the SQL
@@ -111,13 +73,11 @@ class MemoryStore:
         clock: Clock | None = None,
     ) -> None:
         self.max_stream_size = v.max_stream_size(max_stream_size)
-        self._clock: Clock = clock or (lambda: datetime.now(UTC))
-        self._last = datetime.min.replace(tzinfo=UTC)
-        self._streams: dict[uuid.UUID, _Stream] = {}
+        self._clock = StoreClock(clock)
+        self._streams: dict[uuid.UUID, StoredStream] = {}
         self._by_client_id: dict[str, uuid.UUID] = {}
         self._by_path: dict[str, uuid.UUID] = {}
-        self._handlers: dict[int, NotificationHandler] = {}
-        self._serial = itertools.count()
+        self._notifier = Notifier()
 
     # -- lifecycle and notifications ----------------------------------------------
 
@@ -129,53 +89,25 @@ class MemoryStore:
 
     def listen(self, handler: NotificationHandler) -> Callable[[], None]:
         """Call ``handler`` for every change of a stream's size, status or closed flag,
-        and for its deletion (status ``"deleted"``), like the Postgres listener does.
-
-        Delivered soon after the change, on the event loop (as a notification
-        arrives after its commit), never inside the store call. Returns a
-        function that removes the handler.
-        """
-        key = next(self._serial)
-        self._handlers[key] = handler
-
-        def remove() -> None:
-            self._handlers.pop(key, None)
-
-        return remove
-
-    def _notify(self, info: StreamInfo, *, deleted: bool = False) -> None:
-        note = Notification(
-            stream_id=info.id,
-            size=info.size,
-            status="deleted" if deleted else str(info.status),
-            closed=True if deleted else info.closed,
-        )
-        asyncio.get_running_loop().call_soon(self._deliver, note)
-
-    def _deliver(self, note: Notification) -> None:
-        for handler in tuple(self._handlers.values()):
-            try:
-                handler(note)
-            except Exception:
-                logger.exception("pts memory store handler %r failed on %s", handler, note)
+        and for its deletion (status ``"deleted"``), like the Postgres listener does:
+        on the event loop, soon after the change. Returns a function that removes it."""
+        return self._notifier.listen(handler)
 
     def _now(self) -> datetime:
-        now = self._clock().astimezone(UTC)
-        self._last = max(now, self._last + timedelta(microseconds=1))
-        return self._last
+        return self._clock.now()
 
-    def _get(self, stream_id: uuid.UUID | str) -> _Stream:
-        found = self._streams.get(_uuid(stream_id))
+    def _get(self, stream_id: uuid.UUID | str) -> StoredStream:
+        found = self._streams.get(parse_uuid(stream_id))
         if found is None:
             raise StreamNotFound(stream_id)
         return found
 
-    def _update(self, stream: _Stream, **changes: object) -> StreamInfo:
+    def _update(self, stream: StoredStream, **changes: object) -> StreamInfo:
         """Replace the row; notify when its size, status or closed flag changed."""
         old = stream.info
         stream.info = new = replace(old, **changes)  # type: ignore[arg-type]
         if (old.size, old.status, old.closed) != (new.size, new.status, new.closed):
-            self._notify(new)
+            self._notifier.announce(new)
         return new
 
     # -- streams -------------------------------------------------------------------
@@ -227,12 +159,12 @@ class MemoryStore:
             metadata=stored_metadata,
             owner=owner,
         )
-        self._streams[info.id] = _Stream(info)
+        self._streams[info.id] = StoredStream(info)
         if client_id is not None:
             self._by_client_id[client_id] = info.id
         if path is not None:
             self._by_path[path] = info.id
-        self._notify(info)
+        self._notifier.announce(info)
         return info
 
     async def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
@@ -264,12 +196,12 @@ class MemoryStore:
     ) -> int:
         """Append ``data`` at byte ``offset`` (the stream's size), as
         :meth:`pts.store.base.Store.append`: all or nothing, one winner per offset."""
-        stream_id = _uuid(stream_id)
+        stream_id = parse_uuid(stream_id)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"append takes bytes, not {type(data).__name__}")
         if not data and finish is None:
             raise InvalidInput("an append must carry data or finish the stream")
-        if finish is not None and not _status(finish).finished:
+        if finish is not None and not parse_status(finish).finished:
             raise InvalidInput(f"finish must be a final status, not {finish}")
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
@@ -295,7 +227,7 @@ class MemoryStore:
         if finish is not None:
             finish = StreamStatus(finish)
             changes.update(status=finish, closed=True, finished_at=now)
-            changes.update(_reason_fields(finish, reason))
+            changes.update(reason_fields(finish, reason))
         return self._update(stream, **changes).size
 
     async def read(
@@ -303,7 +235,7 @@ class MemoryStore:
     ) -> ReadResult:
         """The bytes from ``offset`` (with ``max_bytes``, those of the chunks that start
         before ``offset + max_bytes``: a read ends on a chunk boundary)."""
-        stream_id = _uuid(stream_id)
+        stream_id = parse_uuid(stream_id)
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
         v.integer("offset", offset)
@@ -351,8 +283,8 @@ class MemoryStore:
         self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
     ) -> StreamInfo:
         """Move the stream to ``status`` if the lifecycle allows it (see TRANSITIONS)."""
-        stream_id = _uuid(stream_id)
-        status = _status(status)
+        stream_id = parse_uuid(stream_id)
+        status = parse_status(status)
         v.optional_text("reason", reason)
         stream = self._get(stream_id)
         info = stream.info
@@ -360,7 +292,7 @@ class MemoryStore:
             raise InvalidTransition(stream_id, info.status, status, info.size)
         now = self._now()
         changes: dict[str, object] = {"status": status, "updated_at": now}
-        changes.update(_reason_fields(status, reason))
+        changes.update(reason_fields(status, reason))
         if status is StreamStatus.STREAMING:
             changes["heartbeat_at"] = now
         if status.finished:
@@ -370,15 +302,15 @@ class MemoryStore:
     async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record that these streams' driver is alive; returns the ids still streaming."""
         alive: set[uuid.UUID] = set()
-        for stream_id in [_uuid(i) for i in stream_ids]:
+        for stream_id in [parse_uuid(i) for i in stream_ids]:
             stream = self._streams.get(stream_id)
             if stream is not None and stream.info.status is StreamStatus.STREAMING:
                 self._update(stream, heartbeat_at=self._now())
                 alive.add(stream_id)
         return alive
 
-    def _stale(self, stale_after: float, limit: int) -> list[_Stream]:
-        _check_sweep_args(stale_after, limit)
+    def _stale(self, stale_after: float, limit: int) -> list[StoredStream]:
+        check_sweep_args(stale_after, limit)
         cutoff = self._now() - timedelta(seconds=stale_after)
         stale = [
             s
@@ -387,7 +319,7 @@ class MemoryStore:
             and s.info.heartbeat_at is not None
             and s.info.heartbeat_at < cutoff
         ]
-        return sorted(stale, key=lambda s: _moment(s.info.heartbeat_at))[:limit]
+        return sorted(stale, key=lambda s: s.heartbeat_at)[:limit]
 
     async def find_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
         """Streaming streams whose last heartbeat is older than ``stale_after`` seconds."""
@@ -400,7 +332,7 @@ class MemoryStore:
     async def timeout_pending(self, pending_after: float, limit: int = 100) -> list[StreamInfo]:
         """Mark ``timeout`` the streams without a path left ``pending`` for
         ``pending_after`` seconds since their last change."""
-        _check_sweep_args(pending_after, limit)
+        check_sweep_args(pending_after, limit)
         cutoff = self._now() - timedelta(seconds=pending_after)
         waiting = [
             s
@@ -412,7 +344,7 @@ class MemoryStore:
         waiting = sorted(waiting, key=lambda s: s.info.updated_at)[:limit]
         return self._time_out(waiting, pending_timeout_message(pending_after))
 
-    def _time_out(self, streams: Iterable[_Stream], message: str) -> list[StreamInfo]:
+    def _time_out(self, streams: Iterable[StoredStream], message: str) -> list[StreamInfo]:
         now = self._now()
         return [
             self._update(
@@ -451,88 +383,17 @@ class MemoryStore:
             del self._by_client_id[info.client_id]
         if info.path is not None:
             del self._by_path[info.path]
-        self._notify(info, deleted=True)
+        self._notifier.announce(info, deleted=True)
 
     # -- Durable Streams -----------------------------------------------------------
 
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
         """``"deleted"`` or ``"not_found"`` (with no forks, nothing is soft-deleted)."""
         try:
-            stream_id = _uuid(stream_id)
+            stream_id = parse_uuid(stream_id)
         except StreamNotFound:
             return "not_found"
         if stream_id not in self._streams:
             return "not_found"
         self._remove(stream_id)
         return "deleted"
-
-    async def ds_lookup(
-        self, path: str | None, *, stream_id: uuid.UUID | None = None, touch: bool = False
-    ) -> DurableLookup | None:
-        """Not served: raises DurableStreamsNotSupported."""
-        raise DurableStreamsNotSupported("ds_lookup")
-
-    async def ds_create(
-        self,
-        path: str,
-        *,
-        content_type: str,
-        ttl_seconds: int | None = None,
-        expires_at: datetime | None = None,
-        closed: bool = False,
-        data: bytes = b"",
-        source: uuid.UUID | None = None,
-        fork_offset: int | None = None,
-        fork_sub_offset: int | None = None,
-        prefix: bytes = b"",
-    ) -> tuple[CreateOutcome, uuid.UUID | None]:
-        """Not served: raises DurableStreamsNotSupported."""
-        raise DurableStreamsNotSupported("ds_create")
-
-    async def ds_append(
-        self,
-        path: str,
-        data: bytes,
-        *,
-        media_type: str,
-        close: bool = False,
-        stream_seq: str | None = None,
-        producer: Producer | None = None,
-    ) -> AppendResult:
-        """Not served: raises DurableStreamsNotSupported."""
-        raise DurableStreamsNotSupported("ds_append")
-
-
-def _reason_fields(status: StreamStatus, reason: str | None) -> dict[str, object]:
-    """Where a reason goes: the abort reason (aborted) or the error (error, timeout)."""
-    if status is StreamStatus.ABORTED:
-        return {"abort_reason": reason}
-    if status in (StreamStatus.ERROR, StreamStatus.TIMEOUT):
-        return {"error": reason}
-    return {}
-
-
-def _check_sweep_args(seconds: float, limit: int) -> None:
-    v.seconds("stale_after", seconds)
-    v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
-
-
-def _status(value: str) -> StreamStatus:
-    try:
-        return StreamStatus(value)
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a stream status") from None
-
-
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    """A UUID or its string form; anything else is a StreamNotFound, as in the SQL stores."""
-    if isinstance(value, uuid.UUID):
-        return value
-    with contextlib.suppress(ValueError):
-        return uuid.UUID(str(value))
-    raise StreamNotFound(str(value))
-
-
-def _moment(value: datetime | None) -> datetime:
-    assert value is not None
-    return value
