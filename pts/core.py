@@ -97,6 +97,11 @@ class PersistentTextStreaming:
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
         Durable Streams protocol streams are ``pending`` while open and are
         never timed out this way: they have their own TTL.
+    :param store: a ready store to run on instead of one on ``dsn`` (default
+        ``None``). A :class:`pts.testing.MemoryStore` needs no database at all:
+        its changes reach subscribers in process, and nothing is migrated,
+        resolved or started. A SQL store needs ``dsn`` too, for the listener.
+        Either way the component opens and closes it.
     """
 
     def __init__(
