@@ -13,14 +13,13 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TypeVar
 
 from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
-from pts.database import resolve_dsn
 from pts.driver import (
     SHUTDOWN_MESSAGE,
     AnyRequest,
@@ -31,6 +30,7 @@ from pts.driver import (
 )
 from pts.errors import (
     AlreadyDriven,
+    ConfigurationError,
     InvalidInput,
     InvalidOffset,
     InvalidTransition,
@@ -41,11 +41,11 @@ from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Chunk, Hub, Update
 from pts.listener import Listener, Notification
 from pts.logsafe import safe, warn_throttled
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
+from pts.opening import open_store
 from pts.settings import Driver, Settings
-from pts.store import SQLStore, create_store, validate
+from pts.store import SQLStore, Store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
-from pts.store.migrations import check_schema
-from pts.store.migrations import migrate as run_migrations
+from pts.testing import MemoryStore
 from pts.writing import StreamWriter, WriterRegistry
 
 T = TypeVar("T")
@@ -92,6 +92,11 @@ class PersistentTextStreaming:
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
         Durable Streams protocol streams are ``pending`` while open and are
         never timed out this way: they have their own TTL.
+    :param store: a ready store to run on instead of one on ``dsn`` (default
+        ``None``). A :class:`pts.testing.MemoryStore` needs no database at all:
+        its changes reach subscribers in process, and nothing is migrated,
+        resolved or started. A SQL store needs ``dsn`` too, for the listener.
+        Either way the component opens and closes it.
     """
 
     def __init__(
@@ -114,7 +119,15 @@ class PersistentTextStreaming:
         read_page_bytes: int = READ_PAGE_BYTES,
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
         pending_timeout: float | None = 600.0,
+        store: Store | None = None,
     ) -> None:
+        if isinstance(store, SQLStore) and dsn is None:
+            raise ConfigurationError(
+                "store= on a database needs dsn= too (the listener connects to it); "
+                "or pass a pts.testing.MemoryStore"
+            )
+        if store is not None and not isinstance(store, SQLStore | MemoryStore):
+            raise ConfigurationError("store= takes a pts.testing.MemoryStore or a SQL store")
         self._dsn = dsn
         self.driver: Driver = driver
         self.flush = flush or FlushPolicy()
@@ -152,9 +165,14 @@ class PersistentTextStreaming:
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
         self.pending_timeout = pending_timeout
+        # A ready store (store=): opened and closed with the component, never migrated.
+        self._given_store = store
+        if store is not None:
+            self.max_stream_size = store.max_stream_size
         self._hub: Hub | None = None
-        self._store: SQLStore | None = None
+        self._store: Store | None = None
         self._listener: Listener | None = None
+        self._unlisten: list[Callable[[], None]] = []  # a MemoryStore's in-process handlers
         self._tasks: list[asyncio.Task[None]] = []
         self._writers = WriterRegistry(self._spawn)
         self._drives: dict[uuid.UUID, Drive] = {}
@@ -184,7 +202,7 @@ class PersistentTextStreaming:
         return self._writers
 
     @property
-    def store(self) -> SQLStore:
+    def store(self) -> Store:
         """The underlying store, for operations the component does not wrap."""
         if self._store is None:
             raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
@@ -203,26 +221,15 @@ class PersistentTextStreaming:
         if self._store is not None:
             return
         settings = Settings.from_env()
-        embedded = self._dsn is None and settings.database_url is None
-        if self._dsn is None:
-            # May start the embedded Postgres: blocking work, off the event loop.
-            self._dsn = await asyncio.to_thread(resolve_dsn, settings)
-        if migrate or (migrate is None and embedded):
-            await run_migrations(self._dsn)
-        store = create_store(
+        store, self._dsn = await open_store(
+            self._given_store,
             self._dsn,
             self.driver,
             min_size=self._pool_min_size or settings.pool_min_size,
             max_size=self._pool_max_size or settings.pool_max_size,
             max_stream_size=self.max_stream_size,
+            migrate=migrate,
         )
-        await store.open()
-        try:
-            # Here, not at the first request: a missing table would be a 500 there.
-            await check_schema(store)
-        except BaseException:
-            await store.close()
-            raise
         self._store = store
         self._hub = Hub(
             store,
@@ -231,11 +238,18 @@ class PersistentTextStreaming:
             page_bytes=self.read_page_bytes,
             poll_interval=self.poll_interval,
         )
-        self._listener = Listener(self._dsn)
-        self._listener.add_handler(self._hub.on_notification)
-        self._listener.add_handler(self._on_notification)
-        self._listener.add_reconnect_handler(self._on_reconnect)
-        await self._listener.start()
+        if isinstance(store, MemoryStore):
+            # No database: the store itself announces changes, in process.
+            self._unlisten = [
+                store.listen(self._hub.on_notification),
+                store.listen(self._on_notification),
+            ]
+        else:
+            self._listener = Listener(self.dsn)
+            self._listener.add_handler(self._hub.on_notification)
+            self._listener.add_handler(self._on_notification)
+            self._listener.add_reconnect_handler(self._on_reconnect)
+            await self._listener.start()
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="pts-heartbeat")]
         if self.sweeper_enabled:
             self._tasks.append(asyncio.create_task(self._sweep_loop(), name="pts-sweeper"))
@@ -268,6 +282,9 @@ class PersistentTextStreaming:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        for remove in self._unlisten:
+            remove()
+        self._unlisten = []
         if self._hub is not None:
             self._hub.close()
             self._hub = None

@@ -223,3 +223,16 @@ class ProducerSeqGap(ProtocolError):
 
 class StreamSeqConflict(ProtocolError):
     """``Stream-Seq`` is not after the stream's last one (409)."""
+
+
+class DurableStreamsNotSupported(ConfigurationError, NotImplementedError):
+    """The in-memory store (:mod:`pts.testing`) does not serve the Durable Streams protocol.
+
+    A limit of the store the app was configured with (501 ``not_implemented``).
+    """
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            f"the in-memory store does not serve the Durable Streams protocol ({operation}); "
+            "use a Postgres store for it"
+        )

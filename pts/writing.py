@@ -26,7 +26,7 @@ from pts.errors import (
 from pts.flush import Flusher, FlushPolicy
 from pts.models import StreamInfo, StreamStatus
 from pts.store import validate
-from pts.store.base import SQLStore
+from pts.store.base import Store
 
 __all__ = ["StreamWriter", "WriterOwner", "WriterRegistry", "encode_text"]
 
@@ -75,7 +75,7 @@ class WriterRegistry:
         if writer is not None:
             writer._closed_elsewhere(status)
 
-    async def check(self, store: SQLStore) -> None:
+    async def check(self, store: Store) -> None:
         """Stop every writer whose stream the table says is finished or gone.
 
         For when notifications may have been missed (the listener reconnected,
@@ -105,7 +105,7 @@ class WriterOwner(Protocol):
     """What a :class:`StreamWriter` needs of its owner (a ``PersistentTextStreaming``)."""
 
     @property
-    def store(self) -> SQLStore: ...
+    def store(self) -> Store: ...
 
     @property
     def flush(self) -> FlushPolicy: ...

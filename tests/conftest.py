@@ -1,4 +1,12 @@
-"""Shared fixtures: a Postgres server per session, a fresh database per test, both drivers."""
+"""Shared fixtures: a Postgres server per session, a fresh database per test, both drivers.
+
+A test that takes ``store`` runs on the asyncpg and psycopg stores and on the
+in-memory store (``[memory]``), unless it also takes ``db_url`` (it looks at
+the database itself) or is marked ``postgres_only`` (it needs what only
+Postgres has, such as the Durable Streams operations the memory store does
+not serve; the mark may sit on one ``pytest.param``): those run on the two
+database drivers only.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,45 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from pts.settings import DRIVERS, Driver
-from pts.store import SQLStore, create_store
+from pts.settings import DRIVERS
+from pts.store import Store, create_store
+from pts.testing import MemoryStore
 from tests.postgres import DatabaseFactory, postgres_server
+
+STORES = (*DRIVERS, "memory")
+"""What the ``driver`` fixture takes for a test of the ``store`` fixture."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres_only(reason): a store test that needs Postgres; not run on the memory store",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "driver" not in metafunc.fixturenames:
+        return
+    memory = (
+        "store" in metafunc.fixturenames
+        and "db_url" not in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("postgres_only") is None
+    )
+    metafunc.parametrize("driver", STORES if memory else DRIVERS, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A `postgres_only` mark on one parameter (pytest.param(..., marks=...)) is only
+    # visible on the collected item: drop its [memory] runs here.
+    def on_memory(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return callspec is not None and callspec.params.get("driver") == "memory"
+
+    dropped = [i for i in items if on_memory(i) and i.get_closest_marker("postgres_only")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        kept = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in kept]
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +75,33 @@ def db_url(databases: DatabaseFactory) -> Iterator[str]:
         databases.drop(url)
 
 
-@pytest.fixture(params=DRIVERS)
-def driver(request: pytest.FixtureRequest) -> Driver:
-    """Each test that uses it runs once per driver: asyncpg and psycopg."""
+@pytest.fixture
+def driver(request: pytest.FixtureRequest) -> str:
+    """Each test that uses it runs once per driver: asyncpg and psycopg (and, through
+    the ``store`` fixture, ``memory``: see the module's docstring)."""
     return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-async def store(db_url: str, driver: Driver) -> AsyncIterator[SQLStore]:
-    """An open store on this test's database, once per driver."""
-    s = create_store(db_url, driver, min_size=1, max_size=5)
+def store_url(request: pytest.FixtureRequest, driver: str) -> str | None:
+    """The database of a ``store`` test, or None for the memory store.
+
+    Asked for here, not in a signature, so that a memory run starts no Postgres
+    (and in a plain fixture: the database factory runs its own event loop).
+    """
+    if driver == "memory":
+        return None
+    url: str = request.getfixturevalue("db_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str | None, driver: str) -> AsyncIterator[Store]:
+    """An open store, once per driver: on this test's database, or in memory."""
+    if store_url is None:
+        s: Store = MemoryStore()
+    else:
+        s = create_store(store_url, driver, min_size=1, max_size=5)  # type: ignore[arg-type]
     await s.open()
     try:
         yield s

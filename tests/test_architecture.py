@@ -33,7 +33,9 @@ OVERSIZED: dict[str, int] = {
     # issue 12: the durable routes split by verb.
     "pts/durable/routes.py": 585,
     # issue 12: the driving response to pts/driving.py, lifecycle kept here.
-    "pts/core.py": 595,
+    # Raised once, 595 -> 612, for PersistentTextStreaming(store=MemoryStore()) (its
+    # wiring of in-process notifications); the store opening itself went to opening.py.
+    "pts/core.py": 612,
     # issue 12: the plugin routes to pts/http/.
     "pts/plugin.py": 452,
 }

@@ -28,7 +28,7 @@ from pts.core import PersistentTextStreaming
 from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Hub, Update
 from pts.models import ReadResult, StreamBody, StreamStatus
 from pts.plugin import PTSPlugin, StreamView, allow_everything
-from pts.store import SQLStore
+from pts.store import Store
 from tests.server import HOST, serve_app
 from tests.sse_client import Event, collect
 
@@ -47,7 +47,7 @@ def text_of_size(size: int, seed: int = 7) -> bytes:
 class ReadSpy:
     """Records the ``(offset, max_bytes)`` of every ``store.read`` (tails' and readers')."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: SQLStore) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
         self.calls: list[tuple[int, int | None]] = []
         self.by_tails = 0  # of those, reads by a stream's tail (its task's name says so)
         original: Callable[..., Awaitable[ReadResult]] = store.read
@@ -69,7 +69,7 @@ class ReadSpy:
 
 
 async def fill(
-    store: SQLStore,
+    store: Store,
     data: bytes,
     piece: int,
     *,
@@ -209,7 +209,7 @@ def test_the_bounds_must_be_positive() -> None:
 FRAGMENTS = [b"a", b"\xff", b"\xe2\x82", b"\xf0\x9d\x84\x9e", "é".encode(), b"\xed\xa0\x80"]
 
 
-async def test_a_paged_body_decodes_as_the_whole_would(store: SQLStore) -> None:
+async def test_a_paged_body_decodes_as_the_whole_would(store: Store) -> None:
     """Valid or not, bytes decode across page boundaries as they do at once."""
     rng = random.Random(11)
     data = b"".join(rng.choices([*FRAGMENTS, b"\xc0\xaf", b"\n"], k=3000))

@@ -1,4 +1,10 @@
-"""The store contract: every test runs against both drivers (ids show [asyncpg] / [psycopg])."""
+"""The store contract: every test runs on both drivers and on the in-memory store.
+
+Ids show [asyncpg] / [psycopg] / [memory]. Tests that also take ``db_url`` look at
+the database itself (plain SQL, chunk rows, the view, NOTIFY, separate pools) and
+run on the two drivers only; tests/test_memory_store.py covers the memory store's
+own notifications and clock.
+"""
 
 from __future__ import annotations
 
@@ -190,6 +196,29 @@ async def test_concurrent_appends_at_one_offset_exactly_one_wins(
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_concurrent_appends_on_one_store_exactly_one_wins(store: SQLStore) -> None:
+    # One store (a pool of connections, or the memory store's one loop): the same rule.
+    info = await store.create_stream()
+    await store.append(info.id, b"base:", offset=0)
+    payloads = [f"writer-{i}-".encode() for i in range(6)]
+    results = await asyncio.gather(
+        *(store.append(info.id, p, offset=5) for p in payloads), return_exceptions=True
+    )
+    winners = [i for i, r in enumerate(results) if isinstance(r, int)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, OffsetConflict) for r in results if not isinstance(r, int))
+    assert (await store.read(info.id)).data == b"base:" + payloads[winners[0]]
+
+
+async def test_concurrent_claims_on_one_store_exactly_one_wins(store: SQLStore) -> None:
+    info = await store.create_stream()
+    results = await asyncio.gather(
+        *(store.claim(info.id) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 1, results
+    assert all(isinstance(r, InvalidTransition) for r in results if isinstance(r, BaseException))
 
 
 async def test_multibyte_text_split_across_appends_is_byte_exact(store: SQLStore) -> None:

@@ -300,6 +300,7 @@ async def test_cancel_with_a_reason_postgres_cannot_store_changes_nothing(db_url
 # -- the pending timeout ---------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only(reason="creates a Durable Streams protocol stream")
 async def test_timeout_pending_ends_only_unclaimed_pts_streams(store: SQLStore) -> None:
     pending = await store.create_stream()
     streaming = await store.create_stream(status=S.STREAMING)

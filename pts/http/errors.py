@@ -38,6 +38,7 @@ from pts.errors import (
     ConfigurationError,
     ContentTypeMismatch,
     DeletedStreamConflict,
+    DurableStreamsNotSupported,
     InvalidInput,
     InvalidOffset,
     InvalidTransition,
@@ -94,6 +95,7 @@ ERRORS: dict[type[PTSError], tuple[int, str]] = {
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
     SchemaNotMigrated: (HTTP_500_INTERNAL_SERVER_ERROR, "schema_not_migrated"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
+    DurableStreamsNotSupported: (501, "not_implemented"),
     Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
     # The Durable Streams protocol's own refusals (pts.durable).

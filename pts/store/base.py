@@ -55,8 +55,7 @@ TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
 
 DEFAULT_CONTENT_TYPE = "text/plain"
 TIMEOUT_MESSAGE = "the stream's driver stopped heartbeating"
-DEFAULT_MAX_STREAM_SIZE = 1024**3
-"""The default cap on a stream's size, in bytes (1 GiB); see :attr:`SQLStore.max_stream_size`."""
+DEFAULT_MAX_STREAM_SIZE = 1024**3  # the default cap on a stream's size, in bytes (1 GiB)
 
 
 def pending_timeout_message(pending_timeout: float) -> str:
@@ -76,6 +75,7 @@ class Store(Protocol):
     """What pts needs from a database. Both drivers implement all of it."""
 
     driver: str
+    max_stream_size: int | None  # the cap on every stream's size, in bytes (None: no cap)
 
     async def open(self) -> None:
         """Open the connection pool."""
