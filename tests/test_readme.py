@@ -273,3 +273,21 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> None:
                 pass
             assert time.monotonic() < deadline, "pts serve never became healthy"
             time.sleep(0.1)
+
+
+# -- testing without Postgres ----------------------------------------------------------
+
+
+def test_the_memory_store_example_runs_without_a_database(tmp_path: Path) -> None:
+    code = code_blocks("Testing your app without Postgres", "python")[0]
+    runner = (
+        "\n\nimport asyncio\n\n"
+        "asyncio.run(test_chat_streams_the_answer())\n"
+        "asyncio.run(test_a_writer_and_a_reader())\n"
+        "print('ok')\n"
+    )
+    # No database anywhere: no URL, and an empty data directory that must stay empty.
+    bare = {k: v for k, v in os.environ.items() if k not in ("PTS_DATABASE_URL", "DATABASE_URL")}
+    bare["PTS_DATA_DIR"] = str(tmp_path / "no-db")
+    assert run_script(code + runner, tmp_path, bare) == "ok\n"
+    assert not (tmp_path / "no-db").exists()
