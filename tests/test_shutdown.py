@@ -183,24 +183,14 @@ async def _read_all(response: httpx.Response) -> bytes:
 
 
 @asynccontextmanager
-async def live_answer(browser: Browser, db_url: str) -> AsyncIterator[LiveAnswer]:
-    """Send a message, drive its answer until its first text, and watch it over SSE."""
-    chat_id = await browser.new_chat()
-    sent = await browser.send(chat_id, "Tell me about Ctrl+C.")
-    assert sent.status_code == 200, sent.text
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute(
-            "SELECT stream_id FROM pts_demo.messages WHERE chat_id = %s AND role = 'assistant'",
-            (chat_id,),
-        ).fetchone()
-    assert row is not None
-    stream_id: uuid.UUID = row[0]
+async def _followed(
+    client: httpx.AsyncClient, stream_id: uuid.UUID, drive_url: str, headers: dict[str, str]
+) -> AsyncIterator[LiveAnswer]:
+    """Drive ``stream_id`` by POSTing ``drive_url`` until its first text, and watch it over SSE."""
     first_text = asyncio.Event()
 
     async def drive() -> bytes:
-        async with browser.client.stream(
-            "POST", f"/chats/{chat_id}/answers/{stream_id}/stream", headers=browser.csrf
-        ) as response:
+        async with client.stream("POST", drive_url, headers=headers) as response:
             assert response.status_code == 200
             body = b""
             try:
@@ -212,7 +202,7 @@ async def live_answer(browser: Browser, db_url: str) -> AsyncIterator[LiveAnswer
             return body
 
     async def view() -> str:
-        async with browser.client.stream("GET", f"/streams/{stream_id}/events") as response:
+        async with client.stream("GET", f"/streams/{stream_id}/events") as response:
             assert response.status_code == 200
             return (await _read_all(response)).decode()
 
@@ -226,6 +216,24 @@ async def live_answer(browser: Browser, db_url: str) -> AsyncIterator[LiveAnswer
         for task in (driving, viewer):
             task.cancel()
         await asyncio.gather(driving, viewer, return_exceptions=True)
+
+
+@asynccontextmanager
+async def live_answer(browser: Browser, db_url: str) -> AsyncIterator[LiveAnswer]:
+    """Send a message, drive its answer until its first text, and watch it over SSE."""
+    chat_id = await browser.new_chat()
+    sent = await browser.send(chat_id, "Tell me about Ctrl+C.")
+    assert sent.status_code == 200, sent.text
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT stream_id FROM pts_demo.messages WHERE chat_id = %s AND role = 'assistant'",
+            (chat_id,),
+        ).fetchone()
+    assert row is not None
+    stream_id: uuid.UUID = row[0]
+    drive_url = f"/chats/{chat_id}/answers/{stream_id}/stream"
+    async with _followed(browser.client, stream_id, drive_url, browser.csrf) as live:
+        yield live
 
 
 @pytest.mark.timeout(90)
@@ -344,35 +352,8 @@ async def driven_answer(client: httpx.AsyncClient) -> AsyncIterator[LiveAnswer]:
     created = await client.post("/streams", json={})
     assert created.status_code == 201, created.text
     stream_id = uuid.UUID(created.json()["id"])
-    first_text = asyncio.Event()
-
-    async def drive() -> bytes:
-        async with client.stream("POST", f"/drive/{stream_id}") as response:
-            assert response.status_code == 200
-            body = b""
-            try:
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    first_text.set()
-            except httpx.HTTPError:
-                pass
-            return body
-
-    async def view() -> str:
-        async with client.stream("GET", f"/streams/{stream_id}/events") as response:
-            assert response.status_code == 200
-            return (await _read_all(response)).decode()
-
-    driving = asyncio.create_task(drive())
-    viewer = asyncio.create_task(view())
-    try:
-        async with asyncio.timeout(GUARD):
-            await first_text.wait()
-        yield LiveAnswer(stream_id, driving, viewer)
-    finally:
-        for task in (driving, viewer):
-            task.cancel()
-        await asyncio.gather(driving, viewer, return_exceptions=True)
+    async with _followed(client, stream_id, f"/drive/{stream_id}", {}) as live:
+        yield live
 
 
 @pytest.mark.timeout(90)
