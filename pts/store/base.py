@@ -272,17 +272,15 @@ class SQLStore(ABC):
         owner: str | None = None,
         expires_at: datetime | None = None,
     ) -> StreamInfo:
-        if status not in (StreamStatus.PENDING, StreamStatus.STREAMING):
-            raise InvalidInput(f"a new stream starts pending or streaming, not {status}")
-        if client_id is not None:
-            v.key("client_id", client_id)
-        if path is not None:
-            v.key("path", path)
-        if not v.text("content_type", content_type):
-            raise InvalidInput("content_type must not be empty")
-        metadata_json = v.metadata(metadata)
-        v.optional_text("owner", owner)
-        v.optional_moment("expires_at", expires_at)
+        metadata_json = v.new_stream(
+            initial=status,
+            client_id=client_id,
+            path=path,
+            content_type=content_type,
+            meta=metadata,
+            owner=owner,
+            expires_at=expires_at,
+        )
         try:
             row = await self._fetchrow(
                 "create_stream",
@@ -304,7 +302,7 @@ class SQLStore(ABC):
         return _stream(row)
 
     async def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
-        row = await self._fetchrow("get_stream", _uuid(stream_id))
+        row = await self._fetchrow("get_stream", v.stream_id(stream_id))
         if row is None:
             raise StreamNotFound(stream_id)
         return _stream(row)
@@ -332,12 +330,12 @@ class SQLStore(ABC):
         finish: StreamStatus | None = None,
         reason: str | None = None,
     ) -> int:
-        stream_id = _uuid(stream_id)
+        stream_id = v.stream_id(stream_id)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"append takes bytes, not {type(data).__name__}")
         if not data and finish is None:
             raise InvalidInput("an append must carry data or finish the stream")
-        if finish is not None and not _status(finish).finished:
+        if finish is not None and not v.status(finish).finished:
             raise InvalidInput(f"finish must be a final status, not {finish}")
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
@@ -369,7 +367,7 @@ class SQLStore(ABC):
     async def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
     ) -> ReadResult:
-        stream_id = _uuid(stream_id)
+        stream_id = v.stream_id(stream_id)
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
         v.integer("offset", offset)
@@ -396,7 +394,7 @@ class SQLStore(ABC):
         )
 
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
-        stream_id = _uuid(stream_id)
+        stream_id = v.stream_id(stream_id)
         row = await self._fetchrow("claim", stream_id)
         if row is not None:
             return _stream(row)
@@ -406,8 +404,8 @@ class SQLStore(ABC):
     async def set_status(
         self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
     ) -> StreamInfo:
-        stream_id = _uuid(stream_id)
-        status = _status(status)
+        stream_id = v.stream_id(stream_id)
+        status = v.status(status)
         v.optional_text("reason", reason)
         allowed_from = sorted(str(s) for s, targets in TRANSITIONS.items() if status in targets)
         row = await self._fetchrow("set_status", stream_id, str(status), reason, allowed_from)
@@ -419,20 +417,20 @@ class SQLStore(ABC):
     async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not stream_ids:
             return set()
-        rows = await self._fetch("heartbeat", [_uuid(i) for i in stream_ids])
+        rows = await self._fetch("heartbeat", [v.stream_id(i) for i in stream_ids])
         return {cast(uuid.UUID, row[0]) for row in rows}
 
     async def find_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
-        _check_stale_args(stale_after, limit)
+        v.sweep_args(stale_after, limit)
         return [_stream(r) for r in await self._fetch("find_stale", float(stale_after), limit)]
 
     async def timeout_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
-        _check_stale_args(stale_after, limit)
+        v.sweep_args(stale_after, limit)
         rows = await self._fetch("timeout_stale", float(stale_after), TIMEOUT_MESSAGE, limit)
         return [_stream(r) for r in rows]
 
     async def timeout_pending(self, pending_after: float, limit: int = 100) -> list[StreamInfo]:
-        _check_stale_args(pending_after, limit)
+        v.sweep_args(pending_after, limit)
         message = pending_timeout_message(pending_after)
         rows = await self._fetch("timeout_pending", float(pending_after), message, limit)
         return [_stream(r) for r in rows]
@@ -451,7 +449,7 @@ class SQLStore(ABC):
         if path is not None:
             v.key("path", path)
         row = await self._fetchrow(
-            "ds_lookup", path, touch, None if stream_id is None else _uuid(stream_id)
+            "ds_lookup", path, touch, None if stream_id is None else v.stream_id(stream_id)
         )
         if row is None:
             return None
@@ -497,7 +495,7 @@ class SQLStore(ABC):
             expires_at,
             closed,
             data,
-            None if source is None else _uuid(source),
+            None if source is None else v.stream_id(source),
             fork_offset,
             fork_sub_offset,
             prefix,
@@ -554,7 +552,7 @@ class SQLStore(ABC):
 
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
         try:
-            stream_id = _uuid(stream_id)
+            stream_id = v.stream_id(stream_id)
         except StreamNotFound:
             return "not_found"
         row = await self._fetchrow("delete_stream", stream_id)
@@ -566,28 +564,6 @@ class SQLStore(ABC):
         row = await self._fetchrow("ds_collect", limit)
         assert row is not None
         return cast(int, row[0])
-
-
-def _check_stale_args(stale_after: float, limit: int) -> None:
-    v.seconds("stale_after", stale_after)
-    v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
-
-
-def _status(value: str) -> StreamStatus:
-    try:
-        return StreamStatus(value)
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a stream status") from None
-
-
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    """Accept a UUID or its string form; anything else is a StreamNotFound, not a driver error."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise StreamNotFound(str(value)) from None
 
 
 def _stream(row: Row) -> StreamInfo:

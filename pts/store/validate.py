@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime
 
-from pts.errors import InvalidInput
+from pts.errors import InvalidInput, StreamNotFound
+from pts.models import StreamStatus
 
 MAX_KEY_BYTES = 1024
 """Longest client id, path or producer id, in UTF-8 bytes (a btree entry holds about 2700)."""
@@ -169,6 +171,55 @@ def clean_message(value: str) -> str:
     return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
 
 
+def new_stream(
+    *,
+    initial: StreamStatus,
+    client_id: str | None,
+    path: str | None,
+    content_type: str,
+    meta: object,
+    owner: str | None,
+    expires_at: datetime | None,
+) -> str:
+    """Check what creates a stream (every store does it alike); returns the metadata's JSON."""
+    if initial not in (StreamStatus.PENDING, StreamStatus.STREAMING):
+        raise InvalidInput(f"a new stream starts pending or streaming, not {initial}")
+    if client_id is not None:
+        key("client_id", client_id)
+    if path is not None:
+        key("path", path)
+    if not text("content_type", content_type):
+        raise InvalidInput("content_type must not be empty")
+    metadata_json = metadata(meta)
+    optional_text("owner", owner)
+    optional_moment("expires_at", expires_at)
+    return metadata_json
+
+
+def sweep_args(seconds_: float, limit: int) -> None:
+    """The arguments of the stale and pending sweeps."""
+    seconds("stale_after", seconds_)
+    integer("limit", limit, minimum=1, maximum=INT4_MAX)
+
+
+def status(value: str) -> StreamStatus:
+    """A stream status; anything else is an InvalidInput."""
+    try:
+        return StreamStatus(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a stream status") from None
+
+
+def stream_id(value: uuid.UUID | str) -> uuid.UUID:
+    """A UUID or its string form; anything else is a StreamNotFound, not a driver error."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise StreamNotFound(str(value)) from None
+
+
 __all__ = [
     "EARLIEST",
     "INT8_MAX",
@@ -180,6 +231,10 @@ __all__ = [
     "key",
     "metadata",
     "moment",
+    "new_stream",
     "seconds",
+    "status",
+    "stream_id",
+    "sweep_args",
     "text",
 ]

@@ -41,9 +41,6 @@ from pts.testing.rows import (
     Clock,
     StoreClock,
     StoredStream,
-    check_sweep_args,
-    parse_status,
-    parse_uuid,
     reason_fields,
 )
 
@@ -97,7 +94,7 @@ class MemoryStore(DurableStreamsRefused):
         return self._clock.now()
 
     def _get(self, stream_id: uuid.UUID | str) -> StoredStream:
-        found = self._streams.get(parse_uuid(stream_id))
+        found = self._streams.get(v.stream_id(stream_id))
         if found is None:
             raise StreamNotFound(stream_id)
         return found
@@ -124,17 +121,16 @@ class MemoryStore(DurableStreamsRefused):
         expires_at: datetime | None = None,
     ) -> StreamInfo:
         """Create a stream. Raises ClientIdTaken / PathTaken if those are in use."""
-        if status not in (StreamStatus.PENDING, StreamStatus.STREAMING):
-            raise InvalidInput(f"a new stream starts pending or streaming, not {status}")
-        if client_id is not None:
-            v.key("client_id", client_id)
-        if path is not None:
-            v.key("path", path)
-        if not v.text("content_type", content_type):
-            raise InvalidInput("content_type must not be empty")
-        stored_metadata = json.loads(v.metadata(metadata))
-        v.optional_text("owner", owner)
-        v.optional_moment("expires_at", expires_at)
+        metadata_json = v.new_stream(
+            initial=status,
+            client_id=client_id,
+            path=path,
+            content_type=content_type,
+            meta=metadata,
+            owner=owner,
+            expires_at=expires_at,
+        )
+        stored_metadata = json.loads(metadata_json)
         if client_id is not None and client_id in self._by_client_id:
             raise ClientIdTaken(client_id)
         if path is not None and path in self._by_path:
@@ -196,12 +192,12 @@ class MemoryStore(DurableStreamsRefused):
     ) -> int:
         """Append ``data`` at byte ``offset`` (the stream's size), as
         :meth:`pts.store.base.Store.append`: all or nothing, one winner per offset."""
-        stream_id = parse_uuid(stream_id)
+        stream_id = v.stream_id(stream_id)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"append takes bytes, not {type(data).__name__}")
         if not data and finish is None:
             raise InvalidInput("an append must carry data or finish the stream")
-        if finish is not None and not parse_status(finish).finished:
+        if finish is not None and not v.status(finish).finished:
             raise InvalidInput(f"finish must be a final status, not {finish}")
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
@@ -235,7 +231,7 @@ class MemoryStore(DurableStreamsRefused):
     ) -> ReadResult:
         """The bytes from ``offset`` (with ``max_bytes``, those of the chunks that start
         before ``offset + max_bytes``: a read ends on a chunk boundary)."""
-        stream_id = parse_uuid(stream_id)
+        stream_id = v.stream_id(stream_id)
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
         v.integer("offset", offset)
@@ -283,8 +279,8 @@ class MemoryStore(DurableStreamsRefused):
         self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
     ) -> StreamInfo:
         """Move the stream to ``status`` if the lifecycle allows it (see TRANSITIONS)."""
-        stream_id = parse_uuid(stream_id)
-        status = parse_status(status)
+        stream_id = v.stream_id(stream_id)
+        status = v.status(status)
         v.optional_text("reason", reason)
         stream = self._get(stream_id)
         info = stream.info
@@ -302,7 +298,7 @@ class MemoryStore(DurableStreamsRefused):
     async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record that these streams' driver is alive; returns the ids still streaming."""
         alive: set[uuid.UUID] = set()
-        for stream_id in [parse_uuid(i) for i in stream_ids]:
+        for stream_id in [v.stream_id(i) for i in stream_ids]:
             stream = self._streams.get(stream_id)
             if stream is not None and stream.info.status is StreamStatus.STREAMING:
                 self._update(stream, heartbeat_at=self._now())
@@ -310,7 +306,7 @@ class MemoryStore(DurableStreamsRefused):
         return alive
 
     def _stale(self, stale_after: float, limit: int) -> list[StoredStream]:
-        check_sweep_args(stale_after, limit)
+        v.sweep_args(stale_after, limit)
         cutoff = self._now() - timedelta(seconds=stale_after)
         stale = [
             s
@@ -332,7 +328,7 @@ class MemoryStore(DurableStreamsRefused):
     async def timeout_pending(self, pending_after: float, limit: int = 100) -> list[StreamInfo]:
         """Mark ``timeout`` the streams without a path left ``pending`` for
         ``pending_after`` seconds since their last change."""
-        check_sweep_args(pending_after, limit)
+        v.sweep_args(pending_after, limit)
         cutoff = self._now() - timedelta(seconds=pending_after)
         waiting = [
             s
@@ -390,7 +386,7 @@ class MemoryStore(DurableStreamsRefused):
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
         """``"deleted"`` or ``"not_found"`` (with no forks, nothing is soft-deleted)."""
         try:
-            stream_id = parse_uuid(stream_id)
+            stream_id = v.stream_id(stream_id)
         except StreamNotFound:
             return "not_found"
         if stream_id not in self._streams:

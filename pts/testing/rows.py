@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pts.errors import InvalidInput, StreamNotFound
 from pts.models import StreamInfo, StreamStatus
-from pts.store import validate as v
 
 __all__ = [
     "Clock",
     "StoreClock",
     "StoredStream",
-    "check_sweep_args",
-    "parse_status",
-    "parse_uuid",
     "reason_fields",
 ]
 
@@ -63,26 +56,3 @@ def reason_fields(status: StreamStatus, reason: str | None) -> dict[str, object]
     if status in (StreamStatus.ERROR, StreamStatus.TIMEOUT):
         return {"error": reason}
     return {}
-
-
-def check_sweep_args(seconds: float, limit: int) -> None:
-    """The sweeps' arguments, checked as the SQL stores check them."""
-    v.seconds("stale_after", seconds)
-    v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
-
-
-def parse_status(value: str) -> StreamStatus:
-    """A stream status; anything else is an InvalidInput."""
-    try:
-        return StreamStatus(value)
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not a stream status") from None
-
-
-def parse_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    """A UUID or its string form; anything else is a StreamNotFound, as in the SQL stores."""
-    if isinstance(value, uuid.UUID):
-        return value
-    with contextlib.suppress(ValueError):
-        return uuid.UUID(str(value))
-    raise StreamNotFound(str(value))
