@@ -25,6 +25,7 @@ from litestar.status_codes import (
     HTTP_410_GONE,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_501_NOT_IMPLEMENTED,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
@@ -95,7 +96,7 @@ ERRORS: dict[type[PTSError], tuple[int, str]] = {
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
     SchemaNotMigrated: (HTTP_500_INTERNAL_SERVER_ERROR, "schema_not_migrated"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
-    DurableStreamsNotSupported: (501, "not_implemented"),
+    DurableStreamsNotSupported: (HTTP_501_NOT_IMPLEMENTED, "not_implemented"),
     Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
     # The Durable Streams protocol's own refusals (pts.durable).
