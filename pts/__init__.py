@@ -32,6 +32,7 @@ from pts.hub import Update
 from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
+from pts.stats import Stats
 from pts.store import Store, create_store
 from pts.store.sync import SyncStore
 from pts.writing import StreamWriter
@@ -54,6 +55,7 @@ __all__ = [
     "ReadResult",
     "SchemaNotMigrated",
     "Settings",
+    "Stats",
     "Store",
     "StoreUnavailable",
     "StreamBody",

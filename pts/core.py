@@ -43,6 +43,7 @@ from pts.logsafe import safe, warn_throttled
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.opening import open_store
 from pts.settings import Driver, Settings
+from pts.stats import Stats
 from pts.store import SQLStore, Store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
 from pts.testing import MemoryStore
@@ -177,6 +178,7 @@ class PersistentTextStreaming:
         self._writers = WriterRegistry(self._spawn)
         self._drives: dict[uuid.UUID, Drive] = {}
         self._stopping = False  # set by pts.shutdown when the server begins to stop
+        self._notifications = 0  # change notifications received (for stats())
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -292,24 +294,30 @@ class PersistentTextStreaming:
             store, self._store = self._store, None
             await store.close()
 
+    def stats(self) -> Stats:
+        """A snapshot of what this process's component holds and has done (see Stats)."""
+        hub, listener = self._hub, self._listener
+        return Stats(
+            open=self._store is not None,
+            stopping=self._stopping,
+            writers=len(self._writers),
+            drives=len(self._drives),
+            attached_drives=sum(1 for drive in self._drives.values() if not drive.detached),
+            tails=0 if hub is None else len(hub.tails),
+            subscribers=0 if hub is None else hub.subscriptions,
+            tail_reads=0 if hub is None else hub.reads,
+            notifications=self._notifications,
+            listener_connected=self._store is not None and (listener is None or listener.connected),
+            listener_reconnects=0 if listener is None else listener.reconnects,
+        )
+
     # -- stopping a server (pts.shutdown drives these) ---------------------
 
-    @property
-    def _answers(self) -> int:
-        """Streams this process is writing: driven answers and open writers."""
-        return len(self._writers)
+    def begin_stopping(self) -> None:
+        """The server running this process begins to stop: see :attr:`stopping`."""
+        self._stopping = True
 
-    @property
-    def _attached_answers(self) -> int:
-        """Driven answers whose driving client still reads the response."""
-        return sum(1 for drive in self._drives.values() if not drive.detached)
-
-    @property
-    def _subscriptions(self) -> int:
-        """Live reads this process holds (SSE responses, long-polls, ...)."""
-        return 0 if self._hub is None else self._hub.subscriptions
-
-    async def _stop_answers(self, reason: str, within: float) -> None:
+    async def stop_answers(self, reason: str, within: float) -> None:
         """End every stream this process writes now: status ``error`` with ``reason``.
 
         A driven answer's generation is cancelled (its buffered text is
@@ -324,13 +332,11 @@ class PersistentTextStreaming:
         for drive in drives:
             drive.cancel(StreamStatus.ERROR, reason)
             work.append(drive.task)
-        for writer in self._writers.writers():
-            if writer.stream_id not in driven:
-                work.append(asyncio.ensure_future(writer._interrupt(reason)))
+        work.extend(self._writers.interrupt(reason, sparing=driven))
         if work:
             await asyncio.wait(work, timeout=within)
 
-    def _end_subscriptions(self) -> None:
+    def end_subscriptions(self) -> None:
         """End every live read (after a last look at the table): see Hub.end_subscriptions."""
         if self._hub is not None:
             self._hub.end_subscriptions()
@@ -538,6 +544,7 @@ class PersistentTextStreaming:
     # -- background ------------------------------------------------------------
 
     def _on_notification(self, note: Notification) -> None:
+        self._notifications += 1
         if note.closed or note.status == "deleted":
             deleted = note.status == "deleted"
             status = StreamStatus.ABORTED if deleted else StreamStatus(note.status)

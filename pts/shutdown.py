@@ -198,7 +198,7 @@ class Shutdown:
 
     def live_answers(self) -> int:
         """Streams this process is writing."""
-        return sum(pts._answers for pts in self._instances())
+        return sum(pts.stats().writers for pts in self._instances())
 
     def requests(self) -> int:
         """Requests still being answered, besides live reads and driving responses (about)."""
@@ -207,7 +207,10 @@ class Shutdown:
             cycle = getattr(connection, "cycle", None)
             if cycle is not None and not getattr(cycle, "response_complete", True):
                 busy += 1
-        held = sum(pts._subscriptions + pts._attached_answers for pts in self._instances())
+        held = sum(
+            stats.subscribers + stats.attached_drives
+            for stats in (pts.stats() for pts in self._instances())
+        )
         return max(0, busy - held)
 
     def waiting_line(self) -> str | None:
@@ -259,7 +262,7 @@ class Shutdown:
         for sock in sockets or []:
             sock.close()
         for instance in self._instances():
-            instance._stopping = True
+            instance.begin_stopping()
         # Idle keep-alive connections close now; busy ones after their response.
         for connection in list(server.server_state.connections):
             connection.shutdown()
@@ -270,9 +273,9 @@ class Shutdown:
         self.phase = Phase.STOPPING
         reason = INTERRUPTED if self._forced else GRACE_OVER.format(grace=self.grace)
         instances = self._instances()
-        await asyncio.gather(*(pts._stop_answers(reason, STOP_TIMEOUT) for pts in instances))
+        await asyncio.gather(*(pts.stop_answers(reason, STOP_TIMEOUT) for pts in instances))
         for instance in instances:
-            instance._end_subscriptions()
+            instance.end_subscriptions()
         await self._close_connections(max(deadline, loop.time() + STOP_TIMEOUT))
         await self._lifespan_shutdown()
         self.phase = Phase.STOPPED

@@ -10,6 +10,7 @@ registry and feeds it; this module does not know the component.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -59,6 +60,15 @@ class WriterRegistry:
     def writers(self) -> list[StreamWriter]:
         """The writers, as a list (safe to iterate while they finish)."""
         return list(self._writers.values())
+
+    def interrupt(self, reason: str, *, sparing: set[uuid.UUID]) -> list[asyncio.Future[None]]:
+        """The server stops: end every writer's stream (``error``, ``reason``) but those in
+        ``sparing`` (driven answers, which their drive ends); the work, to await."""
+        return [
+            asyncio.ensure_future(writer._interrupt(reason))
+            for writer in self.writers()
+            if writer.stream_id not in sparing
+        ]
 
     def add(self, writer: StreamWriter) -> None:
         """Count ``writer`` as this process's (heartbeated) writer of its stream."""

@@ -471,15 +471,15 @@ async def test_stopping_ends_writers_and_subscriptions_after_a_last_read(db_url:
         live = asyncio.create_task(_updates(pts, writer.stream_id))
         idle = asyncio.create_task(_updates(pts, idle_id))
         async with asyncio.timeout(GUARD):
-            while pts._subscriptions < 2:
+            while pts.stats().subscribers < 2:
                 await asyncio.sleep(0.01)
-        assert pts._answers == 1
-        await pts._stop_answers(INTERRUPTED, GUARD)
-        assert pts._answers == 0
+        assert pts.stats().writers == 1
+        await pts.stop_answers(INTERRUPTED, GUARD)
+        assert pts.stats().writers == 0
         assert told == [StreamStatus.ERROR]  # its owner is told to stop
         with pytest.raises(StreamClosed):
             await writer.write("more")
-        pts._end_subscriptions()
+        pts.end_subscriptions()
         live_updates, idle_updates = await asyncio.wait_for(asyncio.gather(live, idle), GUARD)
         # The subscriber of the cut stream saw all its text and its end...
         assert "".join(u.text for u in live_updates) == "Persisted. Still buffered"

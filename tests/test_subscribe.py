@@ -171,22 +171,29 @@ async def test_one_read_per_notification_however_many_subscribers(
     conn = await asyncpg.connect(db_url)
     await conn.add_listener("pts_v1", count)
     try:
-        hub = pts._hub
-        assert hub is not None
+        before = pts.stats()
         subscribers = [asyncio.create_task(collect(pts, writer.stream_id)) for _ in range(50)]
-        while (tail := hub.tails.get(writer.stream_id)) is None or len(tail.subscribers) < 50:
+        while pts.stats().subscribers < 50:
             await asyncio.sleep(0.01)
-        reads_before = hub.reads
+        assert pts.stats().tails == before.tails + 1
+        reads_before = pts.stats().tail_reads
         for sentence in SENTENCES:
             await writer.write(sentence)
             await asyncio.sleep(0.005)
         await writer.close()
         results = await asyncio.wait_for(asyncio.gather(*subscribers), 20)
         assert all(text_of(r) == "".join(SENTENCES) for r in results)
-        tail_reads = hub.reads - reads_before
+        after = pts.stats()
+        tail_reads = after.tail_reads - reads_before
         # At most one tail read per notification, not one per subscriber.
         assert 0 < tail_reads <= notifications
         assert notifications <= len(SENTENCES) + 2
+        # The component saw every notification our own listener saw.
+        async with asyncio.timeout(10):
+            while pts.stats().notifications - before.notifications < notifications:
+                await asyncio.sleep(0.01)
+        assert pts.stats().notifications - before.notifications == notifications
+        assert (after.subscribers, after.listener_connected) == (0, True)
     finally:
         await conn.close()
 
