@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from pts.bench.common import stop_process
+from pts.testing.process import stop_process
 from tests.server import HOST, ServeProcess, free_port
 
 

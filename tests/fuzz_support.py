@@ -40,7 +40,7 @@ import psycopg
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
-from pts.bench.common import stop_process
+from pts.testing.process import stop_process
 from tests.server import HOST, ServeProcess, free_port, run_pts_serve
 
 # One INFO line per request would bury a failure's report under thousands of them.

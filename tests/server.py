@@ -22,7 +22,7 @@ import httpx
 import uvicorn
 from litestar import Litestar
 
-from pts.bench.common import stop_process
+from pts.testing.process import stop_process
 
 HOST = "127.0.0.1"
 

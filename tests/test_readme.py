@@ -202,7 +202,7 @@ def test_the_quick_start_loop_works_twice(tmp_path: Path, env: dict[str, str]) -
         ids = [_one_round(blocks, url, tmp_path, env, text) for text in texts]
         assert ids[0] != ids[1]
     finally:
-        from pts.bench.common import stop_process
+        from pts.testing.process import stop_process
 
         stop_process(server, 15.0)
 

@@ -27,15 +27,13 @@ import platform
 import resource
 import secrets
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
@@ -44,6 +42,15 @@ from pts.errors import PTSError
 from pts.flush import FlushPolicy
 from pts.settings import Settings
 from pts.store.migrations import migrate
+from pts.testing.process import (
+    HOST,
+    ServerFailed,
+    free_port,
+    output_of,
+    spawn,
+    stop_process,
+    wait_healthy,
+)
 
 __all__ = [
     "HOST",
@@ -71,11 +78,8 @@ __all__ = [
 
 logger = logging.getLogger("pts.bench")
 
-HOST = "127.0.0.1"
-
 # Hang guards, far beyond any sane figure.
 STARTUP_GUARD = 30.0
-STOP_GUARD = 10.0
 REQUEST_GUARD = 120.0
 
 Progress: TypeAlias = Callable[[str], None]
@@ -425,20 +429,6 @@ async def _drop_database(dsn: str, name: str, progress: Progress) -> None:
 # -- the server process -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _server_output(log: IO[bytes]) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-4000:]
-
-
 @contextlib.asynccontextmanager
 async def bench_server(
     url: str,
@@ -473,59 +463,18 @@ async def bench_server(
         "--timeout-graceful-shutdown",
         "5",
     ]
-    full_env = {**os.environ, **(env or {}), "PTS_DATABASE_URL": url}
     with tempfile.TemporaryFile() as log:
-        process = _spawn(command, full_env, log)
+        process = spawn(command, log, env={**(env or {}), "PTS_DATABASE_URL": url})
         try:
-            await _wait_healthy(process, port, log)
+            try:
+                await wait_healthy(process, port, log)
+            except ServerFailed as exc:
+                raise BenchError(f"the bench server failed: {exc}") from None
             yield port
         finally:
             stop_process(process)
             if process.returncode not in (0, -signal.SIGTERM, None):
-                logger.warning(
-                    "bench server exited %s:\n%s", process.returncode, _server_output(log)
-                )
-
-
-def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    # Its own session, so that _stop can kill whatever it started, too.
-    return subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-async def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_GUARD
-    while True:
-        if process.poll() is not None:
-            raise BenchError(
-                f"the bench server exited with code {process.returncode}:\n{_server_output(log)}"
-            )
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
-            async with asyncio.timeout(2):
-                status, *_ = await http_request(port, "GET", "/healthz")
-            if status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"the bench server did not answer within {STARTUP_GUARD:g} s:\n"
-                f"{_server_output(log)}"
-            )
-        await asyncio.sleep(0.1)
-
-
-def stop_process(process: subprocess.Popen[bytes], guard: float = STOP_GUARD) -> None:
-    """Stop a server started in its own session: SIGTERM, then SIGKILL after ``guard``
-    seconds; then SIGKILL to its process group (workers orphaned by a killed parent)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(guard)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(guard)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+                logger.warning("bench server exited %s:\n%s", process.returncode, output_of(log))
 
 
 # -- running ------------------------------------------------------------------------------------

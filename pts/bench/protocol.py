@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -72,11 +71,8 @@ from pts.bench.common import (
     BenchError,
     HttpConnection,
     Progress,
-    _server_output,
-    _spawn,
     bench_database,
     bench_server,
-    free_port,
     machine,
     percentiles,
     raise_open_files_limit,
@@ -85,6 +81,7 @@ from pts.bench.common import (
     stop_process,
     table,
 )
+from pts.testing.process import free_port, output_of, spawn
 
 __all__ = [
     "REFERENCE_PACKAGE",
@@ -247,7 +244,7 @@ async def reference_server(
     if data_dir is not None:
         command.append(data_dir)
     with tempfile.TemporaryFile() as log:
-        process = _spawn(command, dict(os.environ), log)
+        process = spawn(command, log)
         try:
             info = await _wait_started(process, log)
             yield port, info
@@ -261,17 +258,15 @@ async def _wait_started(process: subprocess.Popen[bytes], log: Any) -> dict[str,
     while True:
         if process.poll() is not None:
             raise BenchError(
-                f"the reference server exited with code {process.returncode}:\n"
-                f"{_server_output(log)}"
+                f"the reference server exited with code {process.returncode}:\n{output_of(log)}"
             )
-        for line in _server_output(log).splitlines():
+        for line in output_of(log).splitlines():
             if line.startswith("{"):
                 info: dict[str, Any] = json.loads(line)
                 return info
         if time.monotonic() > deadline:
             raise BenchError(
-                f"the reference server did not start within {STARTUP_GUARD:g} s:\n"
-                f"{_server_output(log)}"
+                f"the reference server did not start within {STARTUP_GUARD:g} s:\n{output_of(log)}"
             )
         await asyncio.sleep(0.05)
 
