@@ -60,6 +60,7 @@ from example_chat.models import ChatModel
 from example_chat.sessions import SESSION_COOKIE, BrowserSession, SessionKeys, viewer_of
 from example_chat.unclaimed import UNCLAIMED_AFTER, UnclaimedAnswers
 from pts import (
+    Append,
     FlushPolicy,
     InvalidInput,
     PersistentTextStreaming,
@@ -67,7 +68,6 @@ from pts import (
     StreamInfo,
     StreamNotFound,
 )
-from pts.driver import Append
 from pts.plugin import Action, Forbidden
 from pts.resources import web_dir
 

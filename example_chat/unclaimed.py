@@ -32,6 +32,8 @@ from litestar.plugins import InitPluginProtocol
 
 from example_chat.db import DemoDB
 from pts import (
+    SHUTDOWN_MESSAGE,
+    Append,
     InvalidTransition,
     PersistenceFailed,
     PersistentTextStreaming,
@@ -40,7 +42,6 @@ from pts import (
     StreamStatus,
     StreamWriter,
 )
-from pts.driver import SHUTDOWN_MESSAGE, Append
 
 __all__ = ["UNCLAIMED_AFTER", "AnswerFn", "UnclaimedAnswers"]
 

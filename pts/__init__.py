@@ -7,7 +7,7 @@ it to Postgres on sentence boundaries, and let every other viewer subscribe.
 from __future__ import annotations
 
 from pts.core import PersistentTextStreaming
-from pts.driver import Append
+from pts.driving import SHUTDOWN_MESSAGE, Append, Generate
 from pts.errors import (
     AlreadyDriven,
     ClientIdTaken,
@@ -28,24 +28,27 @@ from pts.errors import (
     StreamTooLarge,
 )
 from pts.flush import FlushPolicy
-from pts.hub import Update
+from pts.live.subscribe import Update
 from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
-from pts.stats import Stats
+from pts.stats import LiveStream, Stats
 from pts.store import Store, create_store
 from pts.store.sync import SyncStore
 from pts.writing import StreamWriter
 
 __all__ = [
+    "SHUTDOWN_MESSAGE",
     "AlreadyDriven",
     "Append",
     "ClientIdTaken",
     "ConfigurationError",
     "FlushPolicy",
+    "Generate",
     "InvalidInput",
     "InvalidOffset",
     "InvalidTransition",
+    "LiveStream",
     "OffsetConflict",
     "PTSError",
     "PTSPlugin",

@@ -21,7 +21,7 @@ import msgspec
 from litestar.serialization import encode_json
 
 from pts.errors import PTSError
-from pts.models import ReadResult, StreamInfo
+from pts.models import ReadResult, StreamBody, StreamInfo
 from pts.store.base import Store
 
 __all__ = ["PagedBody", "json_with_text", "read_body"]
@@ -46,6 +46,13 @@ class PagedBody:
             else None
         )
         """The whole text, when one page held it all; else None (use :meth:`texts`)."""
+
+    async def collect(self) -> StreamBody:
+        """The whole text in memory, with the snapshot's state (reads every page). Once only."""
+        text = self.whole
+        if text is None:
+            text = "".join([piece async for piece in self.texts()])
+        return StreamBody(stream=self.stream, text=text)
 
     async def texts(self) -> AsyncIterator[str]:
         """The text in pieces, one per page (read as each is taken). Once only.

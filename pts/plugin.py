@@ -429,7 +429,7 @@ async def _view_response(pts: PersistentTextStreaming, info: StreamInfo) -> Resp
     stream deleted meanwhile) ends the connection early: the client never gets
     a well-formed but truncated document.
     """
-    body = await pts._body_pages(info)
+    body = await pts.body_pages(info)
     if body.whole is not None:
         return Response(StreamView.from_body(StreamBody(stream=body.stream, text=body.whole)))
     envelope = StreamView.from_body(StreamBody(stream=body.stream, text=""))

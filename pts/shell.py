@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from pts.core import PersistentTextStreaming
-from pts.driver import StreamWriter
 from pts.errors import (
     InvalidInput,
     InvalidTransition,
@@ -28,6 +27,7 @@ from pts.errors import (
     StreamNotFound,
 )
 from pts.models import AppendOutcome, CreateOutcome, StreamInfo
+from pts.writing import StreamWriter
 
 __all__ = ["LINE_BYTES", "Target", "follow", "parse_target", "write_lines"]
 

@@ -35,7 +35,7 @@ Why ``error``, not ``aborted``: ``aborted`` means someone stopped the answer
 on purpose (its ``abort_reason`` is theirs); an answer cut short by the server
 going away is incomplete through no reader's choice, the way a failing
 generator's is, and pts already ends such answers ``error`` when it shuts
-down (:data:`pts.driver.SHUTDOWN_MESSAGE`).
+down (:data:`pts.SHUTDOWN_MESSAGE`).
 
 A SIGINT less than :data:`DUPLICATE_WINDOW` after the first is taken as the
 same Ctrl+C delivered twice (``uv run`` without a terminal forwards the

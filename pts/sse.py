@@ -29,7 +29,7 @@ from litestar.response import Stream
 
 from pts.core import PersistentTextStreaming
 from pts.errors import StreamNotFound
-from pts.hub import Update
+from pts.live.subscribe import Update
 
 RETRY_MS = 1000
 """How long a disconnected EventSource waits before it reconnects."""
@@ -62,7 +62,7 @@ async def event_stream(
     The first update (the catch-up read) is awaited here, so an unknown
     stream or a bad offset raises (and becomes a 4xx) before any event is sent.
     """
-    updates = pts._updates(stream_id, offset, idle=keepalive)
+    updates = pts.subscribe_text(stream_id, offset, idle=keepalive)
     try:
         first = await anext(updates)
     except BaseException:

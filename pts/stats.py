@@ -1,4 +1,4 @@
-"""``Stats``: a snapshot of what one process's component is doing.
+"""``Stats`` and ``LiveStream``: snapshots of what one process's component is doing.
 
 The one seam through which tests, benchmarks, metrics and operators look
 inside a running :class:`~pts.PersistentTextStreaming` (``pts.stats()``), so
@@ -7,6 +7,7 @@ that none of them reaches into its private parts.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -42,3 +43,24 @@ class Stats:
     """The LISTEN connection is up (always True with a MemoryStore, which has none)."""
     listener_reconnects: int
     """LISTEN connections re-established after the first one."""
+
+
+@dataclass(frozen=True)
+class LiveStream:
+    """One stream this process reads live, at one moment (``pts.live_stream(id)``).
+
+    A read-only view for monitoring and tests: what the stream's tail (the one
+    database reader of the stream here) has read, and what its subscribers hold.
+    """
+
+    stream_id: uuid.UUID
+    offset: int | None
+    """The bytes the tail has read and handed to its subscribers (``None`` until
+    the first subscriber's catch-up read told it where the stream ends)."""
+    subscribers: int
+    """Live reads of this stream held here (SSE responses, long-polls, iterators)."""
+    buffered_bytes: tuple[int, ...]
+    """The bytes each subscriber holds in its buffer (each at most
+    ``subscriber_buffer_bytes``, or one chunk if a single one is larger)."""
+    reads: int
+    """Database reads this tail made since it started (it ends with its last subscriber)."""

@@ -25,17 +25,10 @@ OVERSIZED: dict[str, int] = {
     "pts/bench/protocol.py": 854,
     # issue 12: the benchmark options leave the CLI.
     "pts/cli.py": 788,
-    # issue 12: pts/live/ (listener, hub, subscribe).
-    "pts/hub.py": 467,
-    "pts/listener.py": 416,
     # issue 12: the store API is declared once.
     "pts/store/base.py": 594,
     # issue 12: the durable routes split by verb.
     "pts/durable/routes.py": 585,
-    # issue 12: the driving response to pts/driving.py, lifecycle kept here.
-    # Raised once, 595 -> 612, for PersistentTextStreaming(store=MemoryStore()) (its
-    # wiring of in-process notifications); the store opening itself went to opening.py.
-    "pts/core.py": 619,  # +stats(); the split of core follows
     # issue 12: the plugin routes to pts/http/.
     "pts/plugin.py": 452,
 }

@@ -13,8 +13,7 @@ import pytest
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
-from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
-from pts.driver import Append
+from pts import Append, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.flush import FlushPolicy
 from pts.models import StreamInfo
 from tests.server import serve_app

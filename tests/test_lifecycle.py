@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from pts import PersistentTextStreaming, StreamStatus
-from pts.driver import Append
+from pts import Append, PersistentTextStreaming, StreamStatus
 from pts.flush import FlushPolicy
 from pts.store.migrations import migrate
 from tests.postgres import embedded_server, restart_embedded

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from pts.listener import Listener, Notification
+from pts.live.listener import Listener, Notification
 from pts.models import StreamStatus
 from pts.store import SQLStore, create_store
 from pts.store.queries import queries

@@ -25,7 +25,8 @@ from litestar.serialization import encode_json
 
 from pts.body import json_with_text, read_body
 from pts.core import PersistentTextStreaming
-from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Hub, Update
+from pts.live.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES
+from pts.live.subscribe import Update
 from pts.models import ReadResult, StreamBody, StreamStatus
 from pts.plugin import PTSPlugin, StreamView, allow_everything
 from pts.store import Store
@@ -87,9 +88,10 @@ async def fill(
     return stream_id
 
 
-def hub_of(pts: PersistentTextStreaming) -> Hub:
-    assert pts._hub is not None
-    return pts._hub
+def buffered(pts: PersistentTextStreaming, stream_id: uuid.UUID) -> tuple[int, ...]:
+    """The bytes each subscriber of the stream holds here (pts.live_stream, the public view)."""
+    view = pts.live_stream(stream_id)
+    return () if view is None else view.buffered_bytes
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -100,12 +102,12 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     assert condition(), what
 
 
-def tail_at(hub: Hub, stream_id: uuid.UUID, size: int) -> Callable[[], bool]:
+def tail_at(pts: PersistentTextStreaming, stream_id: uuid.UUID, size: int) -> Callable[[], bool]:
     """The stream's tail in this process has read and handed out every byte up to ``size``."""
 
     def check() -> bool:
-        tail = hub.tails.get(stream_id)
-        return tail is not None and tail.offset == size
+        view = pts.live_stream(stream_id)
+        return view is not None and view.offset == size
 
     return check
 
@@ -127,17 +129,16 @@ async def test_a_stalled_subscriber_buffers_at_most_its_bytes_then_gets_everythi
 ) -> None:
     data = text_of_size(8 * MiB)
     async with PersistentTextStreaming(dsn=db_url, sweeper=False) as pts:
-        hub = hub_of(pts)
         stream_id = (await pts.store.create_stream(status=StreamStatus.STREAMING)).id
         stalled = pts.subscribe(stream_id)
         first = await anext(stalled)  # subscribed; then it takes nothing for a while
         spy = ReadSpy(monkeypatch, pts.store)
         await fill(pts.store, data, 64 * 1024, stream_id=stream_id)
-        await until(tail_at(hub, stream_id, len(data)), "the tail read everything")
+        await until(tail_at(pts, stream_id, len(data)), "the tail read everything")
         # 128 appends of 64 KiB (fewer than the 256 updates a buffer may count) went
         # by; the stalled subscriber holds at most its bound in bytes, and nothing was
         # read for it (only the tail read, once for everyone).
-        assert max(hub.buffered_bytes(stream_id)) <= SUBSCRIBER_BUFFER_BYTES
+        assert max(buffered(pts, stream_id)) <= SUBSCRIBER_BUFFER_BYTES
         assert spy.by_tails == len(spy.calls)
         rest = [u async for u in stalled]
     assert (first.text + "".join(u.text for u in rest)).encode() == data
@@ -185,13 +186,12 @@ async def test_a_stalled_subscriber_under_small_bounds(db_url: str) -> None:
     async with PersistentTextStreaming(
         dsn=db_url, sweeper=False, read_page_bytes=1000, subscriber_buffer_bytes=3000
     ) as pts:
-        hub = hub_of(pts)
         stream_id = (await pts.store.create_stream(status=StreamStatus.STREAMING)).id
         stalled = pts.subscribe(stream_id)
         first = await anext(stalled)
         await fill(pts.store, data, 997, stream_id=stream_id)
-        await until(tail_at(hub, stream_id, len(data)), "the tail read everything")
-        assert max(hub.buffered_bytes(stream_id)) <= 3000
+        await until(tail_at(pts, stream_id, len(data)), "the tail read everything")
+        assert max(buffered(pts, stream_id)) <= 3000
         rest = [u async for u in stalled]
     assert (first.text + "".join(u.text for u in rest)).encode() == data
     assert_contiguous([first, *rest], 0, len(data))
@@ -381,14 +381,13 @@ async def stall_and_check(
 ) -> list[Event]:
     """A stalled reader while 12 MiB go by holds at most its bound; then reads it all."""
     data = text_of_size(12 * MiB, seed=1)
-    hub = hub_of(pts)
     client = StalledClient(url, path)
     await client.start()
-    await until(lambda: len(hub.buffered_bytes(stream_id)) == 1, "subscribed")
+    await until(lambda: len(buffered(pts, stream_id)) == 1, "subscribed")
     await fill(pts.store, data, 64 * 1024, stream_id=stream_id)
-    await until(tail_at(hub, stream_id, len(data)), "the tail read everything")
+    await until(tail_at(pts, stream_id, len(data)), "the tail read everything")
     # The socket holds a few MiB; the rest went by this subscriber's bounded buffer.
-    assert max(hub.buffered_bytes(stream_id)) <= SUBSCRIBER_BUFFER_BYTES
+    assert max(buffered(pts, stream_id)) <= SUBSCRIBER_BUFFER_BYTES
     events = sse_events(await client.body())
     assert events
     return events

@@ -21,12 +21,12 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.testing import AsyncTestClient
 
-import pts.core
 import pts.database
+import pts.live.feed
 import pts.opening
 from pts import Append, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.errors import ConfigurationError
-from pts.listener import Notification
+from pts.live.notification import Notification
 from pts.plugin import allow_everything
 from pts.testing import DurableStreamsNotSupported, MemoryStore
 from tests.sse_client import collect
@@ -48,7 +48,7 @@ def no_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(pts.opening, "resolve_dsn", refuse)
     monkeypatch.setattr(pts.opening, "create_store", refuse)
-    monkeypatch.setattr(pts.core, "Listener", refuse)
+    monkeypatch.setattr(pts.live.feed, "Listener", refuse)
     monkeypatch.setattr(pts.database, "start_embedded", refuse)
     monkeypatch.setattr(asyncpg, "connect", refuse)
     monkeypatch.setattr(asyncpg, "create_pool", refuse)

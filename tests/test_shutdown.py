@@ -29,7 +29,7 @@ import pytest
 from example_chat import db as demo_db
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError, StreamClosed
-from pts.hub import Update
+from pts.live.subscribe import Update
 from pts.models import StreamStatus
 from pts.shutdown import GRACE_OVER, INTERRUPTED
 from tests.demo_support import Browser

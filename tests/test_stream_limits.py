@@ -17,7 +17,7 @@ from litestar.response import Stream
 from pts import InvalidInput, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.driver import Append
 from pts.errors import StreamTooLarge
-from pts.hub import Update
+from pts.live.subscribe import Update
 from pts.plugin import allow_everything
 from pts.settings import Driver
 from pts.store import DEFAULT_MAX_STREAM_SIZE, SQLStore, create_store

@@ -70,7 +70,7 @@ from pts.bench.common import (
     value_range,
 )
 from pts.core import PersistentTextStreaming
-from pts.driver import Append
+from pts.driving import Append
 from pts.models import StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings

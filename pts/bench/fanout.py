@@ -93,7 +93,7 @@ from pts.bench.common import (
 )
 from pts.bench.fanout_app import APP_FACTORY, MAX_STREAMS, stream_tokens
 from pts.bench.sse_client import Subscriber, judge, parse_sse_response
-from pts.listener import Listener
+from pts.live.listener import Listener
 
 __all__ = ["FanoutConfig", "format_report", "run_fanout"]
 

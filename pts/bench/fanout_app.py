@@ -2,7 +2,7 @@
 
 The server process both serves the SSE subscribers and drives the streams (a
 producer task per stream, writing through a
-:class:`~pts.driver.StreamWriter`), as a real deployment's does. It also
+:class:`~pts.StreamWriter`), as a real deployment's does. It also
 counts what the benchmark reports about it: the hub's tail reads, every
 ``store.read``, subscribers per stream, the pool, its CPU time.
 """
@@ -27,11 +27,11 @@ from litestar.params import FromQuery, QueryParameter
 from pts.app import freeze_gc
 from pts.bench.common import raise_open_files_limit
 from pts.core import PersistentTextStreaming
-from pts.driver import StreamWriter
-from pts.hub import Hub
+from pts.live.hub import Hub
 from pts.models import ReadResult
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
+from pts.writing import StreamWriter
 
 __all__ = ["APP_FACTORY", "MAX_STREAMS", "MAX_TOKENS", "create_fanout_app", "stream_tokens"]
 
@@ -228,7 +228,6 @@ class _FanoutServer:
         store = self.pts.store
         pool = getattr(store, "_pool", None)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        listener = self.pts._listener
         return {
             "hub_reads": hub.reads,
             "store_reads": self.store_reads,
@@ -244,7 +243,7 @@ class _FanoutServer:
                 "size": pool.get_size() if isinstance(pool, asyncpg.Pool) else None,
                 "idle": pool.get_idle_size() if isinstance(pool, asyncpg.Pool) else None,
             },
-            "listener_connected": listener is not None and listener.connected,
+            "listener_connected": self.pts.stats().listener_connected,
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_mb": usage.ru_maxrss / 1024,
             "open_files": _open_files(),

@@ -18,7 +18,7 @@ from litestar.types import Send
 from pts.durable import wire
 from pts.durable.responses import AnyRequest, disconnect, raw_headers, send_response
 from pts.errors import StreamDeleted, StreamNotFound
-from pts.hub import Chunk
+from pts.live.hub import Chunk
 from pts.models import StreamInfo
 
 if TYPE_CHECKING:

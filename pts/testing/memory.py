@@ -20,7 +20,7 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
-from pts.listener import NotificationHandler
+from pts.live.notification import NotificationHandler
 from pts.models import (
     Metadata,
     ReadResult,

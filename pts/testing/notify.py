@@ -7,7 +7,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from pts.listener import Notification, NotificationHandler
+from pts.live.notification import Notification, NotificationHandler
 from pts.models import StreamInfo
 
 __all__ = ["Notifier"]

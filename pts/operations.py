@@ -1,0 +1,241 @@
+"""``StreamOperations``: what an app does with streams, over the component's parts.
+
+Create, drive, write, read (whole, or live), cancel, delete. These are the
+methods of :class:`~pts.PersistentTextStreaming` that are not its lifecycle:
+the component (:mod:`pts.core`) builds the parts (store, hub, the registries
+of drives and writers) and subclasses this; nothing else does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from litestar.response import Stream
+
+from pts.body import PagedBody, read_body
+from pts.driving import AnyRequest, Drives, Generate, driving_response, keep_body
+from pts.errors import AlreadyDriven, InvalidInput, InvalidOffset, InvalidTransition, PTSError
+from pts.flush import FlushPolicy
+from pts.live.hub import Chunk, Hub
+from pts.live.subscribe import Update, subscribe_text
+from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
+from pts.store import Store, validate
+from pts.store.base import DEFAULT_CONTENT_TYPE
+from pts.writing import StreamWriter, WriterRegistry
+
+__all__ = ["StreamOperations"]
+
+
+class StreamOperations:
+    """The stream operations of :class:`~pts.PersistentTextStreaming` (its base class)."""
+
+    # Set by the component (pts.core), the one subclass.
+    flush: FlushPolicy
+    outage_limit: float
+    read_page_bytes: int
+    _store: Store | None
+    _hub: Hub | None
+    _drives: Drives
+    _writers: WriterRegistry
+
+    @property
+    def writers(self) -> WriterRegistry:
+        """The streams this process writes: heartbeated, stopped when finished elsewhere."""
+        return self._writers
+
+    @property
+    def store(self) -> Store:
+        """The underlying store, for operations the component does not wrap."""
+        if self._store is None:
+            raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
+        return self._store
+
+    # -- streams -----------------------------------------------------------
+
+    async def create_stream(
+        self,
+        client_id: str | None = None,
+        metadata: Metadata | None = None,
+        *,
+        owner: str | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> uuid.UUID:
+        """Create a ``pending`` stream; returns its id. Raises ClientIdTaken."""
+        info = await self.store.create_stream(
+            client_id=client_id, metadata=metadata, owner=owner, content_type=content_type
+        )
+        return info.id
+
+    async def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
+        """A stream's metadata. Raises StreamNotFound."""
+        return await self.store.get_stream(stream_id)
+
+    async def get_stream_body(self, stream_id: uuid.UUID) -> StreamBody:
+        """The whole text persisted so far, with the stream's state. Raises StreamNotFound.
+
+        It is all loaded into memory: for a long stream, prefer :meth:`subscribe`
+        or :meth:`read_stream` (read in pages). The plugin's ``GET`` route
+        streams the same document in pages.
+        """
+        body = await self.body_pages(await self.store.get_stream(stream_id))
+        return await body.collect()
+
+    async def body_pages(self, info: StreamInfo) -> PagedBody:
+        """The text of the stream ``info`` describes, to be read in pages of ``read_page_bytes``.
+
+        The first page is read now and fixes the snapshot (see
+        :class:`~pts.body.PagedBody`): ``body.whole`` is the text if one page
+        held it all, else ``body.texts()`` yields it page by page. Raises StreamNotFound.
+        """
+        return await read_body(self.store, info, self.read_page_bytes)
+
+    async def cancel(self, stream_id: uuid.UUID, reason: str | None = None) -> StreamInfo:
+        """Abort the stream for every viewer, from any process.
+
+        The driver's generation is cancelled (within a second, wherever it
+        runs); the text persisted so far stays. Cancelling a finished stream
+        changes nothing and returns its state. Raises InvalidInput for a
+        ``reason`` Postgres cannot store (a NUL, a lone surrogate), before
+        anything changes.
+        """
+        validate.optional_text("reason", reason)
+        drive = self._drives.get(stream_id)
+        if drive is not None:
+            # Driven here: stop the generation ourselves, so the text it had
+            # buffered is persisted with the final status.
+            drive.cancel(StreamStatus.ABORTED, reason)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(drive.task), timeout=5.0)
+            return await self.store.get_stream(stream_id)
+        writer = self._writers.get(stream_id)
+        if writer is not None:
+            with contextlib.suppress(PTSError):
+                await writer.abort(reason)
+            return await self.store.get_stream(stream_id)
+        try:
+            # The NOTIFY of this change reaches the driving process, which stops.
+            return await self.store.set_status(stream_id, StreamStatus.ABORTED, reason=reason)
+        except InvalidTransition:
+            return await self.store.get_stream(stream_id)
+
+    async def delete_stream(self, stream_id: uuid.UUID) -> None:
+        """Delete the stream and its text. Raises StreamNotFound."""
+        await self.store.delete_stream(stream_id)
+
+    # -- driving -------------------------------------------------------------
+
+    async def stream(self, request: AnyRequest, stream_id: uuid.UUID, generate: Generate) -> Stream:
+        """The HTTP action: run ``generate`` and stream its text to this client.
+
+        Claims the stream (``pending -> streaming``) so only one driver runs:
+        a second call raises AlreadyDriven, which the plugin answers with 409
+        ``{"error": "already_driven", "status", "size"}`` (subscribe instead).
+        The generation runs in its own task and outlives this request; tokens go
+        to the client at once and to Postgres on sentence boundaries. The stream
+        ends ``done``, ``error`` (the generator raised), ``aborted`` (cancel) or
+        ``timeout`` (this process died). Raises StreamNotFound.
+        """
+        await keep_body(request)
+        try:
+            info = await self.store.claim(stream_id)
+        except InvalidTransition as exc:
+            # The plugin maps it to 409 {"error": "already_driven", "status", "size"}.
+            raise AlreadyDriven(exc.stream_id, exc.current, exc.size) from None
+        return driving_response(self._drives.start(self, request, info, generate))
+
+    async def create_write_stream(
+        self,
+        client_id: str | None = None,
+        metadata: Metadata | None = None,
+        *,
+        owner: str | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> StreamWriter:
+        """Create a stream and return its writer (``await writer.write(text)``, ``close()``).
+
+        The stream starts ``streaming``. Raises ClientIdTaken if ``client_id`` is in use.
+        """
+        info = await self.store.create_stream(
+            client_id=client_id,
+            metadata=metadata,
+            owner=owner,
+            content_type=content_type,
+            status=StreamStatus.STREAMING,
+        )
+        return StreamWriter(self, info)
+
+    # -- reading -------------------------------------------------------------
+
+    async def subscribe(
+        self, stream_id: uuid.UUID, offset: int = 0
+    ) -> AsyncGenerator[Update, None]:
+        """Watch a stream live: its text from byte ``offset`` on, then every change.
+
+        Yields :class:`~pts.Update` (offset, end, text, status, finished):
+        first what the table holds from ``offset`` (a long backlog as several
+        updates, one per page of ``read_page_bytes``), then each flush as it
+        commits, and status changes. Only the last update has ``finished``
+        (earlier pages of a finished stream already carry its final status).
+        Ends after the stream finishes (``done``, ``error``, ``timeout``,
+        ``aborted``). To resume, subscribe again from the
+        last update's ``end``: nothing is lost or repeated. Raises
+        StreamNotFound (also if the stream is deleted meanwhile), or
+        InvalidOffset for an offset past the end or inside a character.
+        """
+        async for update in self.subscribe_text(stream_id, offset):
+            if update is not None:
+                yield update
+
+    def subscribe_text(
+        self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
+    ) -> AsyncGenerator[Update | None, None]:
+        """:meth:`subscribe`, plus ``None`` after each ``idle`` seconds of silence.
+
+        For a live response that sends keep-alives (the SSE route): it can tell
+        silence from the end. Without ``idle``, exactly :meth:`subscribe`.
+        """
+        hub = self._live(stream_id, offset)
+        return subscribe_text(hub, self.store, stream_id, offset, idle=idle)
+
+    def _live(self, stream_id: uuid.UUID, offset: int) -> Hub:
+        """The hub, for a live read from ``offset`` (which must not be negative)."""
+        if self._hub is None:
+            raise RuntimeError("PersistentTextStreaming is not open: call `await pts.open()`")
+        if offset < 0:
+            raise InvalidOffset(stream_id, offset, 0)
+        return self._hub
+
+    def subscribe_bytes(
+        self, stream_id: uuid.UUID, offset: int = 0, *, idle: float | None = None
+    ) -> AsyncGenerator[Chunk | None, None]:
+        """Raw chunks of a stream from byte ``offset`` on, live (see :meth:`Hub.subscribe_bytes`).
+
+        For protocols that carry bytes, not text (Durable Streams): no decoding,
+        offsets are bytes. With ``idle``, ``None`` comes after each ``idle``
+        seconds of silence. Ends after the stream is closed.
+        """
+        return self._live(stream_id, offset).subscribe_bytes(stream_id, offset, idle=idle)
+
+    async def read_stream(
+        self,
+        stream_id: uuid.UUID | None = None,
+        *,
+        client_id: str | None = None,
+        byte_offset: int = 0,
+    ) -> AsyncIterator[str]:
+        """The stream's text from ``byte_offset`` on, live, ending when the stream finishes.
+
+        Name the stream by ``stream_id`` or ``client_id``. Raises StreamNotFound,
+        or InvalidOffset for an offset past the end or inside a character.
+        """
+        if (stream_id is None) == (client_id is None):
+            raise InvalidInput("read_stream takes exactly one of stream_id and client_id")
+        if stream_id is None:
+            assert client_id is not None
+            stream_id = (await self.store.get_stream_by_client_id(client_id)).id
+        async for update in self.subscribe(stream_id, byte_offset):
+            if update.text:
+                yield update.text
