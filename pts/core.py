@@ -1,8 +1,13 @@
-"""``PersistentTextStreaming``: the component apps use.
+"""``PersistentTextStreaming``: the component apps use; its composition root and lifecycle.
 
-One instance per process. It owns the store (the connection pool), the
-process's LISTEN connection, the heartbeat of the streams this process drives
-and the sweeper that times out streams whose driver died.
+One instance per process. It builds and owns the parts: the store (the
+connection pool), the change feed (the process's LISTEN connection,
+:mod:`pts.live.feed`), the hub of live reads (:mod:`pts.live.hub`), the
+registries of this process's writers (:mod:`pts.writing`) and drives
+(:mod:`pts.driving`), and the background work (:mod:`pts.upkeep`: heartbeat,
+sweeper). It opens and closes them in order, and reports on them
+(:meth:`~PersistentTextStreaming.stats`). What an app does with streams is
+in its base class, :class:`pts.operations.StreamOperations`.
 """
 
 from __future__ import annotations
