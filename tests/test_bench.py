@@ -17,21 +17,20 @@ from typing import Any
 
 import pytest
 
-from pts.bench.common import BenchError, percentiles, summarize
-from pts.bench.driven import DrivenConfig, answer_tokens
-from pts.bench.fanout import FanoutConfig
-from pts.bench.fanout_app import stream_tokens
-from pts.bench.protocol import (
-    CHECKOUT_TESTS,
-    REFERENCE_PACKAGE,
+from pts.bench.client import SseParser
+from pts.bench.common import percentiles, summarize
+from pts.bench.config import (
+    DrivenConfig,
+    FanoutConfig,
     ProtocolConfig,
-    SseParser,
-    filler,
-    find_reference_dir,
-    payload,
+    answer_tokens,
+    stream_tokens,
 )
+from pts.bench.protocol_load import filler, payload
 from pts.bench.sse_client import SseResponse, judge, parse_sse_response
 from pts.flush import FlushPolicy
+from tests import reference_server
+from tests.reference_server import REFERENCE_PACKAGE, NotInstalled, find_reference_dir
 
 TOKENS, SENTENCES, REQUESTS, NAIVE, STREAMS = 50, 5, 3, 2, 5
 PACED, PACE = 2, 0.001
@@ -387,10 +386,10 @@ def test_protocol_config_validates() -> None:
 
 def test_find_reference_dir_says_how_to_install_it(tmp_path: Path) -> None:
     if shutil.which("node") is None:
-        with pytest.raises(BenchError, match=r"needs Node\.js"):
+        with pytest.raises(NotInstalled, match=r"needs Node\.js"):
             find_reference_dir(str(tmp_path))
         return
-    with pytest.raises(BenchError, match="npm ci --prefix tests") as failed:
+    with pytest.raises(NotInstalled, match="npm ci --prefix tests") as failed:
         find_reference_dir(str(tmp_path))
     assert "--servers pts" in str(failed.value)
     package = tmp_path / "node_modules" / REFERENCE_PACKAGE
@@ -424,8 +423,7 @@ def _check_protocol_figures(figures: dict[str, Any], targets: list[str]) -> None
 
 
 def _reference_installed() -> bool:
-    package = CHECKOUT_TESTS / "node_modules" / REFERENCE_PACKAGE / "package.json"
-    return shutil.which("node") is not None and package.is_file()
+    return reference_server.installed()
 
 
 @pytest.mark.skipif(

@@ -1,11 +1,5 @@
-"""What every ``pts bench`` benchmark needs: a load client, a server process, a database.
+"""What every ``pts bench`` benchmark needs besides its load client (:mod:`pts.bench.client`).
 
-- :func:`http_request` / :func:`http_json`: a minimal asyncio HTTP/1.1 client (one
-  connection per request, ``Connection: close``). Its per-chunk cost is a few
-  microseconds, so it distorts no latency figure; httpx would.
-- :class:`HttpConnection`: the same kind of client on one persistent (keep-alive)
-  connection, with request bodies and streamed responses, as real clients reuse
-  connections.
 - :func:`bench_server`: uvicorn serving an app factory in a subprocess (its own
   session) on a free 127.0.0.1 port, always terminated on exit.
 - :func:`bench_database`: a fresh ``pts_bench_<random>`` database, migrated, and
@@ -30,13 +24,13 @@ import signal
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from pts.bench.client import BenchError
 from pts.database import database_name, with_database
 from pts.errors import PTSError
 from pts.flush import FlushPolicy
@@ -56,20 +50,15 @@ __all__ = [
     "HOST",
     "BenchError",
     "Database",
-    "HttpConnection",
-    "HttpResponse",
     "Progress",
     "bench_database",
     "bench_server",
-    "http_json",
-    "http_request",
     "machine",
     "ms",
     "percentiles",
     "raise_open_files_limit",
     "run_benchmark",
     "server_info",
-    "stop_process",
     "summarize",
     "table",
     "value_range",
@@ -78,257 +67,8 @@ __all__ = [
 
 logger = logging.getLogger("pts.bench")
 
-# Hang guards, far beyond any sane figure.
-STARTUP_GUARD = 30.0
-REQUEST_GUARD = 120.0
-
 Progress: TypeAlias = Callable[[str], None]
 T = TypeVar("T")
-
-
-class BenchError(Exception):
-    """The benchmark could not run or produced invalid measurements."""
-
-
-# -- the HTTP client ------------------------------------------------------------------
-
-
-async def http_request(
-    port: int,
-    method: str,
-    path: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-) -> tuple[int, bytes, float, float, float]:
-    """One HTTP/1.1 request on a fresh connection to ``127.0.0.1:port``.
-
-    Returns ``(status, body, start, ttfb, ttlb)``: ``start`` is the
-    ``perf_counter`` time before connecting, ``ttfb`` and ``ttlb`` are seconds
-    from then to the first and the last body byte. Reads chunked,
-    ``Content-Length`` and read-to-EOF bodies.
-    """
-    start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
-            "Content-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii")
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head[:-4].split(b"\r\n")
-        status = int(status_line.split(b" ", 2)[1])
-        response_headers: dict[bytes, bytes] = {}
-        for line in header_lines:
-            name, _, value = line.partition(b":")
-            response_headers[name.strip().lower()] = value.strip()
-        body = bytearray()
-        first: float | None = None
-        if response_headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-                if size == 0:
-                    while await reader.readuntil(b"\r\n") != b"\r\n":
-                        pass  # trailers
-                    break
-                chunk = await reader.readexactly(size + 2)
-                if first is None:
-                    first = time.perf_counter()
-                body += chunk[:-2]
-        elif b"content-length" in response_headers:
-            length = int(response_headers[b"content-length"])
-            if length:
-                body += await reader.readexactly(length)
-                first = time.perf_counter()
-        else:
-            body += await reader.read()
-            first = time.perf_counter()
-        last = time.perf_counter()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    first = last if first is None else first
-    return status, bytes(body), start, first - start, last - start
-
-
-async def http_json(port: int, method: str, path: str, *, guard: float = REQUEST_GUARD) -> Any:
-    """``method path`` answered 2xx with a JSON body (or none); its decoded body.
-
-    Raises BenchError for any other status or after ``guard`` seconds.
-    """
-    try:
-        async with asyncio.timeout(guard):
-            status, body, *_ = await http_request(port, method, path)
-    except TimeoutError:
-        raise BenchError(f"{method} {path} did not answer within {guard:g} s") from None
-    if not 200 <= status < 300:
-        detail = body[:300].decode("utf-8", "replace")
-        raise BenchError(f"{method} {path} answered {status}: {detail}")
-    return json.loads(body) if body else None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A whole response read by :meth:`HttpConnection.request`."""
-
-    status: int
-    headers: dict[str, str]
-    """Header names lower-cased (a repeated header: its last value)."""
-    body: bytes
-
-
-class HttpConnection:
-    """One persistent HTTP/1.1 connection to ``127.0.0.1:port``, one request at a time.
-
-    Connects on first use and again after a response that ends the connection
-    (``Connection: close``, a body read to its end of file, a streamed response
-    left unfinished). Every request carries ``Content-Length``; responses may be
-    chunked, sized or read to EOF. Nothing is retried: a request that fails
-    raises (OSError, ``asyncio.IncompleteReadError``) and closes the connection.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.connects = 0
-        """How many TCP connections this object opened."""
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def __aenter__(self) -> HttpConnection:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    async def connect(self) -> None:
-        """Open the connection now (else the first request does)."""
-        if self._reader is not None and self._reader.at_eof():
-            # The server closed it while idle (a keep-alive timeout): open another,
-            # as real clients do, rather than fail the next request.
-            await self.close()
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(HOST, self.port)
-            self.connects += 1
-
-    async def close(self) -> None:
-        """Close the connection (the next request opens a new one)."""
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes = b"",
-        headers: Mapping[str, str] | None = None,
-    ) -> HttpResponse:
-        """Send a request and read its whole response."""
-        reader = await self._send(method, path, body, headers)
-        try:
-            status, response_headers = await _read_head(reader)
-            data = bytearray()
-            if method != "HEAD" and status not in (204, 304) and status >= 200:
-                if response_headers.get("transfer-encoding", "").lower() == "chunked":
-                    async for chunk in _read_chunks(reader):
-                        data += chunk
-                elif "content-length" in response_headers:
-                    data += await reader.readexactly(int(response_headers["content-length"]))
-                else:
-                    data += await reader.read()
-                    response_headers["connection"] = "close"
-        except BaseException:
-            await self.close()
-            raise
-        if response_headers.get("connection", "").lower() == "close":
-            await self.close()
-        return HttpResponse(status, response_headers, bytes(data))
-
-    @contextlib.asynccontextmanager
-    async def stream(
-        self, method: str, path: str, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[tuple[int, dict[str, str], AsyncIterator[bytes]]]:
-        """Send a request; yield its status, headers and body pieces as they arrive.
-
-        For endless responses (SSE): on exit the connection is closed unless
-        the body was read to its end.
-        """
-        reader = await self._send(method, path, b"", headers)
-        finished = False
-        response_headers: dict[str, str] = {}
-
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal finished
-            if response_headers.get("transfer-encoding", "").lower() == "chunked":
-                async for chunk in _read_chunks(reader):
-                    yield chunk
-            else:
-                # Sized bodies are read whole; unsized ones until EOF, piece by piece.
-                if "content-length" in response_headers:
-                    yield await reader.readexactly(int(response_headers["content-length"]))
-                else:
-                    while piece := await reader.read(65536):
-                        yield piece
-                    response_headers["connection"] = "close"
-            finished = True
-
-        try:
-            status, head = await _read_head(reader)
-            response_headers.update(head)
-            yield status, response_headers, body()
-        finally:
-            if not finished or response_headers.get("connection", "").lower() == "close":
-                await self.close()
-
-    async def _send(
-        self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None
-    ) -> asyncio.StreamReader:
-        await self.connect()
-        assert self._reader is not None
-        assert self._writer is not None
-        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode("latin-1")
-        try:
-            # One write: head and body leave in one segment when they fit.
-            self._writer.write(head + body)
-            await self._writer.drain()
-        except BaseException:
-            await self.close()
-            raise
-        return self._reader
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """Status and lower-cased headers of a response (informational 1xx skipped)."""
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        if status >= 200 or status == 101:
-            break
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers
-
-
-async def _read_chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    """The pieces of a chunked body as they arrive; returns after the last chunk."""
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":
-                pass  # trailers
-            return
-        chunk = await reader.readexactly(size + 2)
-        yield chunk[:-2]
 
 
 # -- statistics ---------------------------------------------------------------------------
