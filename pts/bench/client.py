@@ -23,18 +23,6 @@ from typing import Any
 
 from pts.testing.process import HOST
 
-__all__ = [
-    "HOST",
-    "REQUEST_GUARD",
-    "BenchError",
-    "Dechunker",
-    "HttpConnection",
-    "HttpResponse",
-    "SseParser",
-    "http_json",
-    "http_request",
-]
-
 REQUEST_GUARD = 120.0
 """Seconds a request may take (a hang guard, far beyond any sane figure)."""
 

@@ -46,25 +46,6 @@ from pts.testing.process import (
     wait_healthy,
 )
 
-__all__ = [
-    "HOST",
-    "BenchError",
-    "Database",
-    "Progress",
-    "bench_database",
-    "bench_server",
-    "machine",
-    "ms",
-    "percentiles",
-    "raise_open_files_limit",
-    "run_benchmark",
-    "server_info",
-    "summarize",
-    "table",
-    "value_range",
-    "write_json",
-]
-
 logger = logging.getLogger("pts.bench")
 
 Progress: TypeAlias = Callable[[str], None]

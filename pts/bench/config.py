@@ -10,20 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import click
-
-__all__ = [
-    "DrivenConfig",
-    "FanoutConfig",
-    "Option",
-    "ProtocolConfig",
-    "answer_tokens",
-    "option",
-    "stream_tokens",
-]
 
 MAX_TOKENS = 1_000_000
 """Most tokens per answer of ``pts bench driven``."""
@@ -54,6 +44,19 @@ class Option:
 def option(default: Any, help: str, type: Any = None, **more: Any) -> Any:
     """A config field with its command-line option."""
     return field(default=default, metadata={"cli": Option(help, type, **more)})
+
+
+def _within_ranges(config: Any) -> None:
+    """Every field with an option within its flag's range or choices (ValueError if not)."""
+    for f in fields(config):
+        spec = f.metadata.get("cli")
+        if spec is None or spec.convert is not None:
+            continue
+        if isinstance(spec.type, click.IntRange | click.FloatRange | click.Choice):
+            try:
+                spec.type.convert(getattr(config, f.name), None, None)
+            except click.BadParameter as exc:
+                raise ValueError(f"{f.name}: {exc.message}") from None
 
 
 def _parameters(config: Any) -> dict[str, Any]:
@@ -134,14 +137,9 @@ class DrivenConfig:
 
     def __post_init__(self) -> None:
         answer_tokens(self.tokens, self.sentences)  # validates both
-        if self.requests < 1 or self.streams < 1 or self.rounds < 1:
-            raise ValueError("requests, streams and rounds must be at least 1")
-        if not 0 <= self.naive_requests <= self.requests:
+        _within_ranges(self)
+        if self.naive_requests > self.requests:
             raise ValueError("naive_requests must be between 0 and requests")
-        if self.paced_requests < 0 or not 0 < self.pace <= MAX_PACE:
-            raise ValueError(f"paced_requests must be >= 0 and pace in (0, {MAX_PACE:g}]")
-        if self.warmup < 0 or self.timeout <= 0:
-            raise ValueError("warmup must be >= 0 and timeout > 0")
 
     def query(self) -> str:
         """The query string naming the answer."""
@@ -217,14 +215,9 @@ class FanoutConfig:
 
     def __post_init__(self) -> None:
         stream_tokens(0, self.sentences, self.tokens_per_sentence)  # validates both
-        if not 1 <= self.streams <= MAX_STREAMS:
-            raise ValueError(f"streams must be between 1 and {MAX_STREAMS}")
+        _within_ranges(self)
         if self.subscribers < self.streams:
             raise ValueError("subscribers must be at least streams (one per stream)")
-        if not 0 <= self.pace <= 10:
-            raise ValueError("pace must be between 0 and 10 s")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
 
     @property
     def tokens(self) -> int:
@@ -298,24 +291,11 @@ class ProtocolConfig:
     timeout: float = option(600.0, TIMEOUT_HELP, SECONDS)
 
     def __post_init__(self) -> None:
-        if self.servers not in SERVERS:
-            raise ValueError(f"servers must be one of {', '.join(SERVERS)}")
-        if self.reference_store not in REFERENCE_STORES:
-            raise ValueError(f"reference_store must be one of {', '.join(REFERENCE_STORES)}")
+        _within_ranges(self)
         if "pts" in self.targets and self.dsn is None:
             raise ValueError("measuring pts needs dsn (the Postgres to create its database on)")
-        for name in (
-            *("appends", "concurrency", "concurrent_appends", "catchup_bytes"),
-            *("catchup_chunk", "catchup_reads", "sse_events", "sse_connects"),
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.warmup < 0:
-            raise ValueError("warmup must be at least 0")
-        if self.payload < 24:
-            raise ValueError("payload must be at least 24 bytes (each carries its number)")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if self.catchup_bytes < 1 or self.catchup_chunk < 1:
+            raise ValueError("catchup_bytes and catchup_chunk must be at least 1")
 
     @property
     def targets(self) -> list[str]:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pts.bench.client import HOST, BenchError, http_json
+from pts.bench.client import BenchError, http_json
 from pts.bench.common import Database, Progress, percentiles, summarize
 from pts.bench.config import FanoutConfig, stream_tokens
 from pts.bench.probes import CommitClock, Samples, machine_cpu
 from pts.bench.sse_client import Subscriber, judge, parse_sse_response
 from pts.store import SQLStore
+from pts.testing.process import HOST
 
 __all__ = ["Context", "measure_step"]
 

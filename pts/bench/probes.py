@@ -26,18 +26,6 @@ import asyncpg
 
 from pts.bench.client import BenchError
 
-__all__ = [
-    "CHANNEL",
-    "CommitClock",
-    "Note",
-    "Samples",
-    "listening",
-    "machine_cpu",
-    "port_range",
-    "probe_lag",
-    "sample_connections",
-]
-
 CHANNEL = "pts_v1"
 """The channel pts NOTIFYs every committed change of a stream on (its wire format, v1)."""
 SAMPLE_INTERVAL = 0.1
