@@ -561,3 +561,14 @@ def test_every_config_option_is_a_flag_with_its_default() -> None:
             if "cli" in f.metadata:
                 assert f"--{f.name.replace('_', '-')}" in shown
                 assert f"[default: {f.default:g}" in shown, f.name
+
+
+def test_bench_protocol_refuses_a_store_for_a_server_given_by_url() -> None:
+    result = run_cli(
+        "bench", "protocol", "--servers", "reference", "--reference-url", "http://127.0.0.1:9",
+        "--reference-store", "file", timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--reference-store" in result.stderr
+    with pytest.raises(ValueError, match="reference_url"):
+        ProtocolConfig(servers="reference", reference_url="http://h:1", reference_store="both")

@@ -163,4 +163,9 @@ def protocol(json_path: str | None, dsn: str | None, **given: Any) -> None:
     Node.js or the package, this fails and says how to install them (or use
     --servers pts).
     """
+    if given["reference_url"] is not None and given["reference_store"] != "memory":
+        raise click.BadParameter(
+            "chooses the store of a started reference server, not of --reference-url",
+            param_hint="--reference-store",
+        )
     _run(ProtocolConfig, given, dsn, json_path)

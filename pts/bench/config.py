@@ -292,6 +292,8 @@ class ProtocolConfig:
 
     def __post_init__(self) -> None:
         _within_ranges(self)
+        if self.reference_url is not None and self.reference_store != "memory":
+            raise ValueError("reference_store is for a started reference, not reference_url")
         if "pts" in self.targets and self.dsn is None:
             raise ValueError("measuring pts needs dsn (the Postgres to create its database on)")
         if self.catchup_bytes < 1 or self.catchup_chunk < 1:
