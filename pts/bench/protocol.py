@@ -114,7 +114,8 @@ async def reference_server(
     (without Node.js or the package, with the launcher's word on installing
     them). Always terminated on exit: SIGTERM, then SIGKILL, then its process group.
     """
-    if not LAUNCHER.is_file():
+    # Both files: a stray top-level "tests" package beside an installed pts is no checkout.
+    if not (LAUNCHER.is_file() and LAUNCHER.with_suffix(".mjs").is_file()):
         raise BenchError(
             f"starting the reference server needs a pts checkout ({LAUNCHER} is missing): "
             "pass --reference-url URL (a running Durable Streams server, e.g. "
