@@ -6,32 +6,36 @@ ratio; only that the figures are present, consistent and lossless.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from pts.bench.common import BenchError, percentiles, summarize
-from pts.bench.driven import DrivenConfig, answer_tokens
-from pts.bench.fanout import FanoutConfig
-from pts.bench.fanout_app import stream_tokens
-from pts.bench.protocol import (
-    CHECKOUT_TESTS,
-    REFERENCE_PACKAGE,
+from pts.bench import protocol
+from pts.bench.client import BenchError, SseParser
+from pts.bench.common import percentiles, summarize
+from pts.bench.config import (
+    DrivenConfig,
+    FanoutConfig,
     ProtocolConfig,
-    SseParser,
-    filler,
-    find_reference_dir,
-    payload,
+    answer_tokens,
+    stream_tokens,
 )
+from pts.bench.protocol_load import Peer, filler, payload
 from pts.bench.sse_client import SseResponse, judge, parse_sse_response
 from pts.flush import FlushPolicy
+from pts.testing.process import output_of, spawn, stop_process
+from tests import reference_server
+from tests.reference_server import REFERENCE_PACKAGE, NotInstalled, find_reference_dir
 
 TOKENS, SENTENCES, REQUESTS, NAIVE, STREAMS = 50, 5, 3, 2, 5
 PACED, PACE = 2, 0.001
@@ -387,10 +391,10 @@ def test_protocol_config_validates() -> None:
 
 def test_find_reference_dir_says_how_to_install_it(tmp_path: Path) -> None:
     if shutil.which("node") is None:
-        with pytest.raises(BenchError, match=r"needs Node\.js"):
+        with pytest.raises(NotInstalled, match=r"needs Node\.js"):
             find_reference_dir(str(tmp_path))
         return
-    with pytest.raises(BenchError, match="npm ci --prefix tests") as failed:
+    with pytest.raises(NotInstalled, match="npm ci --prefix tests") as failed:
         find_reference_dir(str(tmp_path))
     assert "--servers pts" in str(failed.value)
     package = tmp_path / "node_modules" / REFERENCE_PACKAGE
@@ -424,8 +428,7 @@ def _check_protocol_figures(figures: dict[str, Any], targets: list[str]) -> None
 
 
 def _reference_installed() -> bool:
-    package = CHECKOUT_TESTS / "node_modules" / REFERENCE_PACKAGE / "package.json"
-    return shutil.which("node") is not None and package.is_file()
+    return reference_server.installed()
 
 
 @pytest.mark.skipif(
@@ -477,3 +480,95 @@ def test_bench_protocol_without_the_reference_server_says_how_to_get_it(tmp_path
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "npm ci --prefix tests" in result.stderr or "needs Node.js" in result.stderr
+
+
+def test_bench_protocol_measures_a_server_by_url(tmp_path: Path) -> None:
+    """--reference-url: the bench measures a running server it did not start."""
+    if not _reference_installed():
+        pytest.skip("the reference server is not installed (npm ci --prefix tests)")
+    log = tmp_path / "reference.log"
+    with log.open("w+b") as out:
+        process = spawn([sys.executable, "-m", "tests.reference_server"], out)
+        try:
+            url = _printed_url(process, out)
+            result = run_cli(
+                "bench", "protocol", "--servers", "reference", "--reference-url", url,
+                *PROTOCOL_ARGS, "--json", str(tmp_path / "protocol.json"),
+            )  # fmt: skip
+        finally:
+            stop_process(process)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"the server at {url}" in result.stdout
+    figures: dict[str, Any] = json.loads((tmp_path / "protocol.json").read_text())
+    _check_protocol_figures(figures, ["reference-url"])
+    assert figures["servers"]["reference-url"]["url"] == url
+
+
+def _printed_url(process: subprocess.Popen[bytes], out: IO[bytes]) -> str:
+    """The URL in the JSON line the launcher prints once its server listens."""
+    for _ in range(600):  # 30 s: a hang guard
+        for line in output_of(out).splitlines():
+            if line.startswith("{"):
+                return str(json.loads(line)["url"])
+        if process.poll() is not None:
+            pytest.fail(f"the launcher exited: {output_of(out)}")
+        time.sleep(0.05)
+    pytest.fail(f"the launcher printed no URL: {output_of(out)}")
+
+
+def test_bench_protocol_outside_a_checkout_asks_for_a_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An installed pts has no tests/ to start the reference from: the error says what to pass."""
+    monkeypatch.setattr(protocol, "LAUNCHER", tmp_path / "tests" / "reference_server.py")
+    with pytest.raises(BenchError, match="--reference-url") as failed:
+        protocol.run_protocol(ProtocolConfig(servers="reference"))
+    assert "--servers pts" in str(failed.value)
+
+
+def test_peer_at_a_url() -> None:
+    assert Peer.at("http://127.0.0.1:4437") == Peer("127.0.0.1", 4437, "/v1/stream")
+    assert Peer.at("http://example.test/base/") == Peer("example.test", 80, "/base/v1/stream")
+    with pytest.raises(BenchError, match="http://"):
+        Peer.at("https://example.test")
+
+
+BENCH = Path(protocol.__file__).resolve().parent
+PRIVATE_REACH = re.compile(r"\b(?:pts|store|hub|server|writer)\._[a-z]|getattr\([^)]*\"_[a-z]")
+
+
+def test_the_bench_uses_public_names_only_and_nothing_from_tests() -> None:
+    """No private attribute of another object, no monkeypatching, no import of tests/."""
+    problems = []
+    for path in sorted(BENCH.glob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PRIVATE_REACH.search(line) or re.match(r"\s*(from|import) tests\b", line):
+                problems.append(f"{path.name}:{number}: {line.strip()}")
+            if "method-assign" in line:
+                problems.append(f"{path.name}:{number}: monkeypatching: {line.strip()}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_config_option_is_a_flag_with_its_default() -> None:
+    """The bench flags are built from the configs' fields: each one, with its default."""
+    from click.testing import CliRunner
+
+    from pts.cli import main
+
+    for name, config in (("driven", DrivenConfig), ("fanout", FanoutConfig)):
+        shown = CliRunner().invoke(main, ["bench", name, "--help"], terminal_width=200).output
+        for f in dataclasses.fields(config):
+            if "cli" in f.metadata:
+                assert f"--{f.name.replace('_', '-')}" in shown
+                assert f"[default: {f.default:g}" in shown, f.name
+
+
+def test_bench_protocol_refuses_a_store_for_a_server_given_by_url() -> None:
+    result = run_cli(
+        "bench", "protocol", "--servers", "reference", "--reference-url", "http://127.0.0.1:9",
+        "--reference-store", "file", timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--reference-store" in result.stderr
+    with pytest.raises(ValueError, match="reference_url"):
+        ProtocolConfig(servers="reference", reference_url="http://h:1", reference_store="both")

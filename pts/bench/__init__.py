@@ -1,23 +1,27 @@
 """Benchmarks of pts (``pts bench ...``): measurements to read, never tests to pass.
 
-- :mod:`pts.bench.driven` (``pts bench driven``): what driving a stream through
-  :meth:`~pts.core.PersistentTextStreaming.stream` costs the client that asked,
-  next to a bare Litestar streaming response, and how many database writes an
-  answer takes (without sleeps and at LLM pace), next to one write per token.
-- :mod:`pts.bench.fanout` (``pts bench fanout``): live SSE subscribers, many
-  per stream, over real HTTP from a separate load process: delay from a
-  flush's commit to each subscriber, lost or repeated bytes, the server's
-  database connections and reads per flush, and how far the subscriber count
-  scales (server: :mod:`pts.bench.fanout_app`; client: :mod:`pts.bench.sse_client`).
-- :mod:`pts.bench.protocol` (``pts bench protocol``): the Durable Streams
-  routes over real HTTP (append latency and throughput, catch-up read, SSE
-  latency), next to the protocol's reference Node server measured in the same
-  run (started by :file:`reference_server.mjs`).
-- :mod:`pts.bench.common`: what they share (HTTP client, server process, bench
-  database, statistics, output).
+They are clients of the public API: the servers they measure run in their own
+processes and report through ``pts.stats()`` and public calls; the load side
+speaks HTTP and reads the database through a store (plus two small measuring
+queries, named where they are).
+
+- ``driven`` (:mod:`.driven`, server :mod:`.driven_app`, figures :mod:`.driven_report`):
+  what driving a stream through ``pts.stream()`` costs the client that asked,
+  next to a bare Litestar streaming response, and the database writes per answer.
+- ``fanout`` (:mod:`.fanout`, :mod:`.fanout_step`, server :mod:`.fanout_app`,
+  figures :mod:`.fanout_report`, subscribers :mod:`.sse_client`): live SSE
+  subscribers, many per stream: delay from commit to subscriber, loss, the
+  server's connections and reads per flush, how far the count scales.
+- ``protocol`` (:mod:`.protocol`, load :mod:`.protocol_load`, figures
+  :mod:`.protocol_report`): the Durable Streams routes next to the protocol's
+  reference server, given by URL or started by the checkout's
+  ``tests/reference_server.py``.
+- shared: :mod:`.config` (every parameter, declared once with its flag),
+  :mod:`.commands` (the command line), :mod:`.client` (the one load client:
+  HTTP, chunked decoding, SSE parsing), :mod:`.probes` (commit clock,
+  connection and loop samplers), :mod:`.common` (bench database, server
+  process, statistics, output).
 
 Every benchmark runs its server in a separate process, measures over real HTTP
 and is bounded in count and time.
 """
-
-from __future__ import annotations

@@ -1,15 +1,19 @@
-"""The server of ``pts bench fanout``: an app factory for uvicorn, and the streams' text.
+"""The server of ``pts bench fanout``: an app factory for uvicorn.
 
 The server process both serves the SSE subscribers and drives the streams (a
-producer task per stream, writing through a
-:class:`~pts.StreamWriter`), as a real deployment's does. It also
-counts what the benchmark reports about it: the hub's tail reads, every
-``store.read``, subscribers per stream, the pool, its CPU time.
+producer task per stream, writing through a :class:`~pts.StreamWriter`), as
+a real deployment's does. It reports what the benchmark needs about it through
+public seams only: :meth:`~pts.PersistentTextStreaming.stats` (tail reads,
+tails, subscribers, the listener), its writers' flushes, and the reads of its
+store, which counts every ``read`` per stream (:class:`CountingReads`, a
+subclass of the store the driver names; a public method overridden, nothing
+patched); plus its CPU time and garbage-collector pauses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import os
@@ -20,61 +24,22 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
-import asyncpg
 from litestar import Litestar, get, post
 from litestar.params import FromQuery, QueryParameter
 
+from pts import PersistentTextStreaming, PTSPlugin, ReadResult, Settings, StreamWriter
 from pts.app import freeze_gc
 from pts.bench.common import raise_open_files_limit
-from pts.core import PersistentTextStreaming
-from pts.live.hub import Hub
-from pts.models import ReadResult
-from pts.plugin import PTSPlugin
-from pts.settings import Settings
-from pts.writing import StreamWriter
+from pts.bench.config import MAX_STREAM_TOKENS, MAX_STREAMS, stream_tokens
+from pts.store.asyncpg_store import AsyncpgStore
+from pts.store.psycopg_store import PsycopgStore
 
-__all__ = ["APP_FACTORY", "MAX_STREAMS", "MAX_TOKENS", "create_fanout_app", "stream_tokens"]
+__all__ = ["APP_FACTORY", "CountingReads", "create_fanout_app"]
 
 APP_FACTORY = "pts.bench.fanout_app:create_fanout_app"
 
-MAX_TOKENS = 100_000
-MAX_STREAMS = 1_000
-
-# ~4-5 characters a token, with a few multi-byte characters, so byte offsets
-# (SSE ids, NOTIFY sizes) differ from character offsets.
-_TEXT = (
-    "the model writes an answer one token at a time while users wait and every "
-    "word reaches each subscriber of the stream through one read per flush café "
-    "naïve résumé so nobody polls and nothing is lost or sent twice über façade"
-)
-_VOCABULARY = tuple(_TEXT.split(" "))
-
-
-def stream_tokens(index: int, sentences: int, tokens_per_sentence: int) -> tuple[str, ...]:
-    """Stream ``index``'s text: ``sentences`` sentences of ``tokens_per_sentence`` tokens.
-
-    Each sentence's last token ends with ``". "``; no other token has a
-    sentence end. Deterministic, and different for every stream.
-    """
-    if sentences < 1 or tokens_per_sentence < 1:
-        raise ValueError("sentences and tokens_per_sentence must be at least 1")
-    if sentences * tokens_per_sentence > MAX_TOKENS:
-        raise ValueError(f"at most {MAX_TOKENS} tokens per stream")
-    out: list[str] = []
-    n = len(_VOCABULARY)
-    for s in range(sentences):
-        for t in range(tokens_per_sentence):
-            i = s * tokens_per_sentence + t
-            word = _VOCABULARY[(i * 7 + index * 11) % n]
-            token = word.capitalize() if t == 0 else " " + word
-            out.append(token + ". " if t == tokens_per_sentence - 1 else token)
-    return tuple(out)
-
-
-# -- the server ---------------------------------------------------------------------------
-
 CountParam: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_STREAMS)]
-SizeParam: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_TOKENS)]
+SizeParam: TypeAlias = Annotated[int, QueryParameter(ge=1, le=MAX_STREAM_TOKENS)]
 PaceParam: TypeAlias = Annotated[float, QueryParameter(ge=0, le=10)]
 SeedParam: TypeAlias = Annotated[int, QueryParameter(ge=0)]
 
@@ -83,17 +48,33 @@ def _allow(*_args: object) -> bool:
     return True
 
 
-class _RetiringTails(dict[uuid.UUID, Any]):
-    """``hub.tails`` that remembers the reads of the tails it removes."""
+class CountingReads:
+    """A store that counts its ``read`` calls per stream (mixed into a SQL store)."""
 
-    def __init__(self, retired: dict[uuid.UUID, int]) -> None:
-        super().__init__()
-        self.retired = retired
+    reads: collections.Counter[uuid.UUID]
 
-    def __delitem__(self, key: uuid.UUID) -> None:
-        reads = int(getattr(self[key], "reads", 0))
-        self.retired[key] = self.retired.get(key, 0) + reads
-        super().__delitem__(key)
+    async def read(
+        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+    ) -> ReadResult:
+        self.reads[stream_id] += 1
+        result: ReadResult = await super().read(stream_id, offset, max_bytes)  # type: ignore[misc]
+        return result
+
+
+class _CountingAsyncpgStore(CountingReads, AsyncpgStore):
+    pass
+
+
+class _CountingPsycopgStore(CountingReads, PsycopgStore):
+    pass
+
+
+def _counting_store(url: str, settings: Settings) -> _CountingAsyncpgStore | _CountingPsycopgStore:
+    """The store ``pts serve`` would open (driver, pool sizes), counting its reads."""
+    kind = _CountingAsyncpgStore if settings.driver == "asyncpg" else _CountingPsycopgStore
+    store = kind(url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+    store.reads = collections.Counter()
+    return store
 
 
 class _GcPauses:
@@ -130,38 +111,18 @@ class _GcPauses:
 class _FanoutServer:
     """The bench server's state: the streams' writers, producers and counters."""
 
-    def __init__(self, pts: PersistentTextStreaming) -> None:
+    def __init__(
+        self, pts: PersistentTextStreaming, store: _CountingAsyncpgStore | _CountingPsycopgStore
+    ) -> None:
         self.pts = pts
+        self.store = store
         self.writers: dict[uuid.UUID, StreamWriter] = {}
         self.index: dict[uuid.UUID, int] = {}
         self.producers: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.failures: dict[uuid.UUID, str] = {}
-        self.store_reads = 0
-        self.retired: dict[uuid.UUID, int] = {}
         self.nofile = raise_open_files_limit()
         self.gc = _GcPauses()
         gc.callbacks.append(self.gc)
-
-    @property
-    def hub(self) -> Hub:
-        hub = self.pts._hub
-        if hub is None:
-            raise RuntimeError("pts is not open")
-        return hub
-
-    async def instrument(self, _app: Litestar) -> None:
-        """Count every ``store.read`` and keep the reads of retired tails (after pts opened)."""
-        store = self.pts.store
-        original = store.read
-
-        async def read(
-            stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
-        ) -> ReadResult:
-            self.store_reads += 1
-            return await original(stream_id, offset, max_bytes)
-
-        store.read = read  # type: ignore[method-assign]
-        self.hub.tails = _RetiringTails(self.retired)
 
     async def create(self, count: int) -> list[uuid.UUID]:
         ids = []
@@ -219,31 +180,20 @@ class _FanoutServer:
             self.failures[stream_id] = f"{type(exc).__name__}: {exc}"
 
     def metrics(self, reset_max: bool = False) -> dict[str, Any]:
-        hub = self.hub
-        tail_reads = dict(self.retired)
-        per_stream: dict[str, int] = {}
-        for stream_id, tail in hub.tails.items():
-            tail_reads[stream_id] = tail_reads.get(stream_id, 0) + tail.reads
-            per_stream[str(stream_id)] = len(tail.subscribers)
-        store = self.pts.store
-        pool = getattr(store, "_pool", None)
+        stats = self.pts.stats()
+        reads = self.store.reads
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
-            "hub_reads": hub.reads,
-            "store_reads": self.store_reads,
-            "tails": len(hub.tails),
-            "subscribers": sum(per_stream.values()),
-            "subscribers_per_stream": per_stream,
-            "tail_reads": {str(k): v for k, v in tail_reads.items()},
+            "tail_reads": stats.tail_reads,
+            "store_reads": sum(reads.values()),
+            "reads_per_stream": {str(k): reads[k] for k in self.writers},
+            "tails": stats.tails,
+            "subscribers": stats.subscribers,
             "appends": {str(k): w.flusher.appends for k, w in self.writers.items()},
             "producing": sum(1 for t in self.producers.values() if not t.done()),
             "failures": {str(k): v for k, v in self.failures.items()},
-            "pool": {
-                "max": getattr(store, "max_size", None),
-                "size": pool.get_size() if isinstance(pool, asyncpg.Pool) else None,
-                "idle": pool.get_idle_size() if isinstance(pool, asyncpg.Pool) else None,
-            },
-            "listener_connected": self.pts.stats().listener_connected,
+            "pool_max": self.store.max_size,
+            "listener_connected": stats.listener_connected,
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "max_rss_mb": usage.ru_maxrss / 1024,
             "open_files": _open_files(),
@@ -264,9 +214,9 @@ def _open_files() -> int | None:
 def create_fanout_app() -> Litestar:
     """The fan-out benchmark server (an app factory for uvicorn).
 
-    Reads ``PTS_DATABASE_URL`` / ``DATABASE_URL`` (else the embedded Postgres)
-    and ``PTS_DRIVER`` like ``pts serve``; defaults for everything else (flush
-    policy, pool, ``poll_interval``). Raises its soft open-file limit to the
+    Reads ``PTS_DATABASE_URL`` (or ``DATABASE_URL``) and ``PTS_DRIVER`` and the
+    pool sizes like ``pts serve``; defaults for everything else (flush policy,
+    ``poll_interval``). Raises its soft open-file limit to the
     hard one. Routes:
 
     - the plugin's ``/streams`` routes, open to everyone (``GET /streams/{id}/events``);
@@ -277,8 +227,13 @@ def create_fanout_app() -> Litestar:
       garbage-collector pauses (see :meth:`_FanoutServer.metrics`);
     - ``GET /healthz``.
     """
-    pts = PersistentTextStreaming(driver=Settings.from_env().driver)
-    server = _FanoutServer(pts)
+    settings = Settings.from_env()
+    url = settings.database_url
+    if url is None:
+        raise RuntimeError("the fan-out bench server needs PTS_DATABASE_URL")
+    store = _counting_store(url, settings)
+    pts = PersistentTextStreaming(dsn=url, driver=settings.driver, store=store)
+    server = _FanoutServer(pts, store)
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> dict[str, bool]:
@@ -307,5 +262,5 @@ def create_fanout_app() -> Litestar:
         route_handlers=[healthz, create_streams, produce, metrics],
         plugins=[PTSPlugin(pts, authorize=_allow)],
         # As `pts serve` does (pts.app.create_app).
-        on_startup=[freeze_gc, server.instrument],
+        on_startup=[freeze_gc],
     )

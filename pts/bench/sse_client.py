@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pts.bench.client import Dechunker, SseParser
+
 __all__ = ["Delivery", "SseResponse", "Subscriber", "judge", "parse_sse_response"]
 
 
@@ -77,58 +79,13 @@ class SseResponse:
     error: str | None = None
 
 
-class _Dechunker:
-    """Incremental ``Transfer-Encoding: chunked`` decoder."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.remaining = 0
-        self.state = "size"
-
-    def feed(self, data: bytes) -> bytes:
-        self.buffer += data
-        out = bytearray()
-        buf = self.buffer
-        while True:
-            if self.state == "size":
-                nl = buf.find(b"\r\n")
-                if nl < 0:
-                    break
-                size = int(bytes(buf[:nl]).split(b";", 1)[0], 16)
-                del buf[: nl + 2]
-                self.remaining, self.state = size, "data" if size else "trailer"
-            elif self.state == "data":
-                if not buf:
-                    break
-                piece = buf[: self.remaining]
-                out += piece
-                del buf[: len(piece)]
-                self.remaining -= len(piece)
-                if not self.remaining:
-                    self.state = "crlf"
-            elif self.state == "crlf":
-                if len(buf) < 2:
-                    break
-                del buf[:2]
-                self.state = "size"
-            elif self.state == "trailer":
-                nl = buf.find(b"\r\n")
-                if nl < 0:
-                    break
-                del buf[: nl + 2]
-                if nl == 0:
-                    self.state = "done"
-            else:
-                break
-        return bytes(out)
-
-
 def parse_sse_response(chunks: Sequence[tuple[float, bytes]]) -> SseResponse:
     """Parse an HTTP response carrying SSE from ``(arrival time, bytes)`` pieces.
 
     An event's time is the arrival of the piece that completed it (its blank
-    line). Lines end with ``\\n`` or ``\\r\\n``; ``data`` lines are joined with
-    ``\\n``; comments are skipped; ``id`` is the event's own.
+    line); its ``id`` is its own. Uses the load client's :class:`Dechunker`
+    and :class:`SseParser` (the specification's rules: one space after
+    ``data:`` dropped).
     """
     head = bytearray()
     i = 0
@@ -147,41 +104,17 @@ def parse_sse_response(chunks: Sequence[tuple[float, bytes]]) -> SseResponse:
     except (IndexError, ValueError):
         return SseResponse(0, error=f"bad status line {status_line[:80]!r}")
     result = SseResponse(status)
-    headers: dict[bytes, bytes] = {}
-    for line in header_lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip().lower()
-    chunked = headers.get(b"transfer-encoding") == b"chunked"
-    dechunker = _Dechunker()
+    chunked = any(
+        name.strip().lower() == b"transfer-encoding" and value.strip().lower() == b"chunked"
+        for name, _, value in (line.partition(b":") for line in header_lines)
+    )
+    dechunker, parser = Dechunker(), SseParser(keep_space=False)
     pieces = [(chunks[i - 1][0], bytes(head[body_start + 4 :])), *chunks[i:]]
-    buffer = bytearray()
-    event = "message"
-    data: list[bytes] = []
-    event_id: str | None = None
     for arrived, raw in pieces:
-        buffer += dechunker.feed(raw) if chunked else raw
-        while (nl := buffer.find(b"\n")) >= 0:
-            line = bytes(buffer[:nl])
-            del buffer[: nl + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    _dispatch(result, arrived, event, b"\n".join(data), event_id)
-                event, data, event_id = "message", [], None
-                continue
-            if line.startswith(b":"):
-                continue
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name == b"event":
-                event = value.decode("utf-8", "replace")
-            elif name == b"data":
-                data.append(value)
-            elif name == b"id":
-                event_id = value.decode("ascii", "replace")
-    result.ended = dechunker.state == "done" if chunked else True
+        events = parser.feed(dechunker.feed(raw) if chunked else raw)
+        for (event, data), event_id in zip(events, parser.ids, strict=True):
+            _dispatch(result, arrived, event, data, event_id)
+    result.ended = dechunker.done if chunked else True
     return result
 
 

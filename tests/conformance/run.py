@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pts.bench.common import stop_process
+from pts.testing.process import stop_process
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent

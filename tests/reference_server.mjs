@@ -1,11 +1,12 @@
 // The Durable Streams reference server (@durable-streams/server), as `pts bench protocol`
 // measures it next to pts: `new DurableStreamTestServer({port, host: "127.0.0.1"}).start()`.
+// Started by tests/reference_server.py (`python -m tests.reference_server`):
 //
 //   node reference_server.mjs PACKAGES_DIR PORT [DATA_DIR]
 //
 // PACKAGES_DIR holds node_modules/@durable-streams/server (e.g. the pts checkout's tests/,
 // after `npm ci --prefix tests`); it is resolved from there, not from this file's
-// directory, so this script can ship inside the Python package. Without DATA_DIR the
+// directory, so any install of the package serves. Without DATA_DIR the
 // server keeps streams in memory (its default); with it, in files under DATA_DIR (its
 // file-backed store, which fdatasyncs every append). Prints one JSON line once it listens;
 // stops on SIGTERM or SIGINT.
