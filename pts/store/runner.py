@@ -1,6 +1,6 @@
 """What a database driver gives the SQL store: named queries run on its own pool.
 
-Each driver (asyncpg, psycopg) implements :meth:`QueryRunner._fetch` over its
+Each driver (asyncpg, psycopg) implements ``QueryRunner._fetch`` over its
 pool and its error types; everything above it (which query, what an empty
 result means) is written once in :class:`~pts.store.sql.SQLStore`.
 """

@@ -1,7 +1,7 @@
 """The SQL store: :class:`~pts.store.base.Store` implemented once for both drivers.
 
 Each driver (:mod:`pts.store.asyncpg_store`, :mod:`pts.store.psycopg_store`)
-adds only a pool and :meth:`~pts.store.runner.QueryRunner._fetch`; the queries
+adds only a pool and the one primitive of :class:`~pts.store.runner.QueryRunner`; the queries
 are those of ``sql/queries.sql``, the rows are read by column name.
 """
 
