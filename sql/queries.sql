@@ -190,9 +190,9 @@ SELECT pts.ds_delete_v1($1::uuid) AS outcome;
 -- id), judged by the database's clock: `expired` and, for a soft-deleted one,
 -- whether live forks still hold it (`referenced`). With $2 a sliding TTL is
 -- renewed (every access but HEAD renews it), in the same statement: the row
--- comes from the renewing UPDATE if there was one, else as found (both under
--- the statement's one snapshot). `found` names its columns apart from the
--- table's so that `touched` can return the stream columns unqualified.
+-- is the one the renewing UPDATE returns if there was one, else the row found.
+-- `found` names its columns apart from the table's, so that `touched` can
+-- return the stream columns unqualified.
 WITH found AS (
     SELECT id AS found_id, coalesce(expires_at <= now(), false) AS expired
       FROM pts.streams

@@ -81,6 +81,7 @@ def test_sync_store_has_every_store_operation_with_its_signature() -> None:
         blocking = getattr(SyncStore, name, None)
         assert blocking is not None, f"SyncStore has no {name}"
         assert not inspect.iscoroutinefunction(blocking)
+        assert not getattr(blocking, "__isabstractmethod__", False), name
         assert inspect.signature(blocking) == inspect.signature(declared), name
         assert blocking.__doc__ == declared.__doc__, name
 

@@ -42,7 +42,8 @@ def _blocking(
     """
     name = operation.__name__
 
-    @functools.wraps(operation)
+    # updated=(): not the declaration's __dict__, whose __isabstractmethod__ is not ours.
+    @functools.wraps(operation, updated=())
     def blocking(self: SyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
         method: Callable[P, Coroutine[object, object, T]] = getattr(self._store, name)
         return self._run(method(*args, **kwargs))
