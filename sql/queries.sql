@@ -189,30 +189,26 @@ SELECT pts.ds_delete_v1($1::uuid) AS outcome;
 -- The stream at Durable Streams path $1 (or, with $3, the stream with that
 -- id), judged by the database's clock: `expired` and, for a soft-deleted one,
 -- whether live forks still hold it (`referenced`). With $2 a sliding TTL is
--- renewed (every access but HEAD renews it), in the same statement: the row
--- is the one the renewing UPDATE returns if there was one, else the row found.
--- `found` names its columns apart from the table's, so that `touched` can
--- return the stream columns unqualified.
+-- renewed (every access but HEAD renews it), in the same statement; the new
+-- expiry is `renewed_expires_at` (NULL if nothing was renewed), as the row
+-- found is the statement's snapshot, from before the renewal.
 WITH found AS (
-    SELECT id AS found_id, coalesce(expires_at <= now(), false) AS expired
+    SELECT {stream_columns}, coalesce(expires_at <= now(), false) AS expired
       FROM pts.streams
      WHERE ($1::text IS NOT NULL AND path = $1::text) OR ($3::uuid IS NOT NULL AND id = $3::uuid)
      LIMIT 1
 ), touched AS (
-    UPDATE pts.streams
-       SET expires_at = now() + make_interval(secs => ttl_seconds)
-      FROM found
-     WHERE $2::boolean AND id = found_id AND ttl_seconds IS NOT NULL
-       AND deleted_at IS NULL AND NOT expired
-    RETURNING {stream_columns}
-), untouched AS (
-    SELECT {stream_columns}
-      FROM pts.streams
-     WHERE id = (SELECT found_id FROM found) AND NOT EXISTS (SELECT 1 FROM touched)
+    UPDATE pts.streams t
+       SET expires_at = now() + make_interval(secs => t.ttl_seconds)
+      FROM found f
+     WHERE $2::boolean AND t.id = f.id AND t.ttl_seconds IS NOT NULL
+       AND t.deleted_at IS NULL AND NOT f.expired
+    RETURNING t.expires_at
 )
-SELECT s.*, f.expired,
-       CASE WHEN s.deleted_at IS NOT NULL THEN pts.ds_referenced_v1(s.id) END AS referenced
-  FROM (SELECT * FROM touched UNION ALL SELECT * FROM untouched) s, found f;
+SELECT f.*,
+       (SELECT expires_at FROM touched) AS renewed_expires_at,
+       CASE WHEN f.deleted_at IS NOT NULL THEN pts.ds_referenced_v1(f.id) END AS referenced
+  FROM found f;
 
 -- name: ds_create
 SELECT outcome, stream_id

@@ -191,4 +191,4 @@ def test_the_stream_columns_are_listed_once_and_are_the_stream_info_fields() -> 
     loaded = queries()
     assert "stream_columns" not in loaded
     assert all("{" not in sql for sql in loaded.values())
-    assert sum("fork_sub_offset, deleted_at" in sql for sql in loaded.values()) >= 9
+    assert sum("fork_sub_offset, deleted_at" in sql for sql in loaded.values()) == 10

@@ -7,6 +7,7 @@ stream's row lock); this side checks the arguments and turns rows into records.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import cast
 
@@ -33,8 +34,11 @@ class DurableStreamsSQL(QueryRunner):
         )
         if row is None:
             return None
+        stream = stream_info(row)
+        if row["renewed_expires_at"] is not None:  # the TTL was renewed
+            stream = replace(stream, expires_at=cast(datetime, row["renewed_expires_at"]))
         return DurableLookup(
-            stream=stream_info(row),
+            stream=stream,
             expired=cast(bool, row["expired"]),
             referenced=row["referenced"] is True,
         )
