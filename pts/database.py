@@ -70,7 +70,7 @@ def stop_embedded(data_dir: Path, timeout: float = 30.0) -> bool:
 def with_database(dsn: str, database: str) -> str:
     """``dsn`` pointing at another database on the same server."""
     parts = urlsplit(check_dsn(dsn))
-    return urlunsplit(parts._replace(path="/" + database))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 def database_name(dsn: str) -> str:

@@ -2,43 +2,41 @@
 -- query starts with a `-- name: NAME` line and runs up to the next one.
 -- Parameters are written $1, $2, ... (asyncpg style); the psycopg store
 -- rewrites them. No dollar-quoting here, so that rewrite stays trivial.
--- Stream rows are always returned with the same columns, in this order:
---   id, client_id, path, content_type, status, size, closed, abort_reason,
---   error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
---   metadata (as text), owner, ttl_seconds, forked_from, fork_offset,
---   fork_sub_offset, deleted_at
+-- Rows are read by column name, never by position: name every computed column.
+--
+-- A stream row (pts/store/rows.py turns it into a StreamInfo) has the columns of
+-- the fragment `stream_columns`, listed here once and written `{stream_columns}`
+-- where a query returns one: pts/store/queries.py substitutes it at load time.
+-- A fragment, not a view or a function: an INSERT or UPDATE can only RETURN
+-- columns of its own table (a view cannot be RETURNING's source), a function
+-- returning the row type comes back as one composite column that the drivers
+-- decode by position, and `*` would send every column the table grows
+-- (producer state, Stream-Seq) with jsonb decoded differently per driver.
+
+-- fragment: stream_columns
+id, client_id, path, content_type, status, size, closed, abort_reason, error,
+created_at, updated_at, heartbeat_at, finished_at, expires_at, metadata::text AS metadata,
+owner, ttl_seconds, forked_from, fork_offset, fork_sub_offset, deleted_at
 
 -- name: create_stream
 INSERT INTO pts.streams (client_id, path, content_type, status, metadata, owner, expires_at,
                          heartbeat_at)
 VALUES ($1, $2, $3, $4::text, $5::jsonb, $6, $7,
         CASE WHEN $4::text = 'streaming' THEN now() END)
-RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
-          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at;
+RETURNING {stream_columns};
 
 -- name: get_stream
-SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
-       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at
+SELECT {stream_columns}
   FROM pts.streams
  WHERE id = $1;
 
 -- name: get_stream_by_client_id
-SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
-       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at
+SELECT {stream_columns}
   FROM pts.streams
  WHERE client_id = $1;
 
 -- name: get_stream_by_path
-SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
-       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at
+SELECT {stream_columns}
   FROM pts.streams
  WHERE path = $1;
 
@@ -120,10 +118,7 @@ SELECT s.size, s.status, s.closed,
 UPDATE pts.streams
    SET status = 'streaming', heartbeat_at = now(), updated_at = now()
  WHERE id = $1 AND status = 'pending'
-RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
-          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at;
+RETURNING {stream_columns};
 
 -- name: set_status
 -- Moves the stream to status $2 if its current status is one of $4 (the
@@ -138,10 +133,7 @@ UPDATE pts.streams
        finished_at = CASE WHEN $2::text NOT IN ('pending', 'streaming') THEN now() ELSE finished_at END,
        updated_at = now()
  WHERE id = $1 AND status = ANY($4::text[])
-RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
-          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at;
+RETURNING {stream_columns};
 
 -- name: heartbeat
 UPDATE pts.streams
@@ -150,10 +142,7 @@ UPDATE pts.streams
 RETURNING id;
 
 -- name: find_stale
-SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
-       error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-       metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at
+SELECT {stream_columns}
   FROM pts.streams
  WHERE status = 'streaming' AND heartbeat_at < now() - make_interval(secs => $1::float8)
  ORDER BY heartbeat_at
@@ -173,10 +162,7 @@ UPDATE pts.streams
                ORDER BY heartbeat_at
                LIMIT $3::int
                  FOR UPDATE SKIP LOCKED)
-RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
-          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at;
+RETURNING {stream_columns};
 
 -- name: timeout_pending
 -- The sweeper: marks 'timeout' the pts streams nobody claimed: 'pending' with no
@@ -193,26 +179,21 @@ UPDATE pts.streams
                LIMIT $3::int
                  FOR UPDATE SKIP LOCKED)
    AND status = 'pending'
-RETURNING id, client_id, path, content_type, status, size, closed, abort_reason,
-          error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-          metadata::text, owner, ttl_seconds, forked_from, fork_offset,
-       fork_sub_offset, deleted_at;
+RETURNING {stream_columns};
 
 -- name: delete_stream
 -- 'deleted', 'soft_deleted' (live forks still read its bytes) or 'not_found'.
-SELECT pts.ds_delete_v1($1::uuid);
+SELECT pts.ds_delete_v1($1::uuid) AS outcome;
 
 -- name: ds_lookup
 -- The stream at Durable Streams path $1 (or, with $3, the stream with that
 -- id), judged by the database's clock: `expired` and, for a soft-deleted one,
--- whether live forks still hold it. With $2 a sliding TTL is renewed (every
--- access but HEAD renews it), in the same statement.
+-- whether live forks still hold it (`referenced`). With $2 a sliding TTL is
+-- renewed (every access but HEAD renews it), in the same statement; the new
+-- expiry is `renewed_expires_at` (NULL if nothing was renewed), as the row
+-- found is the statement's snapshot, from before the renewal.
 WITH found AS (
-    SELECT id, client_id, path, content_type, status, size, closed, abort_reason,
-           error, created_at, updated_at, heartbeat_at, finished_at, expires_at,
-           metadata::text AS metadata, owner, ttl_seconds, forked_from, fork_offset,
-           fork_sub_offset, deleted_at,
-           coalesce(expires_at <= now(), false) AS expired
+    SELECT {stream_columns}, coalesce(expires_at <= now(), false) AS expired
       FROM pts.streams
      WHERE ($1::text IS NOT NULL AND path = $1::text) OR ($3::uuid IS NOT NULL AND id = $3::uuid)
      LIMIT 1
@@ -224,12 +205,8 @@ WITH found AS (
        AND t.deleted_at IS NULL AND NOT f.expired
     RETURNING t.expires_at
 )
-SELECT f.id, f.client_id, f.path, f.content_type, f.status, f.size, f.closed, f.abort_reason,
-       f.error, f.created_at, f.updated_at, f.heartbeat_at, f.finished_at,
-       coalesce((SELECT expires_at FROM touched), f.expires_at),
-       f.metadata, f.owner, f.ttl_seconds, f.forked_from, f.fork_offset,
-       f.fork_sub_offset, f.deleted_at,
-       f.expired,
+SELECT f.*,
+       (SELECT expires_at FROM touched) AS renewed_expires_at,
        CASE WHEN f.deleted_at IS NOT NULL THEN pts.ds_referenced_v1(f.id) END AS referenced
   FROM found f;
 
@@ -249,7 +226,7 @@ SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq
 -- fork (and then their ancestors that became unreachable). Returns how many.
 -- Both candidate sets come from partial indexes; those still held by live
 -- forks are passed over, so they never crowd out the collectable ones.
-SELECT coalesce(sum(pts.ds_collect_v1(dead.id)), 0)::bigint
+SELECT coalesce(sum(pts.ds_collect_v1(dead.id)), 0)::bigint AS collected
   FROM (SELECT id
           FROM ((SELECT id FROM pts.streams WHERE expires_at <= now())
                 UNION

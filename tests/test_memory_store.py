@@ -28,6 +28,7 @@ from pts import Append, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.errors import ConfigurationError
 from pts.live.notification import Notification
 from pts.plugin import allow_everything
+from pts.store import Store
 from pts.testing import DurableStreamsNotSupported, MemoryStore
 from tests.sse_client import collect
 
@@ -229,3 +230,15 @@ def test_a_database_store_needs_its_dsn() -> None:
 
     with pytest.raises(ConfigurationError, match="dsn="):
         PersistentTextStreaming(store=create_store("postgresql://nowhere/db"))
+
+
+def test_the_memory_store_implements_every_store_operation() -> None:
+    # Store's operations are abstract: a Store that lacks one cannot even be made.
+    assert Store in MemoryStore.__mro__
+    assert MemoryStore.__abstractmethods__ == frozenset()
+
+    class Forgetful(Store):
+        async def open(self) -> None: ...
+
+    with pytest.raises(TypeError, match=r"abstract method.*claim"):
+        Forgetful()  # type: ignore[abstract]

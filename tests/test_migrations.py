@@ -1,13 +1,23 @@
-"""Migrations: idempotent, concurrent-safe, and the full schema equals every migration replayed."""
+"""Migrations: idempotent, concurrent-safe, and the full schema equals every migration replayed.
+
+Also the named queries of sql/queries.sql: fragments substituted, the stream columns listed once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 
 import asyncpg
+import pytest
 
+from pts.models import StreamInfo
+from pts.resources import sql_dir
+from pts.settings import Driver
 from pts.store import create_store
 from pts.store.migrations import list_migrations, migrate
+from pts.store.queries import parse_queries, queries
 from tests.postgres import DatabaseFactory
 
 # What makes up the pts schema, each as (kind, name, definition) rows.
@@ -136,3 +146,49 @@ async def test_migration_3_repairs_rows_python_cannot_read(databases: DatabaseFa
             await store.close()
     finally:
         databases.drop(url)
+
+
+async def test_migration_versions_are_what_migrate_recorded(
+    databases: DatabaseFactory, driver: Driver
+) -> None:
+    url = databases.create_empty()
+    try:
+        store = create_store(url, driver)  # the `driver` fixture: asyncpg, psycopg
+        await store.open()
+        try:
+            assert await store.migration_versions() is None  # no pts schema at all
+            await migrate(url)
+            assert await store.migration_versions() == {m.version for m in list_migrations()}
+        finally:
+            await store.close()
+    finally:
+        databases.drop(url)
+
+
+def test_a_fragment_is_substituted_into_the_queries_that_name_it() -> None:
+    text = (
+        "-- fragment: cols\nid, size\n"
+        "-- name: one\nSELECT {cols} FROM t WHERE id = $1;\n"
+        "-- name: two\nUPDATE t SET size = 0 RETURNING {cols};\n"
+    )
+    assert parse_queries(text) == {
+        "one": "SELECT id, size FROM t WHERE id = $1;",
+        "two": "UPDATE t SET size = 0 RETURNING id, size;",
+    }
+    with pytest.raises(ValueError, match="names no fragment"):
+        parse_queries("-- name: one\nSELECT {colz} FROM t;\n")
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_queries("-- fragment: one\nid\n-- name: one\nSELECT 1;\n")
+
+
+def test_the_stream_columns_are_listed_once_and_are_the_stream_info_fields() -> None:
+    text = (sql_dir() / "queries.sql").read_text(encoding="utf-8")
+    fragment = re.search(r"^-- fragment: stream_columns\n(.*?)\n\n", text, re.M | re.S)
+    assert fragment is not None
+    columns = [c.split()[-1] for c in fragment[1].split(",")]  # `metadata::text AS metadata`
+    assert sorted(columns) == sorted(f.name for f in dataclasses.fields(StreamInfo))
+    assert text.count("fork_sub_offset, deleted_at") == 1
+    loaded = queries()
+    assert "stream_columns" not in loaded
+    assert all("{" not in sql for sql in loaded.values())
+    assert sum("fork_sub_offset, deleted_at" in sql for sql in loaded.values()) == 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -479,5 +480,27 @@ async def test_notifications_on_append_and_status_but_not_heartbeat(
         await store.delete_stream(info.id)
         assert (await asyncio.wait_for(received.get(), 5))["status"] == "deleted"
         assert received.empty()
+    finally:
+        await conn.close()
+
+
+async def test_a_touching_lookup_returns_the_renewed_expiry(store: SQLStore, db_url: str) -> None:
+    outcome, stream_id = await store.ds_create("ttl/1", content_type="text/plain", ttl_seconds=3600)
+    assert outcome == "created"
+    conn = await asyncpg.connect(db_url)
+    try:  # as if an hour had nearly passed since the last access
+        await conn.execute(
+            "UPDATE pts.streams SET expires_at = now() + interval '1 minute' WHERE id = $1",
+            stream_id,
+        )
+        stored = await conn.fetchval("SELECT expires_at FROM pts.streams WHERE id = $1", stream_id)
+        plain = await store.ds_lookup("ttl/1")
+        assert plain is not None
+        assert plain.stream.expires_at == stored  # HEAD: not renewed
+        touched = await store.ds_lookup("ttl/1", touch=True)
+        assert touched is not None
+        renewed = await conn.fetchval("SELECT expires_at FROM pts.streams WHERE id = $1", stream_id)
+        assert renewed - stored > timedelta(minutes=30)
+        assert touched.stream.expires_at == renewed  # the lookup reports what it stored
     finally:
         await conn.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pts.errors import ConfigurationError
 from pts.settings import DRIVERS, Driver
-from pts.store.base import DEFAULT_MAX_STREAM_SIZE, TRANSITIONS, SQLStore, Store
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE, TRANSITIONS, Store
+from pts.store.sql import SQLStore
 
 __all__ = ["DEFAULT_MAX_STREAM_SIZE", "TRANSITIONS", "SQLStore", "Store", "create_store"]
 

@@ -6,8 +6,11 @@ import asyncpg
 
 from pts.errors import StoreUnavailable
 from pts.store import validate
-from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Row, SQLStore, UniqueViolation
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE
 from pts.store.queries import queries
+from pts.store.rows import Row
+from pts.store.runner import UniqueViolation
+from pts.store.sql import SQLStore
 
 # Errors that mean "the database is gone or the connection broke", as opposed
 # to "the database rejected this statement".

@@ -21,7 +21,7 @@ from pts.resources import sql_dir
 from pts.store.queries import queries
 
 if TYPE_CHECKING:
-    from pts.store.base import SQLStore
+    from pts.store.runner import QueryRunner
 
 logger = logging.getLogger("pts.migrations")
 
@@ -104,20 +104,19 @@ MIGRATE_HINT = (
 """What a :class:`~pts.errors.SchemaNotMigrated` message tells the user to do."""
 
 
-async def missing_migrations(store: SQLStore) -> list[Migration]:
+async def missing_migrations(store: QueryRunner) -> list[Migration]:
     """The migrations this code has that the store's database lacks (all, if it has no schema).
 
     Two cheap queries on the store's own pool, run when pts opens.
     """
-    state = await store._fetchrow("migrations_state")
+    applied = await store.migration_versions()
     known = list_migrations()
-    if state is None or not state[0]:  # (has_migrations_table, has_streams_table)
+    if applied is None:
         return known
-    applied = {row[0] for row in await store._fetch("applied_migrations")}
     return [m for m in known if m.version not in applied]
 
 
-async def check_schema(store: SQLStore) -> None:
+async def check_schema(store: QueryRunner) -> None:
     """Raise SchemaNotMigrated (one line: what to run) unless the schema is up to date.
 
     A database with migrations this code does not know (a newer release ran

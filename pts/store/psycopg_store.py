@@ -6,12 +6,16 @@ import re
 
 import psycopg
 import psycopg.errors
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pts.errors import StoreUnavailable
 from pts.store import validate
-from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Row, SQLStore, UniqueViolation
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE
 from pts.store.queries import queries
+from pts.store.rows import Row
+from pts.store.runner import UniqueViolation
+from pts.store.sql import SQLStore
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -69,8 +73,12 @@ class PsycopgStore(SQLStore):
             raise RuntimeError("the store is not open: call `await store.open()` first")
         params = {f"p{i}": arg for i, arg in enumerate(args, start=1)}
         try:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(self._sql[query], params)
+            # Dict rows: the store reads every row by column name.
+            async with (
+                self._pool.connection() as conn,
+                conn.cursor(row_factory=dict_row) as cursor,
+            ):
+                await cursor.execute(self._sql[query], params)
                 return list(await cursor.fetchall()) if cursor.description else []
         except psycopg.errors.UniqueViolation as exc:
             raise UniqueViolation(exc.diag.constraint_name or "") from exc

@@ -16,21 +16,41 @@ It is safe to share one SyncStore between threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-import uuid
-from collections.abc import Coroutine, Sequence
-from datetime import datetime
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from pts.database import resolve_dsn
-from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
 from pts.settings import Driver, Settings
 from pts.store import create_store
-from pts.store.base import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_STREAM_SIZE
+from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Store
 from pts.store.migrations import check_schema, migrate
 
+P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _blocking(
+    operation: Callable[Concatenate[Store, P], Coroutine[object, object, T]],
+) -> Callable[Concatenate[SyncStore, P], T]:
+    """A SyncStore method that runs ``operation`` on the facade's store and loop.
+
+    It calls the store's own method of that name (``operation`` is the
+    :class:`Store` declaration: its signature and docstring are the method's).
+    """
+    name = operation.__name__
+
+    # updated=(): not the declaration's __dict__, whose __isabstractmethod__ is not ours.
+    @functools.wraps(operation, updated=())
+    def blocking(self: SyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        method: Callable[P, Coroutine[object, object, T]] = getattr(self._store, name)
+        return self._run(method(*args, **kwargs))
+
+    blocking.__qualname__ = f"SyncStore.{name}"
+    blocking.__module__ = __name__
+    return blocking
 
 
 class SyncStore:
@@ -103,79 +123,26 @@ class SyncStore:
     ) -> None:
         self.close()
 
-    def create_stream(
-        self,
-        *,
-        client_id: str | None = None,
-        path: str | None = None,
-        content_type: str = DEFAULT_CONTENT_TYPE,
-        status: StreamStatus = StreamStatus.PENDING,
-        metadata: Metadata | None = None,
-        owner: str | None = None,
-        expires_at: datetime | None = None,
-    ) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.create_stream`."""
-        return self._run(
-            self._store.create_stream(
-                client_id=client_id,
-                path=path,
-                content_type=content_type,
-                status=status,
-                metadata=metadata,
-                owner=owner,
-                expires_at=expires_at,
-            )
-        )
-
-    def get_stream(self, stream_id: uuid.UUID) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.get_stream`."""
-        return self._run(self._store.get_stream(stream_id))
-
-    def get_stream_by_client_id(self, client_id: str) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.get_stream_by_client_id`."""
-        return self._run(self._store.get_stream_by_client_id(client_id))
-
-    def get_stream_by_path(self, path: str) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.get_stream_by_path`."""
-        return self._run(self._store.get_stream_by_path(path))
-
-    def append(
-        self,
-        stream_id: uuid.UUID,
-        data: bytes,
-        *,
-        offset: int,
-        finish: StreamStatus | None = None,
-        reason: str | None = None,
-    ) -> int:
-        """See :meth:`pts.store.base.Store.append`."""
-        return self._run(
-            self._store.append(stream_id, data, offset=offset, finish=finish, reason=reason)
-        )
-
-    def read(
-        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
-    ) -> ReadResult:
-        """See :meth:`pts.store.base.Store.read`."""
-        return self._run(self._store.read(stream_id, offset, max_bytes))
-
-    def claim(self, stream_id: uuid.UUID) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.claim`."""
-        return self._run(self._store.claim(stream_id))
-
-    def set_status(
-        self, stream_id: uuid.UUID, status: StreamStatus, *, reason: str | None = None
-    ) -> StreamInfo:
-        """See :meth:`pts.store.base.Store.set_status`."""
-        return self._run(self._store.set_status(stream_id, status, reason=reason))
-
-    def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """See :meth:`pts.store.base.Store.heartbeat`."""
-        return self._run(self._store.heartbeat(stream_ids))
-
-    def delete_stream(self, stream_id: uuid.UUID) -> None:
-        """See :meth:`pts.store.base.Store.delete_stream`."""
-        self._run(self._store.delete_stream(stream_id))
+    # Every operation of Store but open and close (the facade's own lifecycle),
+    # derived from its declaration: the same parameters, return type and docstring.
+    create_stream = _blocking(Store.create_stream)
+    get_stream = _blocking(Store.get_stream)
+    get_stream_by_client_id = _blocking(Store.get_stream_by_client_id)
+    get_stream_by_path = _blocking(Store.get_stream_by_path)
+    append = _blocking(Store.append)
+    read = _blocking(Store.read)
+    claim = _blocking(Store.claim)
+    set_status = _blocking(Store.set_status)
+    heartbeat = _blocking(Store.heartbeat)
+    find_stale = _blocking(Store.find_stale)
+    timeout_stale = _blocking(Store.timeout_stale)
+    timeout_pending = _blocking(Store.timeout_pending)
+    delete_stream = _blocking(Store.delete_stream)
+    ds_lookup = _blocking(Store.ds_lookup)
+    ds_create = _blocking(Store.ds_create)
+    ds_append = _blocking(Store.ds_append)
+    ds_delete = _blocking(Store.ds_delete)
+    collect_garbage = _blocking(Store.collect_garbage)
 
 
 async def _resolve(dsn: str | None) -> str:

@@ -33,6 +33,7 @@ from pts.store.base import (
     DEFAULT_MAX_STREAM_SIZE,
     TIMEOUT_MESSAGE,
     TRANSITIONS,
+    Store,
     pending_timeout_message,
 )
 from pts.testing.durable import DurableStreamsRefused
@@ -47,7 +48,7 @@ from pts.testing.rows import (
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(DurableStreamsRefused):
+class MemoryStore(DurableStreamsRefused, Store):
     """A dict-backed :class:`~pts.store.base.Store` with in-process notifications.
 
     :param max_stream_size: caps every stream's size in bytes, as for the SQL
