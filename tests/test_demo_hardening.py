@@ -198,6 +198,10 @@ async def test_odd_query_values_are_never_a_500(demo: Demo) -> None:
             assert poll.status_code < 500, (after[:20], poll.text)
         odd_chat = await owner.client.get("/chats/not-a-uuid")
         assert odd_chat.status_code < 500
+        # Static file names the file system refuses: a NUL, a name over its limit.
+        for name in ("x%00y", "demo/chat%00.js", "x" * 300):
+            static = await owner.client.get(f"/static/{name}")
+            assert static.status_code == 404, (name[:20], static.text)
 
 
 # -- finding 11: an answer nobody drives ---------------------------------------------
