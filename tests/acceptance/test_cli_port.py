@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import HOST, run_pts_serve
+from tests.support.servers import HOST, run_pts_serve
 
 
 @pytest.mark.parametrize("command", ["serve", "demo"])
@@ -37,7 +37,7 @@ def test_a_port_in_use_is_one_clear_line_before_any_banner(
                 "--dsn",
                 db_url,
             ],
-            cwd=Path(__file__).parent.parent,  # pts demo runs from a checkout
+            cwd=Path(__file__).parents[2],  # pts demo runs from a checkout
             capture_output=True,
             text=True,
             timeout=60,

@@ -21,9 +21,9 @@ import pytest
 
 from example_chat import db as demo_db
 from example_chat.app import SECURITY_HEADERS, SESSION_COOKIE
-from tests.demo_support import GUARD, Browser, Demo, ScriptedModel, run_demo, wait_finished
-from tests.server import free_port
-from tests.sse_client import collect
+from tests.support.demo import GUARD, Browser, Demo, ScriptedModel, run_demo, wait_finished
+from tests.support.servers import free_port
+from tests.support.sse import collect
 
 ANSWER = "First sentence. Second one!\n\n- a list\n\n```py\nx = 1\n```\nVoilà 你好 🎉.\n"
 
@@ -376,7 +376,7 @@ def test_pts_demo_rejects_an_unknown_model() -> None:
     assert "Traceback" not in result.stderr
 
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+WEB = Path(__file__).resolve().parents[2] / "web"
 
 
 def test_vendored_scripts_are_the_pinned_releases_with_licenses() -> None:

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.demo_browser_support import (
+from tests.support.demo import ScriptedModel, run_demo, wait_persisted
+from tests.support.demo_browser import (
     SOMETHING,
     VIEWPORT,
     Tab,
@@ -21,7 +22,6 @@ from tests.demo_browser_support import (
     held,
     only_stream,
 )
-from tests.demo_support import ScriptedModel, run_demo, wait_persisted
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from example_chat import db as demo_db
 from example_chat.app import SESSION_COOKIE, create_app
-from tests.demo_support import (
+from tests.support.demo import (
     GUARD,
     SECRET,
     Browser,

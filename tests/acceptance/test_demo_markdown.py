@@ -13,8 +13,8 @@ from playwright.async_api import Browser, expect
 
 from example_chat.db import Turn
 from example_chat.models import compose_answer
-from tests.demo_browser_support import ARTIFACTS, VIEWPORT, Tab, chromium
-from tests.demo_support import ScriptedModel, run_demo
+from tests.support.demo import ScriptedModel, run_demo
+from tests.support.demo_browser import ARTIFACTS, VIEWPORT, Tab, chromium
 
 pytestmark = pytest.mark.timeout(120)
 

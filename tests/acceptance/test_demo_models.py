@@ -19,7 +19,7 @@ from example_chat.models import (
     tokenize,
 )
 from pts.errors import ConfigurationError
-from tests.demo_support import (
+from tests.support.demo import (
     Browser,
     FakeOpenAI,
     run_demo,

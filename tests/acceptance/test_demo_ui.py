@@ -11,7 +11,18 @@ from playwright.async_api import Browser, expect
 
 from example_chat.db import Turn
 from example_chat.models import QUIET_LOGGERS, OpenAIModel
-from tests.demo_browser_support import (
+from tests.support.demo import (
+    Browser as HTTPBrowser,
+)
+from tests.support.demo import (
+    Demo,
+    FakeOpenAI,
+    ScriptedModel,
+    run_demo,
+    serve_fake_openai,
+    wait_finished,
+)
+from tests.support.demo_browser import (
     PHONE,
     VIEWPORT,
     Tab,
@@ -19,17 +30,6 @@ from tests.demo_browser_support import (
     chromium,
     held,
     only_stream,
-)
-from tests.demo_support import (
-    Browser as HTTPBrowser,
-)
-from tests.demo_support import (
-    Demo,
-    FakeOpenAI,
-    ScriptedModel,
-    run_demo,
-    serve_fake_openai,
-    wait_finished,
 )
 
 

@@ -2,7 +2,7 @@
 and pts's routes behind the demo's own authorize hook.
 
 Browsers here are httpx clients with their cookies: an owner, a stranger, and no
-cookies at all. The properties are in :mod:`tests.fuzz_support`; a rejected form
+cookies at all. The properties are in :mod:`tests.support.fuzz`; a rejected form
 post must not have stored a message, a rejected cancel must leave the answer as it was.
 """
 
@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from example_chat.app import SESSION_COOKIE
-from tests.demo_support import csrf_token_of
-from tests.fuzz_support import (
+from tests.support.demo import csrf_token_of
+from tests.support.fuzz import (
     REQUESTS,
     TIMEOUT,
     Fuzzer,
@@ -43,7 +43,7 @@ from tests.fuzz_support import (
     quoted,
     report,
 )
-from tests.postgres import DatabaseFactory
+from tests.support.postgres import DatabaseFactory
 
 MODULE = "demo"
 

@@ -23,7 +23,7 @@ from schemathesis.core.result import Ok
 
 from pts import PersistentTextStreaming
 from pts.app import create_app
-from tests.fuzz_support import (
+from tests.support.fuzz import (
     ADMIN_TOKEN,
     EXPLORE,
     REQUESTS,
@@ -33,8 +33,8 @@ from tests.fuzz_support import (
     stream_id_of,
     violation,
 )
-from tests.postgres import DatabaseFactory
-from tests.server import ServeProcess
+from tests.support.postgres import DatabaseFactory
+from tests.support.servers import ServeProcess
 
 MODULE = "openapi"
 existing: list[str] = []

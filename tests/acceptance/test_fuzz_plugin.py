@@ -1,7 +1,7 @@
 """Fuzzing the plugin's routes (``/streams...``) of a real ``pts serve``.
 
 One server per mode (``--no-auth``, and the admin token); the properties are in
-:mod:`tests.fuzz_support`. A rejected create must not have created a row; a
+:mod:`tests.support.fuzz`. A rejected create must not have created a row; a
 rejected cancel or delete must leave the stream's view as it was.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz_support import (
+from tests.support.fuzz import (
     ADMIN_TOKEN,
     CONTENT_TYPES,
     PATHOLOGICAL_JSON,
@@ -42,7 +42,7 @@ from tests.fuzz_support import (
     report,
     stream_id_of,
 )
-from tests.postgres import DatabaseFactory
+from tests.support.postgres import DatabaseFactory
 
 MODULE = "plugin"
 pool_ids: list[str] = []

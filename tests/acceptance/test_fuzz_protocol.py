@@ -1,7 +1,7 @@
 """Fuzzing the Durable Streams protocol (``/v1/stream/...``) of a real ``pts serve``.
 
 One server per mode (``--no-auth``, and the admin token), generated requests over
-real sockets; the properties are in :mod:`tests.fuzz_support`.
+real sockets; the properties are in :mod:`tests.support.fuzz`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz_support import (
+from tests.support.fuzz import (
     ADMIN_TOKEN,
     CONTENT_TYPES,
     Fuzzer,
@@ -39,7 +39,7 @@ from tests.fuzz_support import (
     timestamps,
     violation,
 )
-from tests.postgres import DatabaseFactory
+from tests.support.postgres import DatabaseFactory
 
 MODULE = "protocol"
 MOUNT = "/v1/stream"
@@ -62,7 +62,7 @@ pool_paths: list[str] = list(POOL)
 
 @pytest.fixture(scope="module", params=["no-auth", "admin"])
 def fuzzer(request: pytest.FixtureRequest, databases: DatabaseFactory) -> Iterator[Fuzzer]:
-    from tests.fuzz_support import pts_server
+    from tests.support.fuzz import pts_server
 
     dsn = databases.create()
     mode: str = request.param

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.app_process import start_app, wait_ready
-from tests.server import HOST, free_port
+from tests.support.app_process import start_app, wait_ready
+from tests.support.servers import HOST, free_port
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://127.0.0.1:8000"  # what the README's commands talk to
 WAIT = 30.0  # a hang guard, never an assertion about speed
 

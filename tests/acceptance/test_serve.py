@@ -21,7 +21,7 @@ from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
 from pts.plugin import PTSPlugin
 from pts.serving import raise_open_file_limit
-from tests.server import ServeProcess, free_port, run_pts_serve
+from tests.support.servers import ServeProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

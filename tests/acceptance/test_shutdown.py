@@ -32,8 +32,8 @@ from pts.errors import ConfigurationError, StreamClosed
 from pts.hub import Update
 from pts.models import StreamStatus
 from pts.shutdown import GRACE_OVER, INTERRUPTED
-from tests.demo_support import Browser
-from tests.server import HOST, free_port
+from tests.support.demo import Browser
+from tests.support.servers import HOST, free_port
 
 GUARD = 30.0
 """Seconds any single wait may take before the test is declared hung."""
@@ -339,10 +339,12 @@ async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) 
 
 @contextmanager
 def app_process(db_url: str, *, grace: float) -> Iterator[ServerProcess]:
-    """tests/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
+    """tests/support/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
     port = free_port()
     env = {"PTS_DATABASE_URL": db_url, "PTS_SHUTDOWN_GRACE": str(grace)}
-    with server_process([sys.executable, "-m", "tests.shutdown_app", str(port)], env, port) as s:
+    with server_process(
+        [sys.executable, "-m", "tests.support.shutdown_app", str(port)], env, port
+    ) as s:
         yield s
 
 

@@ -17,7 +17,7 @@ from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.driver import Append
 from pts.flush import FlushPolicy
 from pts.models import StreamInfo
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 NEVER = 3600.0
 

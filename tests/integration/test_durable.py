@@ -30,8 +30,8 @@ from pts.flush import FlushPolicy
 from pts.models import CreateOutcome, StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize, allow_everything
 from pts.settings import Driver
-from tests.server import serve_app
-from tests.sse_client import collect
+from tests.support.servers import serve_app
+from tests.support.sse import collect
 
 # Multi-byte characters cut across tokens and flushes: the bytes must survive as they are.
 TOKENS = [

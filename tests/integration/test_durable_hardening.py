@@ -27,9 +27,9 @@ from pts import PersistentTextStreaming
 from pts.durable import wire
 from pts.models import StreamInfo
 from pts.plugin import Action
-from tests.server import serve_app
-from tests.test_durable import make_app
-from tests.test_durable import pts as pts  # the fixture
+from tests.integration.test_durable import make_app
+from tests.integration.test_durable import pts as pts  # the fixture
+from tests.support.servers import serve_app
 
 TEXT = {"content-type": "text/plain"}
 JSON = {"content-type": "application/json"}

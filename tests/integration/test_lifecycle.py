@@ -14,9 +14,9 @@ from pts import PersistentTextStreaming, StreamStatus
 from pts.driver import Append
 from pts.flush import FlushPolicy
 from pts.store.migrations import migrate
-from tests.postgres import embedded_server, restart_embedded
-from tests.server import serve_app
-from tests.test_driving import Harness, make_app
+from tests.integration.test_driving import Harness, make_app
+from tests.support.postgres import embedded_server, restart_embedded
+from tests.support.servers import serve_app
 
 
 async def _wait_status(pts: PersistentTextStreaming, stream_id: uuid.UUID) -> StreamStatus:
@@ -31,7 +31,7 @@ async def test_killed_driver_times_out_and_keeps_its_text(db_url: str) -> None:
     driver = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.driver_process",
+        "tests.support.driver_process",
         db_url,
         str(stale_after),
         stdout=asyncio.subprocess.PIPE,

@@ -24,8 +24,8 @@ from pts.errors import StoreUnavailable
 from pts.logsafe import Throttle, safe, warn_throttled
 from pts.plugin import PTSPlugin, allow_everything
 from pts.store.migrations import migrate
-from tests.postgres import embedded_server
-from tests.server import serve_app
+from tests.support.postgres import embedded_server
+from tests.support.servers import serve_app
 
 TEXT = {"content-type": "text/plain"}
 

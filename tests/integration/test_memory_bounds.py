@@ -29,8 +29,8 @@ from pts.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Hub, Update
 from pts.models import ReadResult, StreamBody, StreamStatus
 from pts.plugin import PTSPlugin, StreamView, allow_everything
 from pts.store import Store
-from tests.server import HOST, serve_app
-from tests.sse_client import Event, collect
+from tests.support.servers import HOST, serve_app
+from tests.support.sse import Event, collect
 
 MiB = 1 << 20
 # Characters of 1 to 4 bytes, JSON escapes (quote, backslash, control, newline).

@@ -24,8 +24,8 @@ import pytest
 
 from pts.durable import wire
 from pts.store import create_store
-from tests.fuzz_support import stream_id_of
-from tests.server import HOST, ServeProcess, run_pts_serve
+from tests.support.fuzz import stream_id_of
+from tests.support.servers import HOST, ServeProcess, run_pts_serve
 
 MIB = 1 << 20
 GROWTH = 100 * MIB

@@ -8,7 +8,7 @@ import asyncpg
 
 from pts.store import create_store
 from pts.store.migrations import list_migrations, migrate
-from tests.postgres import DatabaseFactory
+from tests.support.postgres import DatabaseFactory
 
 # What makes up the pts schema, each as (kind, name, definition) rows.
 CATALOG_QUERIES = {

@@ -18,7 +18,7 @@ from pts.core import PersistentTextStreaming
 from pts.loopback import is_loopback_origin, split_host_header
 from pts.noauth import LoopbackGuard
 from pts.plugin import Forbidden, PTSPlugin
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 TEXT = {"content-type": "text/plain"}
 

@@ -30,7 +30,7 @@ from pts.errors import (
 )
 from pts.models import StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize, PTSPlugin, allow_everything
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 TOKEN = "s3cret-admin-token"
 STREAM_FIELDS = {

@@ -18,10 +18,10 @@ from pts import PersistentTextStreaming
 from pts.json_body import MAX_JSON_BODY_BYTES, MAX_JSON_BODY_DEPTH, nests_deeper_than
 from pts.models import StreamInfo
 from pts.plugin import Action
-from tests.server import serve_app
-from tests.test_durable import make_app
-from tests.test_durable import pts as pts  # the fixture
-from tests.test_durable_hardening import asgi
+from tests.integration.test_durable import make_app
+from tests.integration.test_durable import pts as pts  # the fixture
+from tests.integration.test_durable_hardening import asgi
+from tests.support.servers import serve_app
 
 JSON = (b"content-type", b"application/json")
 

@@ -16,9 +16,9 @@ from litestar import Litestar
 from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.driver import Append
 from pts.flush import FlushPolicy
-from tests.server import run_pts_serve, serve_app
-from tests.sse_client import Event, collect, events
-from tests.test_driving import Harness, endless, make_app
+from tests.integration.test_driving import Harness, endless, make_app
+from tests.support.servers import run_pts_serve, serve_app
+from tests.support.sse import Event, collect, events
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from pts.models import Producer
 from pts.plugin import allow_everything
 from pts.store import SQLStore
 from pts.store.validate import MAX_KEY_BYTES, MAX_METADATA_DEPTH
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 S = StreamStatus
 INT8_MAX = 2**63 - 1

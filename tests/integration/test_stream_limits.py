@@ -22,7 +22,7 @@ from pts.plugin import allow_everything
 from pts.settings import Driver
 from pts.store import DEFAULT_MAX_STREAM_SIZE, SQLStore, create_store
 from pts.store.base import pending_timeout_message
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 S = StreamStatus
 AnyRequest = Request[Any, Any, Any]

@@ -6,7 +6,7 @@ import pytest
 
 from pts import StreamStatus, SyncStore
 from pts.errors import SchemaNotMigrated
-from tests.postgres import DatabaseFactory
+from tests.support.postgres import DatabaseFactory
 
 
 @pytest.mark.timeout(20)  # a hang guard: the pool used to wait 30 s for libpq's defaults

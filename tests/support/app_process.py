@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from pts.testing.process import stop_process
-from tests.server import HOST, ServeProcess, free_port
+from tests.support.servers import HOST, ServeProcess, free_port
 
 
 @contextlib.contextmanager

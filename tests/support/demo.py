@@ -26,7 +26,7 @@ from example_chat.app import create_app
 from example_chat.db import Turn
 from example_chat.models import ChatModel, compose_answer, tokenize
 from pts import PersistentTextStreaming
-from tests.server import serve_app
+from tests.support.servers import serve_app
 
 GUARD = 20.0
 """Seconds any single wait may take before a test is declared hung."""

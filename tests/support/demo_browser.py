@@ -26,9 +26,9 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.demo_support import GUARD, Demo, ScriptedModel
+from tests.support.demo import GUARD, Demo, ScriptedModel
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("PTS_TEST_CHROMIUM", "/usr/bin/chromium")
 HAVE_CHROMIUM = Path(CHROMIUM).exists()

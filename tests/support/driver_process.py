@@ -1,6 +1,6 @@
 """A process that drives a stream and then hangs, for the test that kills it.
 
-Run as ``python -m tests.driver_process DSN STALE_AFTER``; prints the stream id
+Run as ``python -m tests.support.driver_process DSN STALE_AFTER``; prints the stream id
 once its first sentence is persisted, then heartbeats until killed.
 """
 

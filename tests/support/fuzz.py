@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from pts.testing.process import stop_process
-from tests.server import HOST, ServeProcess, free_port, run_pts_serve
+from tests.support.servers import HOST, ServeProcess, free_port, run_pts_serve
 
 # One INFO line per request would bury a failure's report under thousands of them.
 logging.getLogger("httpx").setLevel(logging.WARNING)

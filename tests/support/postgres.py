@@ -24,7 +24,7 @@ from psycopg import sql
 from pts.database import database_name, with_database
 from pts.store.migrations import migrate
 
-logger = logging.getLogger("tests.postgres")
+logger = logging.getLogger("tests.support.postgres")
 
 # Durability is not what the tests measure; these make Postgres several times faster.
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

@@ -1,6 +1,6 @@
 """An app with endless answers, served by :func:`pts.shutdown.run` in a subprocess.
 
-``python -m tests.shutdown_app PORT`` serves it on 127.0.0.1:PORT (the
+``python -m tests.support.shutdown_app PORT`` serves it on 127.0.0.1:PORT (the
 database from ``PTS_DATABASE_URL``), as ``pts serve`` serves its app:
 
 - ``POST /drive/{id}``: drives stream ``id`` (the plugin's ``POST /streams``

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pts"
+PACKAGE = Path(__file__).resolve().parents[2] / "pts"
 
 MAX_LINES = 400
 """The most lines a module of ``pts/`` may have (the project's "keep modules small")."""

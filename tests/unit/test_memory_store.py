@@ -29,7 +29,7 @@ from pts.errors import ConfigurationError
 from pts.listener import Notification
 from pts.plugin import allow_everything
 from pts.testing import DurableStreamsNotSupported, MemoryStore
-from tests.sse_client import collect
+from tests.support.sse import collect
 
 S = StreamStatus
 AnyRequest: TypeAlias = Request[Any, Any, Any]
