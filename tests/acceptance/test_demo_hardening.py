@@ -200,6 +200,13 @@ async def test_odd_query_values_are_never_a_500(demo: Demo) -> None:
         assert odd_chat.status_code < 500
 
 
+async def test_a_static_file_name_the_file_system_refuses_is_a_404(demo: Demo) -> None:
+    # A NUL (which no file name holds) made the file system call raise: a 500.
+    async with httpx.AsyncClient(base_url=demo.url) as client:
+        for name in ("x%00y", "%00", "demo/%00.js"):
+            assert (await client.get(f"/static/{name}")).status_code == 404, name
+
+
 # -- finding 11: an answer nobody drives ---------------------------------------------
 
 
