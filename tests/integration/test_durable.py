@@ -32,6 +32,7 @@ from pts.plugin import Action, Authorize, allow_everything
 from pts.settings import Driver
 from tests.support.servers import serve_app
 from tests.support.sse import collect
+from tests.support.waiting import until_stats
 
 # Multi-byte characters cut across tokens and flushes: the bytes must survive as they are.
 TOKENS = [
@@ -104,7 +105,7 @@ async def test_a_driven_pts_stream_reads_byte_exact_through_the_protocol(
     path = f"/v1/stream/pts/{stream_id}"
     # An SSE reader that joins before the answer starts sees it live, to the close.
     watcher = asyncio.create_task(read_sse(client, f"{path}?offset=-1&live=sse"))
-    await asyncio.sleep(0.2)
+    await until_stats(pts, lambda s: s.subscribers == 1, "the SSE reader is subscribed")
     driven = await client.post(f"/drive/{stream_id}")
     assert driven.status_code == 200
     assert driven.text == TEXT
@@ -226,7 +227,9 @@ async def test_a_long_poll_wakes_on_append_and_stops_when_the_client_hangs_up(
         await client.put("/v1/stream/lp", headers={"content-type": "text/plain"})
         tail = wire.format_offset(0)
         poll = asyncio.create_task(client.get(f"/v1/stream/lp?offset={tail}&live=long-poll"))
-        await asyncio.sleep(0.2)
+        # Parked before the write that must wake it (else it would answer the news at once).
+        await until_stats(pts, lambda s: s.subscribers == 1, "the long-poll is parked")
+        assert not poll.done()
         await client.post("/v1/stream/lp", content=b"news", headers={"content-type": "text/plain"})
         woke = await asyncio.wait_for(poll, 10)
         assert (woke.status_code, woke.content) == (200, b"news")
@@ -234,15 +237,10 @@ async def test_a_long_poll_wakes_on_append_and_stops_when_the_client_hangs_up(
         assert woke.headers["stream-cursor"].isdigit()
 
         # A client that gives up: the server stops waiting (and following the stream).
-        stream_id = (await pts.store.get_stream_by_path("lp")).id
         waiting_url = f"/v1/stream/lp?offset={wire.format_offset(4)}&live=long-poll"
         with pytest.raises(httpx.ReadTimeout):
             await client.get(waiting_url, timeout=0.5)
-        hub = pts._hub
-        assert hub is not None
-        async with asyncio.timeout(10):
-            while stream_id in hub.tails:
-                await asyncio.sleep(0.05)
+        await until_stats(pts, lambda s: s.tails == s.subscribers == 0, "the server stopped")
 
 
 # -- paths, access control, errors ---------------------------------------------------

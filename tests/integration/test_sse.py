@@ -19,6 +19,7 @@ from pts.flush import FlushPolicy
 from tests.integration.test_driving import Harness, endless, make_app
 from tests.support.servers import run_pts_serve, serve_app
 from tests.support.sse import Event, collect, events
+from tests.support.waiting import until_stats
 
 
 @pytest.fixture
@@ -73,10 +74,12 @@ async def test_reconnect_with_last_event_id_at_every_boundary(harness: Harness) 
     # Appends cut inside multi-byte characters on purpose.
     cuts = [0, 5, 9, 13, 17, 22, 27, 31, len(whole)]
     live = asyncio.create_task(collect(harness.client, f"/streams/{info.id}/events"))
-    await asyncio.sleep(0.2)
+    await until_stats(harness.pts, lambda s: s.subscribers == 1, "the SSE reader is subscribed")
     for a, b in itertools.pairwise(cuts):
+        reads = harness.pts.stats().tail_reads
         await store.append(info.id, whole[a:b], offset=a)
-        await asyncio.sleep(0.05)  # let each append reach the subscriber as its own event
+        # Each append reaches the subscriber as its own event: its tail read it.
+        await until_stats(harness.pts, lambda s: s.tail_reads > reads, "read")  # noqa: B023
     await store.set_status(info.id, StreamStatus.DONE)
     evts = await asyncio.wait_for(live, 10)
     assert "".join(e.data for e in text_events(evts)) == whole.decode()

@@ -18,6 +18,7 @@ from pts import (
     Update,
 )
 from pts.flush import FlushPolicy
+from tests.support.waiting import until_stats
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ async def test_killing_the_listener_mid_stream_loses_nothing(
     while not box:
         await asyncio.sleep(0.005)
     subscription = asyncio.create_task(collect(pts, box[0]))
-    await asyncio.sleep(0.05)
+    await until_stats(pts, lambda s: s.subscribers == 1, "subscribed before the kill")
     conn = await asyncpg.connect(db_url)
     try:
         killed = await conn.fetchval(
@@ -211,10 +212,12 @@ async def test_connections_do_not_grow_with_subscribers(db_url: str) -> None:
         writers = [await pts.create_write_stream() for _ in range(5)]
         before = await conn.fetchval(count_sql)
         subs = [asyncio.create_task(collect(pts, w.stream_id)) for w in writers for _ in range(40)]
-        await asyncio.sleep(0.3)
+        await until_stats(pts, lambda s: s.subscribers == 200, "all 200 are subscribed")
+        reads = pts.stats().tail_reads
         for w in writers:
             await w.write("Hello. ")
-        await asyncio.sleep(0.3)
+        await until_stats(pts, lambda s: s.tail_reads >= reads + 5, "each tail read its news")
+        assert pts.stats().subscribers == 200
         during = await conn.fetchval(count_sql)
         for w in writers:
             await w.close()
@@ -246,7 +249,7 @@ async def test_deleting_a_watched_stream_ends_the_subscription(
     writer = await pts.create_write_stream()
     await writer.write("Soon gone. ")
     subscription = asyncio.create_task(collect(pts, writer.stream_id))
-    await asyncio.sleep(0.1)
+    await until_stats(pts, lambda s: s.subscribers == 1, "the watcher is subscribed")
     await pts.delete_stream(writer.stream_id)
     with pytest.raises(StreamNotFound):
         await asyncio.wait_for(subscription, 10)
