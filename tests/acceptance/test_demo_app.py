@@ -7,10 +7,8 @@ import hashlib
 import html
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from example_chat import db as demo_db
 from example_chat.app import SECURITY_HEADERS, SESSION_COOKIE
 from tests.support.demo import GUARD, Browser, Demo, ScriptedModel, run_demo, wait_finished
-from tests.support.servers import free_port
+from tests.support.servers import free_port, server_process
 from tests.support.sse import collect
 
 ANSWER = "First sentence. Second one!\n\n- a list\n\n```py\nx = 1\n```\nVoilà 你好 🎉.\n"
@@ -318,47 +316,18 @@ async def test_demo_migration_is_idempotent_and_answers_reference_streams(db_url
 @pytest.mark.timeout(90)
 def test_pts_demo_command_serves_the_chat(db_url: str) -> None:
     port = free_port()
-    env = {**os.environ, "PTS_DATABASE_URL": db_url, "PTS_DEMO_MODEL": "demo"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pts.cli", "demo", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline().decode()  # blocks until printed; the timeout guards
+    command = [sys.executable, "-m", "pts.cli", "demo", "--port", str(port)]
+    env = {"PTS_DATABASE_URL": db_url, "PTS_DEMO_MODEL": "demo"}
+    with server_process(command, port, env=env) as server:  # once /healthz answers
+        first = server.output().splitlines()[0]
         assert f"pts demo chat on http://127.0.0.1:{port}" in first, first
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
-            # The URL is printed just before uvicorn binds: wait for it (a hang guard).
-            deadline = time.monotonic() + 30
-            for _ in range(1000):
-                if process.poll() is not None:
-                    pytest.fail(f"pts demo exited with code {process.returncode}")
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("pts demo did not answer /healthz within 30 s")
-                time.sleep(0.05)
+        with httpx.Client(base_url=server.url, timeout=2) as client:
             page = client.get("/")
             assert page.status_code == 200
             assert "model: demo (offline" in page.text
         with psycopg.connect(db_url) as conn:
             row = conn.execute("SELECT count(*) FROM pts_demo.schema_migrations").fetchone()
             assert row == (1,)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_pts_demo_rejects_an_unknown_model() -> None:

@@ -34,7 +34,7 @@ from tests.support.fuzz import (
     violation,
 )
 from tests.support.postgres import DatabaseFactory
-from tests.support.servers import ServeProcess
+from tests.support.servers import ServerProcess
 
 MODULE = "openapi"
 existing: list[str] = []
@@ -61,7 +61,7 @@ OPERATIONS = {
 @pytest.fixture(scope="module", params=["no-auth", "admin"])
 def server(
     request: pytest.FixtureRequest, databases: DatabaseFactory
-) -> Iterator[tuple[ServeProcess, str]]:
+) -> Iterator[tuple[ServerProcess, str]]:
     dsn = databases.create()
     try:
         with pts_server(dsn, request.param) as running:
@@ -89,7 +89,7 @@ def test_the_schema_describes_every_plugin_route() -> None:
 
 
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
-def test_operation(server: tuple[ServeProcess, str], label: str) -> None:
+def test_operation(server: tuple[ServerProcess, str], label: str) -> None:
     running, mode = server
     module = f"{MODULE}[{mode}]"
     operation = OPERATIONS[label]
@@ -136,7 +136,7 @@ def test_operation(server: tuple[ServeProcess, str], label: str) -> None:
 
 
 def test_requests_sent(
-    server: tuple[ServeProcess, str], capsys: pytest.CaptureFixture[str]
+    server: tuple[ServerProcess, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The number of requests schemathesis sent to this server."""
     with capsys.disabled():

@@ -17,15 +17,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.app_process import start_app, wait_ready
-from tests.support.servers import HOST, free_port
+from tests.support.servers import HOST, free_port, server_process, start_app, wait_ready
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://127.0.0.1:8000"  # what the README's commands talk to
@@ -187,24 +185,11 @@ def test_the_quick_start_loop_works_twice(tmp_path: Path, env: dict[str, str]) -
     serve_env, serve_args = pts_command(serve)
     assert serve_args[0] == "serve"
     port = free_port()
-    url = f"http://{HOST}:{port}"
-    server = subprocess.Popen(
-        pts_args([*serve_args, "--host", HOST, "--port", str(port)]),
-        cwd=tmp_path,
-        env={**env, **serve_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_healthy(server, url)
+    command = pts_args([*serve_args, "--host", HOST, "--port", str(port)])
+    with server_process(command, port, env={**env, **serve_env}, cwd=tmp_path) as server:
         texts = ["Hello from the README.\n", "Second run, second stream.\n"]
-        ids = [_one_round(blocks, url, tmp_path, env, text) for text in texts]
+        ids = [_one_round(blocks, server.url, tmp_path, env, text) for text in texts]
         assert ids[0] != ids[1]
-    finally:
-        from pts.testing.process import stop_process
-
-        stop_process(server, 15.0)
 
 
 def _one_round(blocks: list[str], url: str, cwd: Path, env: dict[str, str], text: str) -> str:
@@ -259,20 +244,6 @@ def _one_round(blocks: list[str], url: str, cwd: Path, env: dict[str, str], text
         if tail is not None and tail.poll() is None:
             tail.kill()
             tail.communicate(timeout=WAIT)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + WAIT
-    with httpx.Client(base_url=url, timeout=2.0) as client:
-        while True:
-            assert process.poll() is None, f"pts serve exited with {process.returncode}"
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pts serve never became healthy"
-            time.sleep(0.1)
 
 
 # -- testing without Postgres ----------------------------------------------------------

@@ -21,7 +21,7 @@ from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
 from pts.plugin import PTSPlugin
 from pts.serving import raise_open_file_limit
-from tests.support.servers import ServeProcess, free_port, run_pts_serve
+from tests.support.servers import ServerProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -46,7 +46,7 @@ async def assert_refused(url: str) -> None:
             await client.get("/healthz")
 
 
-async def stop_with_sigterm(server: ServeProcess, guard: float = 15.0) -> int:
+async def stop_with_sigterm(server: ServerProcess, guard: float = 15.0) -> int:
     """SIGTERM ``pts serve``; its exit code (TimeoutExpired if it does not stop)."""
     server.process.send_signal(signal.SIGTERM)
     return await asyncio.to_thread(server.process.wait, guard)

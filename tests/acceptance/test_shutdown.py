@@ -10,17 +10,12 @@ process's exit), bounded by a hang guard.
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import psycopg
@@ -33,7 +28,7 @@ from pts.hub import Update
 from pts.models import StreamStatus
 from pts.shutdown import GRACE_OVER, INTERRUPTED
 from tests.support.demo import Browser
-from tests.support.servers import HOST, free_port
+from tests.support.servers import ServerProcess, run_module, run_pts_demo, run_pts_serve
 
 GUARD = 30.0
 """Seconds any single wait may take before the test is declared hung."""
@@ -42,88 +37,6 @@ STOP_BOUND = 2.0
 """The issue's bound: after the second Ctrl+C, the process is gone within this (seconds)."""
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-@dataclass
-class ServerProcess:
-    """A server subprocess whose stderr is read line by line as it comes."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    stderr: list[str] = field(default_factory=list)
-
-    def interrupt(self) -> None:
-        """What Ctrl+C does: SIGINT (to the server process only)."""
-        self.process.send_signal(signal.SIGINT)
-
-    def wait_for_line(self, needle: str, guard: float = GUARD) -> str:
-        """The first stderr line (from now on) that contains ``needle``."""
-        deadline = time.monotonic() + guard
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no line with {needle!r} on stderr:\n{self.all_stderr()}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if needle in line:
-                return line
-
-    def all_stderr(self) -> str:
-        return "".join(self.stderr)
-
-    async def exited(self, guard: float = GUARD) -> int:
-        """The exit code, once the process has exited (TimeoutExpired after ``guard``)."""
-        return await asyncio.to_thread(self.process.wait, guard)
-
-
-def _read_lines(server: ServerProcess) -> None:
-    assert server.process.stderr is not None
-    for raw in server.process.stderr:
-        line = raw.decode("utf-8", "replace")
-        server.stderr.append(line)
-        server.lines.put(line)
-
-
-@contextmanager
-def server_process(
-    command: list[str], env: Mapping[str, str], port: int
-) -> Iterator[ServerProcess]:
-    """Run ``command``; yield once ``/healthz`` answers; kill whatever is left at the end."""
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    server = ServerProcess(url=f"http://{HOST}:{port}", process=process)
-    reader = threading.Thread(target=_read_lines, args=(server,), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + GUARD
-        with httpx.Client(base_url=server.url, timeout=2.0) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited early:\n{server.all_stderr()}")
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no /healthz within {GUARD} s:\n{server.all_stderr()}")
-                time.sleep(0.05)
-        yield server
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        reader.join(10)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def stream_row(dsn: str, stream_id: uuid.UUID) -> tuple[str, str | None]:
@@ -137,7 +50,7 @@ def stream_row(dsn: str, stream_id: uuid.UUID) -> tuple[str, str | None]:
 
 
 def assert_no_traceback(server: ServerProcess) -> None:
-    text = server.all_stderr()
+    text = server.output()
     assert "Traceback" not in text, text
     assert "Exception in ASGI application" not in text, text
 
@@ -150,7 +63,6 @@ async def demo_process(
     db_url: str, *, tokens_per_second: float, grace: float | None = None
 ) -> AsyncIterator[ServerProcess]:
     await demo_db.migrate(db_url)
-    port = free_port()
     env = {
         "PTS_DATABASE_URL": db_url,
         "PTS_DEMO_MODEL": "demo",
@@ -158,8 +70,7 @@ async def demo_process(
     }
     if grace is not None:
         env["PTS_SHUTDOWN_GRACE"] = str(grace)
-    command = [sys.executable, "-m", "pts.cli", "demo", "--host", HOST, "--port", str(port)]
-    with server_process(command, env, port) as server:
+    with run_pts_demo(db_url, env=env) as server:
         yield server
 
 
@@ -252,18 +163,18 @@ async def test_demo_second_ctrl_c_stops_at_once_and_ends_the_answer(db_url: str)
         start = time.monotonic()
         code = await server.exited()
         stopped_after = time.monotonic() - start
-        assert code == 0, server.all_stderr()
+        assert code == 0, server.output()
         assert stopped_after < STOP_BOUND, f"stopped {stopped_after:.2f} s after the second SIGINT"
         # Ended in the database by the process itself (no sweeper runs any more).
         status, error = stream_row(db_url, answer.stream_id)
         assert (status, error) == (StreamStatus.ERROR, INTERRUPTED)
         # The viewer saw the end (its final status event), then its response ended.
         seen = await asyncio.wait_for(answer.viewer, GUARD)
-        assert '"status": "error"' in seen, seen + server.all_stderr()
+        assert '"status": "error"' in seen, seen + server.output()
         assert INTERRUPTED in seen
         await asyncio.wait_for(answer.driving, GUARD)
     assert_no_traceback(server)
-    assert server.all_stderr().count("waiting for") == 1
+    assert server.output().count("waiting for") == 1
 
 
 @pytest.mark.timeout(90)
@@ -277,7 +188,7 @@ async def test_demo_one_ctrl_c_lets_an_answer_finish_within_the_grace(db_url: st
         server.interrupt()
         server.wait_for_line("waiting for 1 live answer")
         code = await server.exited(60)
-        assert code == 0, server.all_stderr()
+        assert code == 0, server.output()
         assert stream_row(db_url, answer.stream_id) == (StreamStatus.DONE, None)
         body = (await asyncio.wait_for(answer.driving, GUARD)).decode()
         with psycopg.connect(db_url) as conn:
@@ -299,11 +210,11 @@ async def test_demo_an_answer_longer_than_the_grace_ends_with_the_reason(db_url:
         server.interrupt()
         server.wait_for_line("waiting for 1 live answer, up to 1 s")
         code = await server.exited()
-        assert code == 0, server.all_stderr()
+        assert code == 0, server.output()
         status, error = stream_row(db_url, answer.stream_id)
         assert (status, error) == (StreamStatus.ERROR, GRACE_OVER.format(grace=1.0))
         seen = await asyncio.wait_for(answer.viewer, GUARD)
-        assert '"status": "error"' in seen, seen + server.all_stderr()
+        assert '"status": "error"' in seen, seen + server.output()
     assert_no_traceback(server)
 
 
@@ -329,7 +240,7 @@ async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) 
         server.interrupt()
         server.wait_for_line("waiting for 1 live answer, up to 60 s")
         server.interrupt()
-        assert await server.exited() == 0, server.all_stderr()
+        assert await server.exited() == 0, server.output()
         assert stream_row(db_url, stream_id) == (StreamStatus.ERROR, INTERRUPTED)
     assert_no_traceback(server)
 
@@ -340,11 +251,8 @@ async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) 
 @contextmanager
 def app_process(db_url: str, *, grace: float) -> Iterator[ServerProcess]:
     """tests/support/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
-    port = free_port()
     env = {"PTS_DATABASE_URL": db_url, "PTS_SHUTDOWN_GRACE": str(grace)}
-    with server_process(
-        [sys.executable, "-m", "tests.support.shutdown_app", str(port)], env, port
-    ) as s:
+    with run_module("tests.support.shutdown_app", env=env) as s:
         yield s
 
 
@@ -373,13 +281,13 @@ async def test_second_ctrl_c_ends_driven_and_background_answers_at_once(db_url: 
             assert "waiting for 2 live answers, up to 60 s; Ctrl+C again to stop now" in line
             server.interrupt()
             start = time.monotonic()
-            assert await server.exited() == 0, server.all_stderr()
+            assert await server.exited() == 0, server.output()
             stopped_after = time.monotonic() - start
             assert stopped_after < STOP_BOUND, f"stopped {stopped_after:.2f} s after the SIGINT"
             for stream_id in (answer.stream_id, background):
                 assert stream_row(db_url, stream_id) == (StreamStatus.ERROR, INTERRUPTED)
             seen = await asyncio.wait_for(answer.viewer, GUARD)
-            assert '"status": "error"' in seen, seen + server.all_stderr()
+            assert '"status": "error"' in seen, seen + server.output()
     assert_no_traceback(server)
 
 
@@ -398,7 +306,7 @@ async def test_one_ctrl_c_delivered_twice_still_waits(db_url: str) -> None:
             assert server.process.poll() is None
             assert stream_row(db_url, answer.stream_id)[0] == StreamStatus.STREAMING
             server.interrupt()  # a real second Ctrl+C
-            assert await server.exited() == 0, server.all_stderr()
+            assert await server.exited() == 0, server.output()
             assert stream_row(db_url, answer.stream_id) == (StreamStatus.ERROR, INTERRUPTED)
     assert_no_traceback(server)
 
@@ -408,11 +316,7 @@ async def test_one_ctrl_c_delivered_twice_still_waits(db_url: str) -> None:
 
 @pytest.mark.timeout(90)
 async def test_pts_serve_ends_its_subscribers_on_ctrl_c(db_url: str) -> None:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "pts.cli", "serve", "--no-auth", "--host", HOST, "--port", str(port)
-    ]  # fmt: skip
-    with server_process(command, {"PTS_DATABASE_URL": db_url}, port) as server:
+    with run_pts_serve(db_url, "--no-auth") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=GUARD) as client:
             created = await client.post("/streams", json={})
             assert created.status_code == 201, created.text
@@ -443,7 +347,7 @@ async def test_pts_serve_ends_its_subscribers_on_ctrl_c(db_url: str) -> None:
                     for event in ready:
                         await event.wait()
                 server.interrupt()
-                assert await server.exited() == 0, server.all_stderr()
+                assert await server.exited() == 0, server.output()
                 pts_events, protocol_events = await asyncio.wait_for(
                     asyncio.gather(*followers), GUARD
                 )
@@ -452,7 +356,7 @@ async def test_pts_serve_ends_its_subscribers_on_ctrl_c(db_url: str) -> None:
                     task.cancel()
     assert '"status": "pending"' in pts_events
     assert "event: control" in protocol_events
-    assert "waiting for" not in server.all_stderr()  # nothing to wait for: it just stopped
+    assert "waiting for" not in server.output()  # nothing to wait for: it just stopped
     assert_no_traceback(server)
 
 

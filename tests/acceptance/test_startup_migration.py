@@ -19,8 +19,8 @@ import pytest
 from pts import PersistentTextStreaming, PTSPlugin
 from pts.errors import SchemaNotMigrated
 from pts.store.migrations import list_migrations
-from tests.support.app_process import start_app, wait_exit, wait_ready
 from tests.support.postgres import DatabaseFactory
+from tests.support.servers import start_app, wait_exit, wait_ready
 
 TOKEN = {"Authorization": "Bearer startup-test"}
 

@@ -30,7 +30,7 @@ from pts.models import ReadResult, StreamBody, StreamStatus
 from pts.plugin import PTSPlugin, StreamView, allow_everything
 from pts.store import Store
 from tests.support.servers import HOST, serve_app
-from tests.support.sse import Event, collect
+from tests.support.sse import Event, collect, parse_events
 
 MiB = 1 << 20
 # Characters of 1 to 4 bytes, JSON escapes (quote, backslash, control, newline).
@@ -357,25 +357,6 @@ class StalledClient:
         return bytes(body)
 
 
-def sse_events(body: bytes) -> list[Event]:
-    """Parse an SSE body (LF line ends, as pts writes them)."""
-    out = []
-    for block in body.decode().split("\n\n"):
-        name, data, event_id = "message", [], None
-        for line in block.split("\n"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-            elif field == "id":
-                event_id = value
-        if data:
-            out.append(Event(name, "\n".join(data), event_id))
-    return out
-
-
 async def stall_and_check(
     pts: PersistentTextStreaming, url: str, path: str, stream_id: uuid.UUID
 ) -> list[Event]:
@@ -389,7 +370,7 @@ async def stall_and_check(
     await until(tail_at(hub, stream_id, len(data)), "the tail read everything")
     # The socket holds a few MiB; the rest went by this subscriber's bounded buffer.
     assert max(hub.buffered_bytes(stream_id)) <= SUBSCRIBER_BUFFER_BYTES
-    events = sse_events(await client.body())
+    events = parse_events(await client.body())
     assert events
     return events
 

@@ -25,7 +25,7 @@ import pytest
 from pts.durable import wire
 from pts.store import create_store
 from tests.support.fuzz import stream_id_of
-from tests.support.servers import HOST, ServeProcess, run_pts_serve
+from tests.support.servers import HOST, ServerProcess, run_pts_serve
 
 MIB = 1 << 20
 GROWTH = 100 * MIB
@@ -95,7 +95,7 @@ class PeakRSS:
 
 
 @contextlib.contextmanager
-def serve(dsn: str) -> Iterator[tuple[ServeProcess, httpx.Client]]:
+def serve(dsn: str) -> Iterator[tuple[ServerProcess, httpx.Client]]:
     with (
         run_pts_serve(dsn, "--no-auth", "--log-level", "warning") as server,
         httpx.Client(base_url=server.url, timeout=GUARD) as client,
@@ -103,7 +103,7 @@ def serve(dsn: str) -> Iterator[tuple[ServeProcess, httpx.Client]]:
         yield server, client
 
 
-def stalled_reader(server: ServeProcess, target: str) -> socket.socket:
+def stalled_reader(server: ServerProcess, target: str) -> socket.socket:
     """A client that sends ``GET target``, reads the response's headers, then never reads again.
 
     Its receive buffer is small, so the kernel holds little for it: what piles up

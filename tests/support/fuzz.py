@@ -24,10 +24,6 @@ import math
 import os
 import random
 import string
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -40,8 +36,7 @@ import psycopg
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
-from pts.testing.process import stop_process
-from tests.support.servers import HOST, ServeProcess, free_port, run_pts_serve
+from tests.support.servers import ServerProcess, run_pts_demo, run_pts_serve
 
 # One INFO line per request would bury a failure's report under thousands of them.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -112,7 +107,7 @@ def describe(request: httpx.Request) -> str:
 
 
 @contextlib.contextmanager
-def pts_server(dsn: str, mode: str) -> Iterator[ServeProcess]:
+def pts_server(dsn: str, mode: str) -> Iterator[ServerProcess]:
     """``pts serve`` in a subprocess: ``no-auth`` (allow_everything) or ``admin`` (token)."""
     args = ["--long-poll-timeout", LONG_POLL_TIMEOUT, "--log-level", "warning"]
     if mode == "no-auth":
@@ -125,36 +120,11 @@ def pts_server(dsn: str, mode: str) -> Iterator[ServeProcess]:
 
 
 @contextlib.contextmanager
-def demo_server(dsn: str, startup_timeout: float = 30.0) -> Iterator[ServeProcess]:
+def demo_server(dsn: str, startup_timeout: float = 30.0) -> Iterator[ServerProcess]:
     """``pts demo`` (the demo chat with its fast offline model) in a subprocess."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PTS_DATABASE_URL": dsn,
-        "PTS_DEMO_MODEL": "demo",
-        "PTS_DEMO_TOKENS_PER_SECOND": "100000",
-    }
-    command = [sys.executable, "-m", "pts.cli", "demo", "--host", HOST, "--port", str(port)]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        server = ServeProcess(url=f"http://{HOST}:{port}", process=process, log=log)
-        try:
-            deadline = time.monotonic() + startup_timeout
-            with httpx.Client(base_url=server.url, timeout=2.0) as client:
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"pts demo exited:\n{server.output()}")
-                    with contextlib.suppress(httpx.TransportError):
-                        if client.get("/healthz").status_code == httpx.codes.OK:
-                            break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"pts demo did not start:\n{server.output()}")
-                    time.sleep(0.1)
-            yield server
-        finally:
-            stop_process(process, 15.0)
+    env = {"PTS_DEMO_MODEL": "demo", "PTS_DEMO_TOKENS_PER_SECOND": "100000"}
+    with run_pts_demo(dsn, env=env, startup_timeout=startup_timeout) as server:
+        yield server
 
 
 # -- the client ------------------------------------------------------------------------
@@ -164,7 +134,7 @@ def demo_server(dsn: str, startup_timeout: float = 30.0) -> Iterator[ServeProces
 class Fuzzer:
     """A client of one server that counts its requests and checks the properties."""
 
-    server: ServeProcess
+    server: ServerProcess
     module: str
     headers: dict[str, str] = field(default_factory=dict)
     """Sent with the normal requests (the sanity checks and the snapshots)."""
@@ -299,7 +269,7 @@ def check_unchanged(before: object, after: object, response: httpx.Response | No
         )
 
 
-def keep_log(server: ServeProcess, name: str) -> None:
+def keep_log(server: ServerProcess, name: str) -> None:
     """In explore mode, keep the server's log (its tracebacks) next to the violations."""
     if EXPLORE:
         with open(f"/tmp/pts-fuzz-server-{name}.log", "w") as f:

@@ -1,38 +1,72 @@
-"""Real HTTP over real sockets: an app served in-process, or ``pts serve`` in a subprocess.
+"""Servers for tests, one way per kind, all on :mod:`pts.testing.process`.
 
-Both bind 127.0.0.1. Every wait is bounded (a hang guard, never an assertion
-about speed).
+- :func:`serve_app`: a Litestar app served by uvicorn in this event loop (real sockets);
+- :func:`server_process`: any server command in a subprocess, waited for and stopped
+  by :mod:`pts.testing.process`; and on it, one function per program:
+  :func:`run_pts_serve` (``pts serve``), :func:`run_pts_demo` (``pts demo``),
+  :func:`start_app` (``uvicorn module:app`` from a directory, as a user runs it) and
+  :func:`run_module` (a ``python -m`` test program such as :mod:`tests.support.shutdown_app`).
+
+Every wait is bounded (a hang guard, never an assertion about speed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
-from typing import IO
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
-import httpx
 import uvicorn
 from litestar import Litestar
 
-from pts.testing.process import stop_process
+from pts.testing.process import (
+    HOST,
+    ServerFailed,
+    free_port,
+    output_of,
+    spawn,
+    stop_process,
+    wait_healthy,
+)
 
-HOST = "127.0.0.1"
+__all__ = [
+    "GUARD",
+    "HOST",
+    "ServerFailed",
+    "ServerProcess",
+    "free_port",
+    "run_module",
+    "run_pts_demo",
+    "run_pts_serve",
+    "serve_app",
+    "server_process",
+    "start_app",
+    "wait_exit",
+    "wait_ready",
+]
+
+GUARD = 30.0
+"""Seconds a server may take to start, or to print an awaited line (a hang guard)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def blocking(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` to its end from sync code, even under a running event loop
+    (a sync ``with`` in an async test): in a thread of its own, with a loop of its own."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
+# -- in this process ---------------------------------------------------------------------
 
 
 class _InProcessServer(uvicorn.Server):
@@ -111,19 +145,98 @@ async def _shut_down(
         sock.close()
 
 
+# -- in a subprocess ---------------------------------------------------------------------
+
+
 @dataclass
-class ServeProcess:
-    """A running ``pts serve``: its base ``url``, its ``process`` (to signal or kill)."""
+class ServerProcess:
+    """A server subprocess: its base ``url`` and ``port``, its ``process`` (to signal or
+    kill) and its ``log`` (stdout and stderr, read with :meth:`output`/:meth:`wait_for_line`)."""
 
     url: str
+    port: int
     process: subprocess.Popen[bytes]
     log: IO[bytes]
+    _read: int = field(default=0, repr=False)
+    """How far :meth:`wait_for_line` has read the log."""
+    _final: str | None = field(default=None, repr=False)
+    """The whole output, kept when the process was stopped (and its log closed)."""
 
     def output(self) -> str:
-        """Everything the process printed so far (stdout and stderr)."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        """Everything the process printed so far (stdout and stderr), also after it stopped."""
+        return self._final if self._final is not None else output_of(self.log, None)
+
+    def wait_healthy(self, path: str = "/healthz", guard: float = GUARD) -> None:
+        """Return once ``GET path`` answers 200; ServerFailed if the process exits first."""
+        blocking(wait_healthy(self.process, self.port, self.log, path=path, guard=guard))
+
+    def wait_for_line(self, needle: str, guard: float = GUARD) -> str:
+        """The first line not yet looked at by an earlier call that contains ``needle``;
+        ServerFailed if the process exits or ``guard`` seconds pass first."""
+        deadline = time.monotonic() + guard
+        while True:
+            exited = self.process.poll() is not None
+            text = self.output().encode()
+            while (end := text.find(b"\n", self._read)) != -1:
+                line = text[self._read : end + 1].decode("utf-8", "replace")
+                self._read = end + 1
+                if needle in line:
+                    return line
+            if exited:
+                raise ServerFailed(f"exited before printing {needle!r}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise ServerFailed(f"no line with {needle!r} within {guard:g} s:\n{self.output()}")
+            time.sleep(0.02)  # polling the log file: the line is the condition
+
+    def interrupt(self) -> None:
+        """What Ctrl+C does: SIGINT (to the server process only)."""
+        self.process.send_signal(signal.SIGINT)
+
+    def exit_code(self, guard: float = GUARD) -> int:
+        """The exit code, once the process exits (it must, within ``guard``)."""
+        try:
+            return self.process.wait(guard)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the process did not exit within {guard:g} s:\n{self.output()}"
+            ) from None
+
+    async def exited(self, guard: float = GUARD) -> int:
+        """:meth:`exit_code`, without blocking the event loop."""
+        return await asyncio.to_thread(self.exit_code, guard)
+
+
+@contextlib.contextmanager
+def server_process(
+    command: Sequence[str],
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    health: str | None = "/healthz",
+    startup_guard: float = GUARD,
+    stop_guard: float = 15.0,
+) -> Iterator[ServerProcess]:
+    """Run ``command`` (a server that will listen on ``port``); yield once ``health``
+    answers 200 (at once if ``health`` is None: the caller waits for what it needs).
+
+    On exit the process is stopped (:func:`pts.testing.process.stop_process`: SIGTERM,
+    SIGKILL, then its process group). ``env`` adds to this process's environment.
+    """
+    with tempfile.TemporaryFile() as log:
+        process = spawn(command, log, env=env, cwd=cwd)
+        server = ServerProcess(url=f"http://{HOST}:{port}", port=port, process=process, log=log)
+        try:
+            if health is not None:
+                server.wait_healthy(health, startup_guard)
+            yield server
+        finally:
+            stop_process(process, stop_guard)
+            server._final = server.output()
+
+
+def _pts(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pts.cli", *args]
 
 
 @contextlib.contextmanager
@@ -131,61 +244,66 @@ def run_pts_serve(
     dsn: str,
     *extra_args: str,
     env: Mapping[str, str] | None = None,
-    startup_timeout: float = 20.0,
+    startup_timeout: float = GUARD,
     stop_timeout: float = 15.0,
-) -> Iterator[ServeProcess]:
-    """Run ``python -m pts.cli serve --port FREE *extra_args`` with ``PTS_DATABASE_URL=dsn``.
-
-    Yields once ``/healthz`` answers 200. On exit: SIGTERM, then SIGKILL after
-    ``stop_timeout``, then SIGKILL to the process group, so that no worker
-    outlives the test even if the test killed the parent with SIGKILL.
-    ``env`` adds to (or overrides) this process's environment.
-    """
+) -> Iterator[ServerProcess]:
+    """``pts serve --host 127.0.0.1 --port FREE *extra_args`` with ``PTS_DATABASE_URL=dsn``,
+    yielded once ``/healthz`` answers (ServerFailed, with its output, if it exits first)."""
     port = free_port()
-    url = f"http://{HOST}:{port}"
-    full_env = {**os.environ, "PTS_DATABASE_URL": dsn, **(env or {})}
-    command = [
-        sys.executable,
-        "-m",
-        "pts.cli",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        *extra_args,
-    ]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers too
-        )
-        server = ServeProcess(url=url, process=process, log=log)
-        try:
-            _wait_healthy(server, startup_timeout)
-            yield server
-        finally:
-            stop_process(process, stop_timeout)
+    with server_process(
+        _pts("serve", "--host", HOST, "--port", str(port), *extra_args),
+        port,
+        env={"PTS_DATABASE_URL": dsn, **(env or {})},
+        startup_guard=startup_timeout,
+        stop_guard=stop_timeout,
+    ) as server:
+        yield server
 
 
-def _wait_healthy(server: ServeProcess, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=server.url, timeout=2.0) as client:
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"pts serve exited with code {server.process.returncode}:\n{server.output()}"
-                )
-            try:
-                if client.get("/healthz").status_code == httpx.codes.OK:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"pts serve did not answer /healthz within {timeout} s:\n{server.output()}"
-                )
-            time.sleep(0.1)
+@contextlib.contextmanager
+def run_pts_demo(
+    dsn: str, *, env: Mapping[str, str] | None = None, startup_timeout: float = GUARD
+) -> Iterator[ServerProcess]:
+    """``pts demo`` on a free port with ``PTS_DATABASE_URL=dsn``, once ``/healthz`` answers."""
+    port = free_port()
+    with server_process(
+        _pts("demo", "--host", HOST, "--port", str(port)),
+        port,
+        env={"PTS_DATABASE_URL": dsn, **(env or {})},
+        startup_guard=startup_timeout,
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_module(
+    module: str, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """``python -m module PORT *args`` (a test program that serves on 127.0.0.1:PORT),
+    once ``/healthz`` answers."""
+    port = free_port()
+    with server_process([sys.executable, "-m", module, str(port), *args], port, env=env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_app(
+    directory: Path, target: str, *, env: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """``uvicorn target`` (``module:app``) run from ``directory``, as a user would; stopped
+    on exit. Not waited for: the caller waits (:func:`wait_ready`) or sees it exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", target, "--host", HOST, "--port", str(port)]
+    with server_process(command, port, env=env, cwd=directory, health=None) as server:
+        yield server
+
+
+def wait_ready(server: ServerProcess, timeout: float = GUARD) -> None:
+    """Return once uvicorn says it listens (after the app's startup); ServerFailed if the
+    process exits first (an app of the user's has no health route of ours)."""
+    server.wait_for_line("Uvicorn running on", timeout)
+
+
+def wait_exit(server: ServerProcess, timeout: float = GUARD) -> int:
+    """The server's exit code, once it exits (it must, within ``timeout``)."""
+    return server.exit_code(timeout)
