@@ -21,6 +21,7 @@ import httpx
 import pytest
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
+from litestar.testing import AsyncTestClient
 
 from pts import PersistentTextStreaming, PTSPlugin
 from pts.driver import Append
@@ -326,7 +327,7 @@ async def test_without_a_hook_the_admin_token_is_required(
 async def test_cors_answers_any_origin_by_default_or_only_the_listed_ones(
     pts: PersistentTextStreaming,
 ) -> None:
-    async with serve_app(make_app(pts)) as url, httpx.AsyncClient(base_url=url) as client:
+    async with AsyncTestClient(make_app(pts)) as client:
         answer = await client.get("/v1/stream/nowhere", headers={"origin": "https://a.example"})
         assert answer.status_code == 404
         assert answer.headers["access-control-allow-origin"] == "*"
@@ -335,7 +336,7 @@ async def test_cors_answers_any_origin_by_default_or_only_the_listed_ones(
     app = Litestar(
         plugins=[PTSPlugin(pts, authorize=allow_everything, cors_origins=["https://app.example"])]
     )
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with AsyncTestClient(app) as client:
         await client.put("/v1/stream/c", headers={"content-type": "text/plain"})
         listed = await client.get(
             "/v1/stream/c?offset=-1", headers={"origin": "https://app.example"}

@@ -12,6 +12,7 @@ import pytest
 from litestar import Litestar, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.testing import AsyncTestClient
 from litestar.types import ControllerRouterHandler
 
 from pts.core import PersistentTextStreaming
@@ -382,7 +383,7 @@ async def test_own_handler_gets_pts_injected_and_errors_mapped(
     pts: PersistentTextStreaming,
 ) -> None:
     app = make_app(pts, route_handlers=[own_status])
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with AsyncTestClient(app) as client:
         stream_id = await create(client)
         response = await client.get(f"/own/{stream_id}")
         assert response.status_code == 200
@@ -410,7 +411,7 @@ async def test_every_pts_error_is_mapped_app_wide(
     pts: PersistentTextStreaming, name: str, status: int, kind: str
 ) -> None:
     app = make_app(pts, route_handlers=[raise_error])
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with AsyncTestClient(app) as client:
         body = assert_error(await client.get(f"/raise/{name}"), status, kind)
     if status < 500:
         assert body["detail"] == str(RAISED[name])
@@ -428,6 +429,6 @@ async def test_configuration_error_detail_is_shown_in_debug(pts: PersistentTextS
         plugins=[PTSPlugin(pts, authorize=allow_everything)],
         debug=True,
     )
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as client:
+    async with AsyncTestClient(app) as client:
         body = assert_error(await client.get("/raise/configuration"), 500, "configuration_error")
     assert SECRET in body["detail"]

@@ -14,16 +14,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import httpx
 import pytest
 from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from pts import InvalidInput, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.models import Producer
 from pts.plugin import allow_everything
 from pts.store import SQLStore
 from pts.store.validate import MAX_KEY_BYTES, MAX_METADATA_DEPTH
-from tests.support.servers import serve_app
 
 S = StreamStatus
 INT8_MAX = 2**63 - 1
@@ -234,7 +233,7 @@ async def test_a_stream_that_expires_late_in_year_9999_stays_readable(store: SQL
 async def test_the_plugin_routes_answer_400_not_500(db_url: str) -> None:
     pts = PersistentTextStreaming(dsn=db_url)
     app = Litestar(plugins=[PTSPlugin(pts, authorize=allow_everything)])
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+    async with AsyncTestClient(app, timeout=20) as client:
         bodies: list[dict[str, Any]] = [
             {"client_id": "a\x00b"},
             {"client_id": incompressible(3000)},
