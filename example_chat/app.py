@@ -128,11 +128,10 @@ MAX_FILE_NAME_BYTES = 255
 
 
 def _file_names_only(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
-    # Litestar answers the OSError of a name the file system refuses (over its
-    # length limit, or with a NUL, which no file name can hold) with a 500.
-    path = connection.url.path
-    too_long = any(len(part.encode()) > MAX_FILE_NAME_BYTES for part in path.split("/"))
-    if too_long or "\x00" in path:
+    # Litestar answers the OSError (or ValueError: a NUL) of a name the file system
+    # refuses with a 500.
+    parts = connection.url.path.split("/")
+    if any(len(part.encode()) > MAX_FILE_NAME_BYTES or "\x00" in part for part in parts):
         raise NotFoundException("no such file")
 
 

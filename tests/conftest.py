@@ -17,7 +17,7 @@ import pytest
 from pts.settings import DRIVERS
 from pts.store import Store, create_store
 from pts.testing import MemoryStore
-from tests.postgres import DatabaseFactory, postgres_server
+from tests.support.postgres import DatabaseFactory, postgres_server
 
 STORES = (*DRIVERS, "memory")
 """What the ``driver`` fixture takes for a test of the ``store`` fixture."""

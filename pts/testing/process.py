@@ -49,12 +49,18 @@ def free_port() -> int:
 
 
 def spawn(
-    command: Sequence[str], log: IO[bytes], *, env: Mapping[str, str] | None = None
+    command: Sequence[str],
+    log: IO[bytes],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session (so :func:`stop_process` can end all it
-    started), with stdout and stderr into ``log``; ``env`` adds to this process's."""
+    started), with stdout and stderr into ``log``; ``env`` adds to this process's;
+    ``cwd`` is its working directory (this process's if None)."""
     return subprocess.Popen(
         list(command),
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -22,29 +22,27 @@ subscription tests); 1 otherwise; 2 for a usage or setup error.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pts.testing.process import stop_process
+from pts.testing import process as harness
+from pts.testing.process import HOST, free_port, stop_process
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 ENTRY = "conformance/ds-conformance.test.mjs"
 SUITE = TESTS / "node_modules" / "@durable-streams" / "server-conformance-tests"
 VITEST = TESTS / "node_modules" / ".bin" / "vitest"
-HOST = "127.0.0.1"
 EXPECTED_PASSED = 332
 """338 tests, less the 6 ``Reserved subscription APIs`` ones the suite skips by default."""
 
@@ -180,37 +178,17 @@ def pts_server(scratch: Path, long_poll_timeout: float, dsn: str | None) -> Iter
         server = Server(url, process, log)
         stack.callback(stop_process, process, STOP_GUARD)
         print(f"conformance: starting pts serve on {url} (pid {process.pid})", flush=True)
-        wait_healthy(server)
+        wait_healthy(server, port)
         yield server
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(server: Server) -> None:
+def wait_healthy(server: Server, port: int) -> None:
     """Return once ``/healthz`` answers 200; SetupError if the server exits or never does."""
-    deadline = time.monotonic() + STARTUP_GUARD
-    while True:
-        if server.process.poll() is not None:
-            raise SetupError(
-                f"pts serve exited with code {server.process.returncode}:\n{server.output()}"
-            )
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response,
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise SetupError(
-                f"pts serve did not answer /healthz within {STARTUP_GUARD:g} s:\n{server.output()}"
-            )
-        time.sleep(0.2)
+    with server.log.open("rb") as log:
+        try:
+            asyncio.run(harness.wait_healthy(server.process, port, log, guard=STARTUP_GUARD))
+        except harness.ServerFailed as exc:
+            raise SetupError(f"pts serve: {exc}") from None
 
 
 def stop_embedded(data_dir: Path) -> None:
