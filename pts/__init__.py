@@ -28,9 +28,10 @@ from pts.errors import (
     StreamTooLarge,
 )
 from pts.flush import FlushPolicy
+from pts.http.access import Action, Authorize, Forbidden, Unauthorized, allow_everything
+from pts.http.plugin import PTSPlugin
 from pts.hub import Update
 from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
-from pts.plugin import PTSPlugin
 from pts.settings import Settings
 from pts.stats import Stats
 from pts.store import Store, create_store
@@ -38,11 +39,14 @@ from pts.store.sync import SyncStore
 from pts.writing import StreamWriter
 
 __all__ = [
+    "Action",
     "AlreadyDriven",
     "Append",
+    "Authorize",
     "ClientIdTaken",
     "ConfigurationError",
     "FlushPolicy",
+    "Forbidden",
     "InvalidInput",
     "InvalidOffset",
     "InvalidTransition",
@@ -68,6 +72,8 @@ __all__ = [
     "StreamTooLarge",
     "StreamWriter",
     "SyncStore",
+    "Unauthorized",
     "Update",
+    "allow_everything",
     "create_store",
 ]

@@ -24,9 +24,9 @@ from litestar.params import FromPath
 
 from pts import PersistentTextStreaming, PTSPlugin
 from pts.driver import Append
-from pts.durable import wire
 from pts.errors import StreamNotFound
 from pts.flush import FlushPolicy
+from pts.http.durable import wire
 from pts.models import CreateOutcome, StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize, allow_everything
 from pts.settings import Driver

@@ -29,9 +29,9 @@ import pytest
 from example_chat import db as demo_db
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError, StreamClosed
+from pts.http.shutdown import GRACE_OVER, INTERRUPTED
 from pts.hub import Update
 from pts.models import StreamStatus
-from pts.shutdown import GRACE_OVER, INTERRUPTED
 from tests.demo_support import Browser
 from tests.server import HOST, free_port
 
@@ -339,7 +339,7 @@ async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) 
 
 @contextmanager
 def app_process(db_url: str, *, grace: float) -> Iterator[ServerProcess]:
-    """tests/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
+    """tests/shutdown_app.py, served by pts.http.shutdown.run in a subprocess."""
     port = free_port()
     env = {"PTS_DATABASE_URL": db_url, "PTS_SHUTDOWN_GRACE": str(grace)}
     with server_process([sys.executable, "-m", "tests.shutdown_app", str(port)], env, port) as s:

@@ -53,7 +53,6 @@ from litestar import Litestar, Request, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
-from pts.app import freeze_gc
 from pts.bench.common import (
     BenchError,
     Database,
@@ -71,6 +70,7 @@ from pts.bench.common import (
 )
 from pts.core import PersistentTextStreaming
 from pts.driver import Append
+from pts.http.app import freeze_gc
 from pts.models import StreamStatus
 from pts.plugin import PTSPlugin
 from pts.settings import Settings
@@ -237,7 +237,7 @@ def create_bench_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, bare, drive, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
-        on_startup=[freeze_gc],  # as `pts serve` does (pts.app.create_app)
+        on_startup=[freeze_gc],  # as `pts serve` does (pts.http.app.create_app)
     )
 
 

@@ -24,10 +24,10 @@ import asyncpg
 from litestar import Litestar, get, post
 from litestar.params import FromQuery, QueryParameter
 
-from pts.app import freeze_gc
 from pts.bench.common import raise_open_files_limit
 from pts.core import PersistentTextStreaming
 from pts.driver import StreamWriter
+from pts.http.app import freeze_gc
 from pts.hub import Hub
 from pts.models import ReadResult
 from pts.plugin import PTSPlugin
@@ -307,6 +307,6 @@ def create_fanout_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, create_streams, produce, metrics],
         plugins=[PTSPlugin(pts, authorize=_allow)],
-        # As `pts serve` does (pts.app.create_app).
+        # As `pts serve` does (pts.http.app.create_app).
         on_startup=[freeze_gc, server.instrument],
     )
