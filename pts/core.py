@@ -87,7 +87,7 @@ class PersistentTextStreaming:
     :param shutdown_grace: seconds the answers still running at shutdown get to
         finish (default ``PTS_SHUTDOWN_GRACE``, else 5); then they end ``error``.
         ``pts serve`` and ``pts demo`` apply it from the first Ctrl+C (see
-        :mod:`pts.http.shutdown`); a second Ctrl+C ends them at once.
+        :mod:`pts.shutdown`); a second Ctrl+C ends them at once.
     :param pending_timeout: seconds a ``pending`` stream may wait for a driver
         (no change since it was created) before the sweeper ends it ``timeout``
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
@@ -177,7 +177,7 @@ class PersistentTextStreaming:
         self._tasks: list[asyncio.Task[None]] = []
         self._writers = WriterRegistry(self._spawn)
         self._drives: dict[uuid.UUID, Drive] = {}
-        self._stopping = False  # set by pts.http.shutdown when the server begins to stop
+        self._stopping = False  # set by pts.shutdown when the server begins to stop
         self._notifications = 0  # change notifications received (for stats())
 
     # -- lifecycle ---------------------------------------------------------
@@ -311,7 +311,7 @@ class PersistentTextStreaming:
             listener_reconnects=0 if listener is None else listener.reconnects,
         )
 
-    # -- stopping a server (pts.http.shutdown drives these) ---------------------
+    # -- stopping a server (pts.shutdown drives these) ---------------------
 
     def begin_stopping(self) -> None:
         """The server running this process begins to stop: see :attr:`stopping`."""
@@ -602,7 +602,7 @@ class PersistentTextStreaming:
 
 
 _OPEN: set[PersistentTextStreaming] = set()
-"""The instances open in this process: what a stopping server waits for (pts.http.shutdown)."""
+"""The instances open in this process: what a stopping server waits for (pts.shutdown)."""
 
 
 def open_instances() -> list[PersistentTextStreaming]:

@@ -155,7 +155,7 @@ class PersistenceFailed(PTSError):
     """
 
 
-# -- the Durable Streams protocol (pts.http.durable) ----------------------------------------
+# -- the Durable Streams protocol (pts.durable) ----------------------------------------
 
 
 class BadRequest(InvalidInput):

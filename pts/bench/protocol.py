@@ -8,7 +8,7 @@ their tests: ``new DurableStreamTestServer({port, host: "127.0.0.1"}).start()``
 ``reference_store="file"`` adds its file-backed store, which fdatasyncs every
 append).
 
-**Servers.** pts: uvicorn, one worker, ``pts.http.app:create_app`` with
+**Servers.** pts: uvicorn, one worker, ``pts.app:create_app`` with
 ``PTS_NO_AUTH=1`` (what ``pts serve --no-auth`` runs), in a subprocess, on a
 fresh ``pts_bench_<random>`` database (dropped at the end), so every append
 goes to Postgres. The reference: ``node reference_server.mjs`` in a
