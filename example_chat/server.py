@@ -44,7 +44,7 @@ def run(
     ConfigurationError (a bad model setting) or StoreUnavailable before
     anything is served.
     """
-    from pts.shutdown import run as run_server
+    from pts.http.shutdown import run as run_server
 
     model: ChatModel = model_from_env()
     prepared = asyncio.run(prepare_database(resolve_dsn(settings)))

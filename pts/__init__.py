@@ -28,9 +28,10 @@ from pts.errors import (
     StreamTooLarge,
 )
 from pts.flush import FlushPolicy
+from pts.http.access import Action, Authorize, Forbidden, Unauthorized, allow_everything
+from pts.http.plugin import PTSPlugin
 from pts.live.subscribe import Update
 from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
-from pts.plugin import PTSPlugin
 from pts.settings import Settings
 from pts.stats import LiveStream, Stats
 from pts.store import Store, create_store
@@ -39,11 +40,14 @@ from pts.writing import StreamWriter
 
 __all__ = [
     "SHUTDOWN_MESSAGE",
+    "Action",
     "AlreadyDriven",
     "Append",
+    "Authorize",
     "ClientIdTaken",
     "ConfigurationError",
     "FlushPolicy",
+    "Forbidden",
     "Generate",
     "InvalidInput",
     "InvalidOffset",
@@ -71,6 +75,8 @@ __all__ = [
     "StreamTooLarge",
     "StreamWriter",
     "SyncStore",
+    "Unauthorized",
     "Update",
+    "allow_everything",
     "create_store",
 ]

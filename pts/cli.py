@@ -16,8 +16,8 @@ from pts.bench.commands import bench
 from pts.cli_options import dsn_option, settings_for
 from pts.database import resolve_dsn, stop_embedded
 from pts.errors import PTSError
-from pts.loopback import is_loopback_host as is_loopback_host
-from pts.serving import (
+from pts.http.loopback import is_loopback_host as is_loopback_host
+from pts.http.serving import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_LIMIT_CONCURRENCY,
     DEFAULT_TIMEOUT_KEEP_ALIVE,
@@ -106,7 +106,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _warn_no_auth() -> None:
     """The one ``--no-auth`` warning: printed here; the workers are told not to repeat it."""
-    from pts.app import NO_AUTH_WARNED_ENV
+    from pts.http.app import NO_AUTH_WARNED_ENV
 
     click.echo(
         "WARNING: --no-auth: no access control, every request is allowed "
@@ -222,13 +222,13 @@ def serve(
     whose Host header is not a loopback one, or whose Origin is neither a
     loopback one nor a --cors-origin.
     """
-    from pts.app import CORS_ORIGINS_ENV, cors_origins_from_env
-    from pts.serving import (
+    from pts.http.app import CORS_ORIGINS_ENV, cors_origins_from_env
+    from pts.http.serving import (
         FILES_BESIDES_CONNECTIONS,
         header_timeout_protocol,
         raise_open_file_limit,
     )
-    from pts.shutdown import run as run_server
+    from pts.http.shutdown import run as run_server
     from pts.store.migrations import migrate as run_migrations
 
     if cors_origins:
@@ -266,7 +266,7 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     run_server(
-        "pts.app:create_app",
+        "pts.http.app:create_app",
         factory=True,
         host=host,
         port=port,

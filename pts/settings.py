@@ -28,7 +28,7 @@ class Settings:
     ``PTS_DATA_DIR``          where the embedded Postgres keeps its data
                               (default ``.pts`` in the working directory).
     ``PTS_SHUTDOWN_GRACE``    seconds live answers get to finish when the
-                              server stops (default 5; see pts.shutdown).
+                              server stops (default 5; see pts.http.shutdown).
     ========================  ===============================================
     """
 

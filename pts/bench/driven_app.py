@@ -12,8 +12,8 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from pts import Append, PersistentTextStreaming, PTSPlugin, Settings, StreamStatus
-from pts.app import freeze_gc
 from pts.bench.config import MAX_PACE, MAX_TOKENS, answer_tokens
+from pts.http.app import freeze_gc
 
 __all__ = ["APP_FACTORY", "create_bench_app"]
 

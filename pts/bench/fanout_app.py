@@ -28,9 +28,9 @@ from litestar import Litestar, get, post
 from litestar.params import FromQuery, QueryParameter
 
 from pts import PersistentTextStreaming, PTSPlugin, ReadResult, Settings, StreamWriter
-from pts.app import freeze_gc
 from pts.bench.common import raise_open_files_limit
 from pts.bench.config import MAX_STREAM_TOKENS, MAX_STREAMS, stream_tokens
+from pts.http.app import freeze_gc
 from pts.store.asyncpg_store import AsyncpgStore
 from pts.store.psycopg_store import PsycopgStore
 

@@ -2,7 +2,7 @@
 
 Both route sets answer with it: the plugin's routes (and every handler of an
 app with the plugin) through :func:`error_response`, the Durable Streams app
-through :func:`error_content`. A new :class:`~pts.errors.PTSError` subclass
+through :func:`exception_content`. A new :class:`~pts.errors.PTSError` subclass
 gets an entry here (``tests/test_architecture.py`` checks that each has one).
 
 Looked up along the exception's MRO: a subclass without an entry of its own
@@ -15,6 +15,7 @@ import logging
 from typing import Any, TypeAlias
 
 from litestar import Request, Response
+from litestar.exceptions import HTTPException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -72,8 +73,14 @@ __all__ = [
     "error_content",
     "error_response",
     "error_status",
+    "exception_content",
+    "internal_error_content",
     "internal_error_response",
+    "is_logged",
 ]
+
+INTERNAL_DETAIL = "internal error; the server log has the details"
+"""A 500's detail outside debug mode (its message may quote settings or data)."""
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
 
@@ -99,7 +106,7 @@ ERRORS: dict[type[PTSError], tuple[int, str]] = {
     DurableStreamsNotSupported: (HTTP_501_NOT_IMPLEMENTED, "not_implemented"),
     Unauthorized: (HTTP_401_UNAUTHORIZED, "unauthorized"),
     Forbidden: (HTTP_403_FORBIDDEN, "forbidden"),
-    # The Durable Streams protocol's own refusals (pts.durable).
+    # The Durable Streams protocol's own refusals (pts.http.durable).
     BadRequest: (HTTP_400_BAD_REQUEST, "bad_request"),
     ClientDisconnected: (HTTP_400_BAD_REQUEST, "disconnected"),
     ReservedPath: (HTTP_404_NOT_FOUND, "reserved"),
@@ -143,7 +150,7 @@ def error_content(exc: PTSError, *, debug: bool) -> tuple[int, dict[str, Any], d
         detail = (
             "pts is misconfigured; the server log has the details"
             if isinstance(exc, ConfigurationError)
-            else "internal error; the server log has the details"
+            else INTERNAL_DETAIL
         )
     content: dict[str, Any] = {"error": kind, "detail": detail}
     if isinstance(exc, InvalidTransition):
@@ -155,13 +162,46 @@ def error_content(exc: PTSError, *, debug: bool) -> tuple[int, dict[str, Any], d
     return status_code, content, headers
 
 
+def internal_error_content(exc: Exception, *, debug: bool) -> dict[str, Any]:
+    """The JSON body of a 500 for an error that is no pts error: ``{"error": "internal_error"}``.
+
+    The detail names the exception only in ``debug``.
+    """
+    detail = f"{type(exc).__name__}: {exc}" if debug else INTERNAL_DETAIL
+    return {"error": "internal_error", "detail": detail}
+
+
+def exception_content(
+    exc: Exception, *, debug: bool, name_internal: bool
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, JSON body and headers that answer any exception a request ended with.
+
+    A pts error by the table (:func:`error_content`); a Litestar
+    ``HTTPException`` (raised by the framework itself) by its own status, kind
+    ``http_error``; anything else is a 500 ``internal_error``, whose detail
+    names the exception only with ``debug`` and ``name_internal`` both set.
+    For an ASGI app that writes its responses itself (the Durable Streams app).
+    """
+    if isinstance(exc, PTSError):
+        return error_content(exc, debug=debug)
+    if isinstance(exc, HTTPException):
+        return exc.status_code, {"error": "http_error", "detail": str(exc.detail)}, {}
+    content = internal_error_content(exc, debug=debug and name_internal)
+    return HTTP_500_INTERNAL_SERVER_ERROR, content, {}
+
+
+def is_logged(status_code: int, exc: Exception) -> bool:
+    """Whether an answer is a failure of the server's, to log once: a 5xx not raised by Litestar."""
+    return status_code >= HTTP_500_INTERNAL_SERVER_ERROR and not isinstance(exc, HTTPException)
+
+
 def error_response(request: AnyRequest, exc: PTSError) -> Response[dict[str, Any]]:
     """The JSON response for a pts error: ``{"error": kind, "detail": message}``.
 
     See :func:`error_content`. Server-side errors (5xx) are logged once.
     """
     status_code, content, headers = error_content(exc, debug=request.app.debug)
-    if status_code >= HTTP_500_INTERNAL_SERVER_ERROR and not _logged_by_litestar(request, exc):
+    if is_logged(status_code, exc) and not _logged_by_litestar(request, exc):
         log_request_failure(logger, request.method, request.url.path, exc)
     return Response(content, status_code=status_code, headers=headers or None)
 
@@ -176,14 +216,8 @@ def internal_error_response(request: AnyRequest, exc: Exception) -> Response[dic
     """
     if not _logged_by_litestar(request, exc):
         log_request_failure(logger, request.method, request.url.path, exc)
-    detail = (
-        f"{type(exc).__name__}: {exc}"
-        if request.app.debug
-        else "internal error; the server log has the details"
-    )
-    return Response(
-        {"error": "internal_error", "detail": detail}, status_code=HTTP_500_INTERNAL_SERVER_ERROR
-    )
+    content = internal_error_content(exc, debug=request.app.debug)
+    return Response(content, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
 def _logged_by_litestar(request: AnyRequest, exc: Exception) -> bool:

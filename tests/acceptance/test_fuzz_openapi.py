@@ -22,7 +22,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from pts import PersistentTextStreaming
-from pts.app import create_app
+from pts.http.app import create_app
 from tests.support.fuzz import (
     ADMIN_TOKEN,
     EXPLORE,

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from pts.app import create_app
 from pts.cli import is_loopback_host, main
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
+from pts.http.app import create_app
+from pts.http.serving import raise_open_file_limit
 from pts.plugin import PTSPlugin
-from pts.serving import raise_open_file_limit
 from tests.support.servers import ServerProcess, free_port, run_pts_serve
 
 TOKEN = "serve-admin-token"
@@ -364,12 +364,12 @@ def test_connection_options_are_checked(args: tuple[str, ...]) -> None:
 
 def test_connection_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     # This process's open-file limit stays as it is.
-    monkeypatch.setattr("pts.serving.raise_open_file_limit", lambda wanted: wanted)
+    monkeypatch.setattr("pts.http.serving.raise_open_file_limit", lambda wanted: wanted)
 
-    from pts.serving import HeaderTimeoutProtocol
+    from pts.http.serving import HeaderTimeoutProtocol
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr("pts.shutdown.run", lambda *_a, **kw: seen.update(kw))
+    monkeypatch.setattr("pts.http.shutdown.run", lambda *_a, **kw: seen.update(kw))
     monkeypatch.setattr("pts.store.migrations.migrate", _no_migration)
     monkeypatch.setattr("pts.cli.resolve_dsn", lambda _s: NOWHERE)
     # serve sets variables for its workers: set here first, so that monkeypatch

@@ -24,9 +24,9 @@ import pytest
 from example_chat import db as demo_db
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError, StreamClosed
+from pts.http.shutdown import GRACE_OVER, INTERRUPTED
 from pts.live.subscribe import Update
 from pts.models import StreamStatus
-from pts.shutdown import GRACE_OVER, INTERRUPTED
 from tests.support.demo import Browser
 from tests.support.servers import ServerProcess, run_module, run_pts_demo, run_pts_serve
 
@@ -250,7 +250,7 @@ async def test_demo_second_ctrl_c_ends_an_answer_the_server_drives(db_url: str) 
 
 @contextmanager
 def app_process(db_url: str, *, grace: float) -> Iterator[ServerProcess]:
-    """tests/support/shutdown_app.py, served by pts.shutdown.run in a subprocess."""
+    """tests/support/shutdown_app.py, served by pts.http.shutdown.run in a subprocess."""
     env = {"PTS_DATABASE_URL": db_url, "PTS_SHUTDOWN_GRACE": str(grace)}
     with run_module("tests.support.shutdown_app", env=env) as s:
         yield s

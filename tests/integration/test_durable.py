@@ -23,11 +23,10 @@ from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 
-from pts import PersistentTextStreaming, PTSPlugin
-from pts.driver import Append
-from pts.durable import wire
+from pts import Append, PersistentTextStreaming, PTSPlugin
 from pts.errors import StreamNotFound
 from pts.flush import FlushPolicy
+from pts.http.durable import wire
 from pts.models import CreateOutcome, StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize, allow_everything
 from pts.settings import Driver

@@ -24,7 +24,7 @@ from litestar import Litestar, Request
 from litestar.types import HTTPRequestEvent, Message
 
 from pts import PersistentTextStreaming
-from pts.durable import wire
+from pts.http.durable import wire
 from pts.models import StreamInfo
 from pts.plugin import Action
 from tests.integration.test_durable import make_app

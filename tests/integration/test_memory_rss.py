@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from pts.durable import wire
+from pts.http.durable import wire
 from pts.store import create_store
 from tests.support.fuzz import stream_id_of
 from tests.support.servers import HOST, ServerProcess, run_pts_serve

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from pts.app import create_app
 from pts.core import PersistentTextStreaming
-from pts.loopback import is_loopback_origin, split_host_header
-from pts.noauth import LoopbackGuard
+from pts.http.app import create_app
+from pts.http.loopback import is_loopback_origin, split_host_header
+from pts.http.noauth import LoopbackGuard
 from pts.plugin import Forbidden, PTSPlugin
 from tests.support.servers import serve_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ from litestar import Litestar, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, HTTPScope
 
 from pts.core import PersistentTextStreaming
 from pts.errors import (
@@ -29,6 +29,8 @@ from pts.errors import (
     StreamClosed,
     StreamNotFound,
 )
+from pts.http.access import Access, Forbidden, Unauthorized
+from pts.http.routes import StreamRoutes
 from pts.models import StreamInfo, StreamStatus
 from pts.plugin import Action, Authorize, PTSPlugin, allow_everything
 from tests.support.servers import serve_app
@@ -432,3 +434,36 @@ async def test_configuration_error_detail_is_shown_in_debug(pts: PersistentTextS
     async with AsyncTestClient(app) as client:
         body = assert_error(await client.get("/raise/configuration"), 500, "configuration_error")
     assert SECRET in body["detail"]
+
+
+async def test_stream_routes_stream_for_is_the_seam_for_an_apps_own_routes(
+    pts: PersistentTextStreaming,
+) -> None:
+    """``StreamRoutes.stream_for``: access first, then the id, then the stream."""
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    request: Request[Any, Any, Any] = Request(cast("HTTPScope", scope))
+    seen: list[tuple[Action, uuid.UUID | None]] = []
+
+    def only_views(_: object, action: Action, stream: StreamInfo | None) -> bool:
+        seen.append((action, None if stream is None else stream.id))
+        return action == "view"
+
+    anonymous = StreamRoutes(pts, Access(None))
+    # Refused before the id is parsed or the stream looked up (pts is not even open).
+    with pytest.raises(Unauthorized):
+        await anonymous.stream_for(request, "view", "not-a-uuid")
+    hooked = StreamRoutes(pts, Access(only_views))
+    with pytest.raises(InvalidInput):
+        await hooked.stream_for(request, "view", "not-a-uuid")
+    await pts.open()
+    try:
+        stream_id = await pts.create_stream()
+        stream = await hooked.stream_for(request, "view", str(stream_id))
+        assert stream.id == stream_id
+        with pytest.raises(Forbidden):
+            await hooked.stream_for(request, "delete", str(stream_id))
+        with pytest.raises(StreamNotFound):
+            await hooked.stream_for(request, "view", str(uuid.uuid4()))
+    finally:
+        await pts.close()
+    assert seen == [("view", stream_id), ("delete", stream_id)]

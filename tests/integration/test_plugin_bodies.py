@@ -15,7 +15,7 @@ import pytest
 from litestar import Request
 
 from pts import PersistentTextStreaming
-from pts.json_body import MAX_JSON_BODY_BYTES, MAX_JSON_BODY_DEPTH, nests_deeper_than
+from pts.http.json_body import MAX_JSON_BODY_BYTES, MAX_JSON_BODY_DEPTH, nests_deeper_than
 from pts.models import StreamInfo
 from pts.plugin import Action
 from tests.integration.test_durable import make_app

@@ -13,8 +13,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
-from pts.driver import Append
+from pts import Append, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.flush import FlushPolicy
 from tests.integration.test_driving import Harness, endless, make_app
 from tests.support.servers import run_pts_serve, serve_app

@@ -14,8 +14,7 @@ from litestar import Litestar, MediaType, Request, Response, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from pts import InvalidInput, PersistentTextStreaming, PTSPlugin, StreamStatus
-from pts.driver import Append
+from pts import Append, InvalidInput, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.errors import StreamTooLarge
 from pts.live.subscribe import Update
 from pts.plugin import allow_everything

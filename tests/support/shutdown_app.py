@@ -1,4 +1,4 @@
-"""An app with endless answers, served by :func:`pts.shutdown.run` in a subprocess.
+"""An app with endless answers, served by :func:`pts.http.shutdown.run` in a subprocess.
 
 ``python -m tests.support.shutdown_app PORT`` serves it on 127.0.0.1:PORT (the
 database from ``PTS_DATABASE_URL``), as ``pts serve`` serves its app:
@@ -20,12 +20,12 @@ from typing import Any
 from litestar import Litestar, Request, get, post
 from litestar.response import Stream
 
+from pts import Append
 from pts.core import PersistentTextStreaming
-from pts.driver import Append
 from pts.errors import StreamClosed
+from pts.http.shutdown import run
 from pts.models import StreamStatus
 from pts.plugin import PTSPlugin, allow_everything
-from pts.shutdown import run
 
 TOKEN_GAP = 0.02
 """Seconds between two tokens of an endless answer."""

@@ -1,6 +1,6 @@
 """The Durable Streams wire format: offsets, headers, JSON framing, SSE events, cursors.
 
-Pure functions, no I/O: the routes (:mod:`pts.durable.routes`) use them, and
+Pure functions, no I/O: the handlers (:mod:`pts.http.durable.create` and the others) use them, and
 tests can check each rule on its own.
 
 **Offsets** are ``0000000000000000_<bytes>``: the byte offset, zero-padded to 16

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from litestar.types import Send
 
-from pts.durable import wire
-from pts.durable.responses import AnyRequest, disconnect, raw_headers, send_response
 from pts.errors import StreamDeleted, StreamNotFound
+from pts.http.durable import wire
+from pts.http.durable.responses import AnyRequest, disconnect, raw_headers, send_response
 from pts.live.hub import Chunk
 from pts.models import StreamInfo
 

@@ -18,8 +18,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from pts.loopback import is_loopback_host, is_loopback_origin, split_host_header
-from pts.plugin import Forbidden
+from pts.http.access import Forbidden
+from pts.http.loopback import is_loopback_host, is_loopback_origin, split_host_header
 
 __all__ = ["LoopbackGuard"]
 

@@ -2,7 +2,7 @@
 within bounds, CORS headers.
 
 The protocol fixes status codes, header names and exact content types, so
-:mod:`pts.durable.routes` writes its responses with these instead of a
+the verbs' handlers write their responses with these instead of a
 framework's response classes.
 """
 
@@ -16,8 +16,8 @@ from typing import Any, TypeAlias, cast
 from litestar import Request
 from litestar.types import HTTPResponseStartEvent, Message, Receive, Send
 
-from pts.durable import wire
 from pts.errors import BodyTooLarge, ClientDisconnected
+from pts.http.durable import wire
 from pts.models import StreamInfo
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "raw_headers",
     "read_body",
     "send_error",
-    "send_json",
     "send_response",
 ]
 
@@ -115,13 +114,6 @@ async def send_response(
     await send(start)
     payload = body if status not in (204, 304) else b""
     await send({"type": "http.response.body", "body": payload, "more_body": False})
-
-
-async def send_json(
-    send: Send, status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
-) -> None:
-    """An error response: ``{"error": kind, "detail": detail}``."""
-    await send_error(send, status, {"error": kind, "detail": detail}, headers)
 
 
 async def send_error(

@@ -14,8 +14,9 @@ from litestar import Litestar, get
 
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
-from pts.noauth import LoopbackGuard
-from pts.plugin import Authorize, PTSPlugin, allow_everything
+from pts.http.access import Authorize, allow_everything
+from pts.http.noauth import LoopbackGuard
+from pts.http.plugin import PTSPlugin
 from pts.settings import Settings
 
 __all__ = [
@@ -151,7 +152,7 @@ def create_app(
     Without access control, every request must name a loopback ``Host``
     (``localhost``, ``127.0.0.1``, ``[::1]``; against DNS rebinding) and carry
     no ``Origin`` but a loopback one or one of ``cors_origins``: 403 otherwise,
-    before any route runs (see :mod:`pts.noauth`).
+    before any route runs (see :mod:`pts.http.noauth`).
 
     Explicit arguments win over the environment. Raises ConfigurationError for
     a malformed variable, or for ``no_auth`` together with ``authorize``.
