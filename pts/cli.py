@@ -215,7 +215,7 @@ def serve(
     The database is resolved once here (starting the embedded Postgres if none
     is configured) and migrated before any worker starts; workers get its URL
     through PTS_DATABASE_URL, and the options below through PTS_NO_AUTH and
-    PTS_LONG_POLL_TIMEOUT (read by pts.app:create_app). Requests need the
+    PTS_LONG_POLL_TIMEOUT (read by pts.http.app:create_app). Requests need the
     header "Authorization: Bearer $PTS_ADMIN_TOKEN", unless --no-auth, which
     refuses any address but a loopback one (127.0.0.0/8, ::1, localhost) and,
     against DNS rebinding and cross-site requests, answers 403 to a request

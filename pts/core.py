@@ -70,7 +70,7 @@ class PersistentTextStreaming(StreamOperations):
     :param shutdown_grace: seconds the answers still running at shutdown get to
         finish (default ``PTS_SHUTDOWN_GRACE``, else 5); then they end ``error``.
         ``pts serve`` and ``pts demo`` apply it from the first Ctrl+C (see
-        :mod:`pts.shutdown`); a second Ctrl+C ends them at once.
+        :mod:`pts.http.shutdown`); a second Ctrl+C ends them at once.
     :param pending_timeout: seconds a ``pending`` stream may wait for a driver
         (no change since it was created) before the sweeper ends it ``timeout``
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
@@ -159,7 +159,7 @@ class PersistentTextStreaming(StreamOperations):
         self._upkeep = Upkeep(self)
         self._writers = WriterRegistry(self._upkeep.spawn)
         self._drives = Drives()
-        self._stopping = False  # set by pts.shutdown when the server begins to stop
+        self._stopping = False  # set by pts.http.shutdown when the server begins to stop
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -271,7 +271,7 @@ class PersistentTextStreaming(StreamOperations):
         views = [] if hub is None else [hub.live_stream(stream_id) for stream_id in list(hub.tails)]
         return [view for view in views if view is not None]
 
-    # -- stopping a server (pts.shutdown drives these) ---------------------
+    # -- stopping a server (pts.http.shutdown drives these) ---------------------
 
     def begin_stopping(self) -> None:
         """The server running this process begins to stop: see :attr:`stopping`."""
@@ -315,7 +315,7 @@ class PersistentTextStreaming(StreamOperations):
 
 
 _OPEN: set[PersistentTextStreaming] = set()
-"""The instances open in this process: what a stopping server waits for (pts.shutdown)."""
+"""The instances open in this process: what a stopping server waits for (pts.http.shutdown)."""
 
 
 def open_instances() -> list[PersistentTextStreaming]:

@@ -155,7 +155,7 @@ class PersistenceFailed(PTSError):
     """
 
 
-# -- the Durable Streams protocol (pts.durable) ----------------------------------------
+# -- the Durable Streams protocol (pts.http.durable) ----------------------------------------
 
 
 class BadRequest(InvalidInput):

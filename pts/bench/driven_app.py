@@ -113,5 +113,5 @@ def create_bench_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, bare, drive, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
-        on_startup=[freeze_gc],  # as `pts serve` does (pts.app.create_app)
+        on_startup=[freeze_gc],  # as `pts serve` does (pts.http.app.create_app)
     )

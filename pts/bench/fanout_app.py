@@ -261,6 +261,6 @@ def create_fanout_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, create_streams, produce, metrics],
         plugins=[PTSPlugin(pts, authorize=_allow)],
-        # As `pts serve` does (pts.app.create_app).
+        # As `pts serve` does (pts.http.app.create_app).
         on_startup=[freeze_gc],
     )

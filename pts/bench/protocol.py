@@ -10,7 +10,7 @@ started, in a pts checkout, by the checkout's launcher
 default store keeps streams in memory; ``reference_store="file"`` adds its
 file-backed store, which fdatasyncs every append).
 
-**Servers.** pts: uvicorn, one worker, ``pts.app:create_app`` with
+**Servers.** pts: uvicorn, one worker, ``pts.http.app:create_app`` with
 ``PTS_NO_AUTH=1`` (what ``pts serve --no-auth`` runs), in a subprocess, on a
 fresh ``pts_bench_<random>`` database (dropped at the end), so every append
 goes to Postgres. The reference: the launcher in a subprocess (it becomes
