@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles between pts modules, no module past ~400 lines.
+"""The package's shape: no import cycles, imports only down the layers, no module past ~400 lines.
 
 No database, no server: these read the source files of ``pts/`` only.
 """
@@ -172,3 +172,53 @@ def test_no_module_grows_past_its_line_ceiling() -> None:
         if module not in sizes
     ]
     assert not problems, "modules too long:\n" + "\n".join(problems)
+
+
+# The layers, top down (the README's layout draws them). A module may import its
+# own layer and the layers below it, never one above: the store knows nothing of
+# live reads, live reads nothing of the component, the component nothing of HTTP,
+# and nothing in the library anything of the command line or the benchmarks.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("command line", ("pts.cli", "pts.cli_options", "pts.shell", "pts.bench")),
+    ("HTTP edge", ("pts.http", "pts.plugin")),
+    ("component", ("pts.core", "pts.operations", "pts.upkeep", "pts.opening", "pts.driving")),
+    ("live reads and writers", ("pts.live", "pts.writing", "pts.flush", "pts.body")),
+    ("store", ("pts.store", "pts.testing", "pts.database")),
+]
+"""Modules not listed (``pts.errors``, ``pts.models``, ``pts.settings``, ``pts.stats``, …)
+are the shared vocabulary below every layer; ``pts`` itself (``__init__``) is above all."""
+
+LAYER_EXCEPTIONS = {
+    # The in-memory twin of the store announces its changes in the listener's
+    # Notification type, and the component opens one when it is given one.
+    ("pts.testing.notify", "pts.live.notification"),
+    ("pts.testing.memory", "pts.live.notification"),
+}
+
+
+def _layer_of(module: str) -> int | None:
+    for rank, (_name, prefixes) in enumerate(LAYERS):
+        if any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes):
+            return rank
+    return None
+
+
+def test_the_layer_table_names_real_modules() -> None:
+    modules = _modules()
+    for _name, prefixes in LAYERS:
+        for prefix in prefixes:
+            assert any(m == prefix or m.startswith(prefix + ".") for m in modules), prefix
+
+
+def test_imports_point_down_the_layers_never_up() -> None:
+    """No module imports a layer above its own (see LAYERS)."""
+    upward = [
+        f"{module} ({LAYERS[rank][0]}) imports {target} ({LAYERS[target_rank][0]})"
+        for module, targets in sorted(_graph().items())
+        if (rank := _layer_of(module)) is not None
+        for target in sorted(targets)
+        if (target_rank := _layer_of(target)) is not None
+        and target_rank < rank
+        and (module, target) not in LAYER_EXCEPTIONS
+    ]
+    assert not upward, "imports that point up the layers:\n" + "\n".join(upward)
