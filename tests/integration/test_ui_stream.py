@@ -21,7 +21,8 @@ from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.flush import FlushPolicy
 from pts.ui import UIWriter
 from tests.support.servers import serve_app
-from tests.support.sse import EventStreamParser, Event
+from tests.support.sse import Event, EventStreamParser
+from tests.support.waiting import until
 
 NEVER = 3600.0
 JSON = "application/json"
@@ -59,7 +60,9 @@ class Harness:
 
 def make_app(pts: PersistentTextStreaming, ref: list[Harness]) -> Litestar:
     @post("/chat/{stream_id:uuid}")
-    async def chat(request: Request[Any, Any, Any], stream_id: FromPath[uuid.UUID]) -> Response[Any]:
+    async def chat(
+        request: Request[Any, Any, Any], stream_id: FromPath[uuid.UUID]
+    ) -> Response[Any]:
         harness = ref[0]
 
         async def generate(req: Request[Any, Any, Any], sid: uuid.UUID, ui: UIWriter) -> None:
@@ -70,7 +73,9 @@ def make_app(pts: PersistentTextStreaming, ref: list[Harness]) -> Litestar:
         return await pts.stream_ui(request, stream_id, generate)
 
     @get("/chat/{stream_id:uuid}/stream")
-    async def resume(stream_id: FromPath[uuid.UUID], replay: FromQuery[bool] = False) -> Response[Any]:
+    async def resume(
+        stream_id: FromPath[uuid.UUID], replay: FromQuery[bool] = False
+    ) -> Response[Any]:
         return await pts.resume_ui(stream_id, replay_finished=replay)
 
     @get("/chat/none/stream")
@@ -204,3 +209,173 @@ async def test_the_driving_read_gets_start_parts_finish_and_done(harness: Harnes
     assert [c["type"] for c in stored if "delta" not in c] == [
         c["type"] for c in read.objects if "delta" not in c
     ]
+
+
+async def test_deltas_are_stored_merged_about_one_per_sentence(harness: Harness) -> None:
+    sentences = 12
+    tokens = [
+        f"word{s}-{t}" + (". " if t == 24 else " ") for s in range(sentences) for t in range(25)
+    ]
+    assert len(tokens) == 300
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        for token in tokens:
+            await ui.text(token)
+            await asyncio.sleep(0.001)  # paced like a model: the flusher runs between tokens
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = await drive(harness, stream_id)
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    stored = await harness.stored(stream_id)
+    deltas = [c for c in stored if c["type"] == "text-delta"]
+    print(f"persisted text-delta messages for 300 tokens, {sentences} sentences: {len(deltas)}")
+    assert len([c for c in read.objects if c["type"] == "text-delta"]) == 300
+    assert 1 <= len(deltas) <= 2 * sentences + 2
+    assert rebuild(stored) == rebuild(read.objects) == {"text-1": "".join(tokens)}
+    assert [c["type"] for c in stored] == [
+        "start",
+        "text-start",
+        *["text-delta"] * len(deltas),
+        "text-end",
+        "finish",
+    ]
+
+
+async def test_a_resume_mid_answer_replays_from_start_then_continues_exactly_once(
+    harness: Harness,
+) -> None:
+    gate = asyncio.Event()
+    tool_call = {
+        "type": "tool-input-available",
+        "toolCallId": "call-1",
+        "toolName": "weather",
+        "input": {"city": "Paris"},
+    }
+    tool_result = {"type": "tool-output-available", "toolCallId": "call-1", "output": {"temp": 21}}
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.reasoning("I should look it up. ")
+        await ui.text("Let me check. ")
+        await gate.wait()
+        await ui.write({"type": "tool-input-start", "toolCallId": "call-1", "toolName": "weather"})
+        await ui.write(tool_call)
+        await ui.write(tool_result)
+        for i in range(5):
+            await ui.text(f"Sentence {i} is here")
+            await ui.text(". ")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    driving, follower = Read(), Read()
+
+    async def drive_it() -> None:
+        async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+            await read_sse(response, driving)
+
+    async def follow() -> None:
+        async with harness.client.stream("GET", f"/chat/{stream_id}/stream") as response:
+            assert response.status_code == 200
+            await read_sse(response, follower)
+
+    driver = asyncio.create_task(drive_it())
+    await until(lambda: "text-delta" in driving.types, "the driving read has text")
+    reader = asyncio.create_task(follow())
+    await until(lambda: "text-delta" in follower.types, "the resumed read replayed the text")
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(driver, reader), 20)
+
+    assert follower.types[0] == "start"
+    assert follower.chunks[0] == driving.chunks[0]
+    assert rebuild(follower.objects) == rebuild(driving.objects)
+    # The tool call closed the first text part; the text after it is a part of its own.
+    assert rebuild(driving.objects) == {
+        "reasoning-1": "I should look it up. ",
+        "text-2": "Let me check. ",
+        "text-3": "".join(f"Sentence {i} is here. " for i in range(5)),
+    }
+    boundaries = [c for c in driving.objects if "delta" not in c]
+    assert [c for c in follower.objects if "delta" not in c] == boundaries
+    for read in (driving, follower):
+        assert read.types[-2:] == ["finish", "[DONE]"]
+        assert read.types.count("finish") == 1
+        tools = [c for c in read.objects if c["type"].startswith("tool-")]
+        assert tools[1:] == [tool_call, tool_result]
+    assert harness.calls == 1
+
+
+async def test_resume_of_a_finished_stream_or_none_is_204_and_replay_finished_replays(
+    harness: Harness,
+) -> None:
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.write({"type": "start", "messageMetadata": {"model": "m1"}})
+        await ui.text("Short answer.")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    driving = await drive(harness, stream_id)
+    assert driving.chunks[0] == {
+        "type": "start",
+        "messageMetadata": {"model": "m1"},
+        "messageId": str(stream_id),
+    }
+    await harness.wait_finished(stream_id)
+    for url in (f"/chat/{stream_id}/stream", "/chat/none/stream"):
+        response = await harness.client.get(url)
+        assert response.status_code == 204
+        assert response.content == b""
+    replayed = await resume(harness, stream_id, "?replay=true")
+    assert_headers(replayed)
+    assert rebuild(replayed.objects) == rebuild(driving.objects)
+    assert replayed.types == ["start", "text-start", "text-delta", "text-end", "finish", "[DONE]"]
+
+
+async def test_resume_of_an_unknown_stream_is_404_json(harness: Harness) -> None:
+    response = await harness.client.get(f"/chat/{uuid.uuid4()}/stream")
+    assert response.status_code == 404
+    assert response.json()["error"] == "stream_not_found"
+
+
+async def test_stream_ui_on_a_text_stream_is_409_and_claims_nothing(harness: Harness) -> None:
+    harness.generate = _never_called
+    stream_id = await harness.pts.create_stream()  # text/plain
+    response = await harness.client.post(f"/chat/{stream_id}")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "not_a_ui_stream"
+    assert "application/json" in body["detail"]
+    assert (await harness.pts.get_stream(stream_id)).status is StreamStatus.PENDING
+    response = await harness.client.get(f"/chat/{stream_id}/stream")
+    assert response.status_code == 409
+    assert response.json()["error"] == "not_a_ui_stream"
+    assert harness.calls == 0
+
+
+async def _never_called(_r: object, _s: uuid.UUID, _ui: UIWriter) -> None:
+    raise AssertionError("generate must not run")
+
+
+async def test_a_second_driver_gets_409_already_driven(harness: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Hi. ")
+        await gate.wait()
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    first = Read()
+
+    async def drive_it() -> None:
+        async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+            await read_sse(response, first)
+
+    task = asyncio.create_task(drive_it())
+    await until(lambda: "text-delta" in first.types, "the first driver streams")
+    second = await harness.client.post(f"/chat/{stream_id}")
+    assert second.status_code == 409
+    assert second.json()["error"] == "already_driven"
+    gate.set()
+    await asyncio.wait_for(task, 20)
+    assert first.types[-2:] == ["finish", "[DONE]"]
+    assert harness.calls == 1
