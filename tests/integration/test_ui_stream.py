@@ -17,7 +17,7 @@ import pytest
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 
-from pts import PersistentTextStreaming, PTSPlugin, StreamStatus
+from pts import InvalidChunk, PersistentTextStreaming, PTSPlugin, StreamStatus
 from pts.flush import FlushPolicy
 from pts.ui import UIWriter
 from tests.support.servers import serve_app
@@ -379,3 +379,139 @@ async def test_a_second_driver_gets_409_already_driven(harness: Harness) -> None
     await asyncio.wait_for(task, 20)
     assert first.types[-2:] == ["finish", "[DONE]"]
     assert harness.calls == 1
+
+
+# -- bad chunks, cancel ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunk", "says"),
+    [
+        pytest.param(["text-delta"], "JSON object", id="not-an-object"),
+        pytest.param(
+            {"type": "tool-call", "toolCallId": "c"},
+            "not a UI message chunk type",
+            id="unknown-type",
+        ),
+        pytest.param(
+            {"type": "tool-input-available", "toolCallId": "c"}, "'toolName'", id="missing-field"
+        ),
+        pytest.param({"type": "error"}, "'errorText'", id="error-without-text"),
+        pytest.param({"type": "data-x", "data": {1, 2}}, "standard JSON", id="not-json"),
+        pytest.param({"type": "data-x", "data": float("nan")}, "standard JSON", id="nan"),
+        pytest.param({"type": "data-x", "data": {1: "a"}}, "not a string", id="int-key"),
+        pytest.param(
+            {"type": "text-delta", "id": "nope", "delta": "x"}, "not an open", id="delta-of-no-part"
+        ),
+    ],
+)
+async def test_a_bad_chunk_is_a_typed_error_and_the_stream_ends_with_error(
+    harness: Harness, chunk: object, says: str
+) -> None:
+    caught: list[Exception] = []
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Before. ")
+        try:
+            await ui.write(chunk)  # type: ignore[arg-type]
+        except InvalidChunk as exc:
+            caught.append(exc)
+            raise
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = await drive(harness, stream_id)
+    assert len(caught) == 1
+    assert says in str(caught[0])
+    assert read.types == ["start", "text-start", "text-delta", "text-end", "error", "[DONE]"]
+    assert read.objects[-1]["errorText"] == str(caught[0])
+    assert await harness.wait_finished(stream_id) is StreamStatus.ERROR
+    stored = await harness.stored(stream_id)
+    assert stored == [c for c in read.objects]  # nothing of the bad chunk, nothing corrupted
+    replayed = await resume(harness, stream_id, "?replay=true")
+    assert replayed.chunks == read.chunks
+
+
+async def test_a_generate_that_raises_ends_with_error_once_on_every_read(harness: Harness) -> None:
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Partial")
+        raise RuntimeError("the model went away")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = await drive(harness, stream_id)
+    assert read.chunks[-2:] == [{"type": "error", "errorText": "the model went away"}, "[DONE]"]
+    assert await harness.wait_finished(stream_id) is StreamStatus.ERROR
+    replayed = await resume(harness, stream_id, "?replay=true")
+    assert replayed.chunks == read.chunks
+
+
+async def _endless(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+    await ui.reasoning("Thinking. ")
+    for i in range(100_000):
+        await ui.text(f"Token {i}. ")
+        await asyncio.sleep(0.005)
+
+
+async def test_cancel_ends_the_driving_read_and_a_follower_with_one_abort(
+    harness: Harness,
+) -> None:
+    harness.generate = _endless
+    stream_id = await harness.new_stream()
+    driving, follower = Read(), Read()
+
+    async def drive_it() -> None:
+        async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+            await read_sse(response, driving)
+
+    async def follow() -> None:
+        async with harness.client.stream("GET", f"/chat/{stream_id}/stream") as response:
+            await read_sse(response, follower)
+
+    tasks = [asyncio.create_task(drive_it()), asyncio.create_task(follow())]
+    await until(lambda: driving.types.count("text-delta") >= 3, "the answer streams")
+    await until(lambda: "text-delta" in follower.types, "the follower reads it live")
+    stopped = await harness.client.post(f"/chat/{stream_id}/stop")
+    assert stopped.json() == {"status": "aborted"}
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for read in (driving, follower):
+        assert read.types[-2:] == ["abort", "[DONE]"]
+        assert read.types.count("abort") == 1
+        assert "finish" not in read.types
+    # The partial message is kept: the follower has every token the driver saw.
+    assert rebuild(follower.objects) == rebuild(driving.objects)
+    assert (await harness.pts.get_stream(stream_id)).status is StreamStatus.ABORTED
+    stored = await harness.stored(stream_id)
+    assert [c["type"] for c in stored].count("abort") == 1
+
+
+async def test_a_cancel_from_another_process_gives_every_reader_one_abort(
+    harness: Harness,
+) -> None:
+    """The status changes in the table (as another process's cancel does it): the driving
+    process stops its drive; no abort is stored, so a resumed read makes one up."""
+    harness.generate = _endless
+    stream_id = await harness.new_stream()
+    driving, follower = Read(), Read()
+
+    async def drive_it() -> None:
+        async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+            await read_sse(response, driving)
+
+    async def follow() -> None:
+        async with harness.client.stream("GET", f"/chat/{stream_id}/stream") as response:
+            await read_sse(response, follower)
+
+    tasks = [asyncio.create_task(drive_it()), asyncio.create_task(follow())]
+    await until(lambda: "text-delta" in follower.types, "the follower reads it live")
+    await harness.pts.store.set_status(stream_id, StreamStatus.ABORTED, reason="stop")
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for read in (driving, follower):
+        assert read.types.count("abort") == 1
+        assert read.types[-2:] == ["abort", "[DONE]"]
+    assert [c for c in follower.objects if c["type"] == "abort"] == [
+        {"type": "abort", "reason": "stop"}
+    ]
+    assert "abort" not in [c["type"] for c in await harness.stored(stream_id)]
+    replayed = await resume(harness, stream_id, "?replay=true")
+    assert replayed.types.count("abort") == 1
