@@ -335,6 +335,7 @@ def test_the_splitter_yields_whole_messages_from_any_pieces() -> None:
         (["start", "error"], StreamStatus.ERROR, []),
         (["start", "error", "text-start:t"], StreamStatus.TIMEOUT, ["text-end", "error"]),
         (["start", "finish-step"], StreamStatus.TIMEOUT, ["error"]),
+        ([], StreamStatus.ERROR, ["start", "error"]),
     ],
 )
 def test_the_end_is_made_up_only_when_the_stream_did_not_store_it(
