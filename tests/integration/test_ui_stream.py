@@ -113,6 +113,8 @@ class Read:
     def __init__(self) -> None:
         self.chunks: list[dict[str, Any] | str] = []
         self.headers: httpx.Headers | None = None
+        self.parser = EventStreamParser()
+        self.pieces: AsyncIterator[bytes] | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -126,11 +128,13 @@ class Read:
 async def read_sse(
     response: httpx.Response, read: Read, until: Callable[[Read], bool] | None = None
 ) -> Read:
-    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds)."""
-    read.headers = response.headers
-    parser = EventStreamParser()
-    async for piece in response.aiter_bytes():
-        for item in parser.feed(piece):
+    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds); called
+    again on the same response, it reads on from there."""
+    if read.pieces is None:
+        read.headers = response.headers
+        read.pieces = response.aiter_bytes()
+    async for piece in read.pieces:
+        for item in read.parser.feed(piece):
             if isinstance(item, Event):
                 read.chunks.append("[DONE]" if item.data == "[DONE]" else json.loads(item.data))
         if until is not None and until(read):
@@ -209,6 +213,65 @@ async def test_the_driving_read_gets_start_parts_finish_and_done(harness: Harnes
     assert [c["type"] for c in stored if "delta" not in c] == [
         c["type"] for c in read.objects if "delta" not in c
     ]
+
+
+async def test_every_chunk_reaches_the_driving_client_with_no_database_write_before_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database takes no append until the client has the chunks: delivery never waits."""
+    release = asyncio.Event()
+    real_append = harness.pts.store.append
+
+    async def held_append(*args: Any, **kwargs: Any) -> int:
+        await release.wait()
+        return await real_append(*args, **kwargs)
+
+    monkeypatch.setattr(harness.pts.store, "append", held_append)
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Hello")
+        await ui.write({"type": "data-status", "data": "looking"})
+        await gate.wait()
+        await ui.text("Bye.")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await asyncio.wait_for(read_sse(response, read, lambda r: "data-status" in r.types), 10)
+        assert read.types == ["start", "text-start", "text-delta", "text-end", "data-status"]
+        assert (await harness.pts.get_stream(stream_id)).size == 0  # nothing stored yet
+        release.set()
+        gate.set()
+        await read_sse(response, read)
+    assert read.types[-2:] == ["finish", "[DONE]"]
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    assert rebuild(await harness.stored(stream_id)) == rebuild(read.objects)
+
+
+async def test_the_generation_survives_the_driving_client(harness: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("First. ")
+        await gate.wait()
+        for i in range(20):
+            await ui.text(f"More {i}. ")
+            await asyncio.sleep(0)
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await read_sse(response, read, lambda r: "text-delta" in r.types)
+    # The client went away; the answer goes on to the end, stored.
+    await until(lambda: harness.pts.stats().attached_drives == 0, "the drive is detached")
+    gate.set()
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    stored = await harness.stored(stream_id)
+    assert rebuild(stored) == {"text-1": "First. " + "".join(f"More {i}. " for i in range(20))}
+    assert [c["type"] for c in stored][-2:] == ["text-end", "finish"]
 
 
 async def test_deltas_are_stored_merged_about_one_per_sentence(harness: Harness) -> None:
