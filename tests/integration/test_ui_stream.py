@@ -17,7 +17,14 @@ import pytest
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 
-from pts import InvalidChunk, PersistentTextStreaming, PTSPlugin, StoreUnavailable, StreamStatus
+from pts import (
+    InvalidChunk,
+    PersistentTextStreaming,
+    PTSPlugin,
+    StoreUnavailable,
+    StreamStatus,
+    StreamTooLarge,
+)
 from pts.flush import FlushPolicy
 from pts.ui import UIWriter
 from tests.support.servers import serve_app
@@ -619,6 +626,45 @@ async def test_an_outage_past_the_limit_ends_the_driving_read_with_error_not_a_c
         # Nothing was stored; the reader is told how it ended all the same.
         assert replayed.chunks[0] == {"type": "start", "messageId": str(stream_id)}
         assert replayed.types == ["start", "error", "[DONE]"]
+
+
+async def test_a_stream_past_its_size_cap_ends_with_error_and_stays_readable(
+    db_url: str,
+) -> None:
+    pts = PersistentTextStreaming(dsn=db_url, max_stream_size=2000, stale_after=120)
+    ref: list[Harness] = []
+    raised: list[Exception] = []
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        try:
+            for i in range(1000):
+                await ui.text(f"Sentence number {i}. ")
+        except StreamTooLarge as exc:
+            raised.append(exc)
+            raise
+
+    async with serve_app(make_app(pts, ref)) as base_url:
+        harness = Harness(pts, base_url)
+        ref.append(harness)
+        harness.generate = generate
+        try:
+            stream_id = await harness.new_stream()
+            read = await drive(harness, stream_id)
+            assert len(raised) == 1
+            assert read.types[-2:] == ["error", "[DONE]"]
+            assert read.objects[-1]["errorText"] == str(raised[0])
+            assert await harness.wait_finished(stream_id) is StreamStatus.ERROR
+            info = await pts.get_stream(stream_id)
+            assert info.size <= 2000
+            replayed = await resume(harness, stream_id, "?replay=true")
+            assert replayed.types.count("error") == 1
+            assert replayed.types[-2:] == ["error", "[DONE]"]
+            assert replayed.chunks[0] == read.chunks[0]
+            # The stored text is a prefix of what the driving client saw.
+            stored_text = "".join(rebuild(replayed.objects).values())
+            assert "".join(rebuild(read.objects).values()).startswith(stored_text)
+        finally:
+            await harness.client.aclose()
 
 
 # -- the same stream, read by the other readers ------------------------------------------------
