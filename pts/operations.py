@@ -160,7 +160,10 @@ class StreamOperations:
         ``[DONE]``. The response is SSE (``data: {json}``) with the AI SDK's
         headers, each chunk sent at once; the stream stores the chunks as JSON
         messages, deltas merged per sentence. The claim, the detached generation,
-        cancel and outages are :meth:`stream`'s. Raises StreamNotFound,
+        cancel and outages are :meth:`stream`'s, except that a failure to persist
+        ends the driving read with an ``error`` chunk rather than cutting it off
+        (the AI SDK shows an error; a cut read looks like a network fault).
+        Raises StreamNotFound,
         NotAUIStream (the stream is not ``application/json``; checked before the
         claim) or AlreadyDriven.
         """
