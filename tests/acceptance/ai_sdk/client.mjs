@@ -1,0 +1,298 @@
+// The stock AI SDK (`ai`, pinned in tests/package.json) and the official Durable Streams
+// client against a pts app (tests/support/ai_app.py), unchanged: DefaultChatTransport
+// (sendMessages, reconnectToStream), readUIMessageStream, and AbstractChat's resume path.
+//
+//   node client.mjs BASE_URL [SCENARIO ...]
+//
+// prints one JSON line per scenario ({"scenario": name, ...}); tests/acceptance/test_ai_sdk.py
+// asserts on them. A scenario that throws prints {"scenario", "failed"} and the others run on.
+// Every wait is on a condition, bounded by GUARD_MS (a hang guard, not a timing).
+
+import { AbstractChat, DefaultChatTransport, readUIMessageStream } from "ai";
+import { stream as durableStream } from "@durable-streams/client";
+
+const GUARD_MS = 20_000;
+const base = process.argv[2];
+const api = `${base}/api/chat`;
+let chats = 0;
+
+const newChatId = (name) => `${name}-${process.pid}-${++chats}`;
+const userMessage = (text) => ({ id: `user-${++chats}`, role: "user", parts: [{ type: "text", text }] });
+
+async function until(what, condition) {
+  const deadline = Date.now() + GUARD_MS;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10)); // polling the condition
+  }
+}
+
+async function getJson(path) {
+  const response = await fetch(`${base}${path}`);
+  if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+async function post(path) {
+  const response = await fetch(`${base}${path}`, { method: "POST" });
+  if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${await response.text()}`);
+  return response.status;
+}
+
+const chatInfo = (chatId) => getJson(`/test/chats/${encodeURIComponent(chatId)}`);
+const streamView = (streamId) => getJson(`/streams/${streamId}`);
+
+async function finished(streamId) {
+  return until(`stream ${streamId} to finish`, async () => {
+    const view = await streamView(streamId);
+    return view.done ? view : null;
+  });
+}
+
+// What a test compares of an assembled UIMessage.
+function summary(message) {
+  if (message == null) return null;
+  const parts = message.parts;
+  return {
+    id: message.id,
+    role: message.role,
+    text: parts.filter((p) => p.type === "text").map((p) => p.text).join(""),
+    text_parts: parts.filter((p) => p.type === "text").length,
+    reasoning: parts.filter((p) => p.type === "reasoning").map((p) => p.text).join(""),
+    data: parts.filter((p) => p.type.startsWith("data-")).map(({ type, id, data }) => ({ type, id, data })),
+    tools: parts
+      .filter((p) => p.type.startsWith("tool-"))
+      .map(({ type, toolCallId, state, input, output }) => ({ type, toolCallId, state, input, output })),
+    part_types: parts.map((p) => p.type),
+  };
+}
+
+// Reads a stream of UI chunks with readUIMessageStream; `seen` has the chunks' types in
+// order and `latest` the message so far, while it runs. `done` resolves once the stream
+// ends (or errors: then `error` says how).
+function assemble(chunks) {
+  const read = { types: [], latest: null, error: null };
+  const recorded = chunks.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        read.types.push(chunk.type);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  read.done = (async () => {
+    try {
+      for await (const message of readUIMessageStream({ stream: recorded, terminateOnError: true })) {
+        read.latest = message;
+      }
+    } catch (error) {
+      read.error = error.name === "AbortError" ? "AbortError" : String(error);
+    }
+    return read;
+  })();
+  return read;
+}
+
+const textOf = (read) => summary(read.latest)?.text ?? "";
+
+function report(read) {
+  return {
+    message: summary(read.latest),
+    types: read.types,
+    error: read.error,
+    starts: read.types.filter((t) => t === "start").length,
+    last: read.types.at(-1) ?? null,
+    tool_order: read.types.filter((t) => t === "tool-input-available" || t === "tool-output-available"),
+  };
+}
+
+function send(chatId, body, abortSignal) {
+  const transport = new DefaultChatTransport({ api, body });
+  return transport.sendMessages({
+    chatId,
+    messages: [userMessage("What is the weather?")],
+    trigger: "submit-message",
+    messageId: undefined,
+    abortSignal,
+  });
+}
+
+const reconnect = (chatId) => new DefaultChatTransport({ api }).reconnectToStream({ chatId });
+
+// (a) a sent message assembles to the exact text, reasoning, tool call and data part.
+async function sendScenario() {
+  const chatId = newChatId("send");
+  const read = await assemble(await send(chatId, {})).done;
+  const info = await chatInfo(chatId);
+  const view = await finished(info.stream_id);
+  return { ...report(read), expected: info.expected, generations: info.generations, status: view.status };
+}
+
+// (b) a read aborted mid-answer, reconnected through reconnectToStream while the answer is
+// held, then released: the resumed read replays from `start` and goes on live.
+async function reconnectScenario() {
+  const chatId = newChatId("reconnect");
+  const abort = new AbortController();
+  const driving = assemble(await send(chatId, { hold_after: 3 }, abort.signal));
+  const { expected } = await chatInfo(chatId);
+  await until("the held text on the driving read", () => textOf(driving) === expected.held_text);
+  abort.abort();
+  const cut = await driving.done;
+  const resumed = assemble(await reconnect(chatId));
+  await until("the replay to reach the held text", () => textOf(resumed) === expected.held_text);
+  await post(`/test/chats/${encodeURIComponent(chatId)}/release`);
+  await resumed.done;
+  const info = await chatInfo(chatId);
+  const view = await finished(info.stream_id);
+  return {
+    ...report(resumed),
+    cut: { error: cut.error, text: textOf(cut), message_id: cut.latest?.id ?? null },
+    expected,
+    generations: info.generations,
+    status: view.status,
+  };
+}
+
+// A Chat with the least state AbstractChat needs (what @ai-sdk/react's Chat adds, minus React).
+class State {
+  status = "ready";
+  error = undefined;
+  messages = [];
+  pushMessage = (message) => {
+    this.messages = [...this.messages, message];
+  };
+  popMessage = () => {
+    this.messages = this.messages.slice(0, -1);
+  };
+  replaceMessage = (index, message) => {
+    this.messages = this.messages.map((m, i) => (i === index ? message : m));
+  };
+  snapshot = (thing) => structuredClone(thing);
+}
+
+class Chat extends AbstractChat {
+  constructor(options) {
+    super({ ...options, state: new State() });
+  }
+}
+
+// (b) through Chat: stop() (a disconnect) mid-answer, then resumeStream() as
+// useChat({ resume: true }) does on mount; the replayed `start` resets the message.
+async function chatResumeScenario() {
+  const chatId = newChatId("chat");
+  const chat = new Chat({ id: chatId, transport: new DefaultChatTransport({ api, body: { hold_after: 2 } }) });
+  const sending = chat.sendMessage({ text: "What is the weather?" });
+  const { expected } = await until("the chat's stream", async () => {
+    const info = await chatInfo(chatId);
+    return info.stream_id ? info : null;
+  });
+  const assistantText = () => (chat.lastMessage?.role === "assistant" ? summary(chat.lastMessage).text : "");
+  await until("the held text in the chat", () => assistantText() === expected.held_text);
+  const stoppedId = chat.lastMessage.id;
+  await chat.stop();
+  await sending;
+  const afterStop = { status: chat.status, messages: chat.messages.length, text: assistantText() };
+  const resuming = chat.resumeStream();
+  await until("the resume to connect", () => chat.status === "submitted" || chat.status === "streaming");
+  await post(`/test/chats/${encodeURIComponent(chatId)}/release`);
+  await resuming;
+  const info = await chatInfo(chatId);
+  const view = await finished(info.stream_id);
+  return {
+    after_stop: afterStop,
+    status_after: chat.status,
+    error: chat.error ? String(chat.error) : null,
+    roles: chat.messages.map((m) => m.role),
+    message: summary(chat.lastMessage),
+    stopped_message_id: stoppedId,
+    expected,
+    generations: info.generations,
+    status: view.status,
+  };
+}
+
+// (c) reconnect with no active stream, and after the end: null (204).
+async function nothingToResumeScenario() {
+  const never = await reconnect(newChatId("never"));
+  const chatId = newChatId("ended");
+  const read = await assemble(await send(chatId, { sentences: 2 })).done;
+  const view = await finished((await chatInfo(chatId)).stream_id);
+  const ended = await reconnect(chatId);
+  return { never: never === null, ended: ended === null, status: view.status, last: read.types.at(-1) };
+}
+
+// (d) stop: the app's stop route ends the driving read and a follower, with the same
+// partial text and an `abort`; the stream is `aborted`.
+async function stopScenario() {
+  const chatId = newChatId("stop");
+  const driving = assemble(await send(chatId, { hold_after: 2 }));
+  const { expected, stream_id: streamId } = await chatInfo(chatId);
+  await until("the held text on the driving read", () => textOf(driving) === expected.held_text);
+  const follower = assemble(await reconnect(chatId));
+  await until("the held text on the follower", () => textOf(follower) === expected.held_text);
+  const stopStatus = await post(`/api/chat/${encodeURIComponent(chatId)}/stop`);
+  const [drove, followed] = await Promise.all([driving.done, follower.done]);
+  const view = await finished(streamId);
+  const info = await chatInfo(chatId);
+  return {
+    stop_status: stopStatus,
+    driving: report(drove),
+    follower: report(followed),
+    expected,
+    status: view.status,
+    abort_reason: view.abort_reason,
+    generations: info.generations,
+  };
+}
+
+// (f) the same stream through /v1/stream/pts/{id} with @durable-streams/client: the
+// persisted chunks rebuild the message; and how many text deltas were written.
+async function durableScenario() {
+  const chatId = newChatId("durable");
+  const read = await assemble(await send(chatId, { sentences: 12, words: 25, pace_ms: 4 })).done;
+  const info = await chatInfo(chatId);
+  await finished(info.stream_id);
+  const response = await durableStream({ url: `${base}/v1/stream/pts/${info.stream_id}`, live: false });
+  const items = await response.json();
+  const rebuilt = await assemble(
+    new ReadableStream({
+      start(controller) {
+        for (const item of items) controller.enqueue(item);
+        controller.close();
+      },
+    }),
+  ).done;
+  const textTokens = read.types.filter((t) => t === "text-delta").length;
+  return {
+    driving: summary(read.latest),
+    rebuilt: report(rebuilt),
+    expected: info.expected,
+    persisted_items: items.length,
+    persisted_text_deltas: items.filter((item) => item.type === "text-delta").length,
+    driving_text_deltas: textTokens,
+    sentences: 12,
+    tokens: 12 * 25,
+  };
+}
+
+const scenarios = {
+  send: sendScenario,
+  reconnect: reconnectScenario,
+  chat_resume: chatResumeScenario,
+  nothing_to_resume: nothingToResumeScenario,
+  stop: stopScenario,
+  durable: durableScenario,
+};
+
+const chosen = process.argv.length > 3 ? process.argv.slice(3) : Object.keys(scenarios);
+for (const name of chosen) {
+  let result;
+  try {
+    result = await scenarios[name]();
+  } catch (error) {
+    result = { failed: String(error?.stack ?? error) };
+  }
+  console.log(JSON.stringify({ scenario: name, ...result }));
+}

@@ -1,0 +1,215 @@
+"""A pts app driven by the stock AI SDK (``ai``, pinned in tests/package.json), unchanged.
+
+The app is :mod:`tests.support.ai_app` (the three chat routes on ``stream_ui`` and
+``resume_ui``), served in this process; the client is ``ai_sdk/client.mjs`` run by
+``node``: ``DefaultChatTransport`` (``sendMessages``, ``reconnectToStream``),
+``readUIMessageStream``, ``AbstractChat``'s resume path, and ``@durable-streams/client``
+on ``/v1/stream/pts/{id}``. Each scenario prints one JSON line; the tests assert on it.
+Bad input is checked over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pts.core import PersistentTextStreaming
+from pts.flush import FlushPolicy
+from tests.support.ai_app import ChatApp
+from tests.support.servers import serve_app
+from tests.support.sse import parse_events
+
+TESTS = Path(__file__).resolve().parents[1]
+CLIENT = Path(__file__).resolve().parent / "ai_sdk" / "client.mjs"
+PACKAGES = ("ai", "@durable-streams/client")
+NODE_GUARD = 45.0
+"""Seconds the Node client may take (a hang guard: it waits on conditions, bounded too)."""
+
+
+def missing() -> str | None:
+    """Why the client cannot run here (None: it can). CI installs both (.ci/run)."""
+    if shutil.which("node") is None:
+        return "needs Node.js (node on PATH)"
+    for package in PACKAGES:
+        if not (TESTS / "node_modules" / package / "package.json").is_file():
+            return f"{package} is not installed (npm ci --prefix tests)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+
+@dataclass
+class Served:
+    app: ChatApp
+    url: str
+
+
+@pytest.fixture
+async def served(db_url: str) -> AsyncIterator[Served]:
+    # max_delay far beyond a sentence's few milliseconds: what is written is cut at
+    # sentence ends, so the count of persisted deltas does not depend on the machine's speed.
+    pts = PersistentTextStreaming(dsn=db_url, flush=FlushPolicy(max_delay=5.0), sweeper=False)
+    app = ChatApp(pts)
+    async with serve_app(app.app()) as url:
+        yield Served(app, url)
+
+
+async def run_client(url: str, scenario: str) -> dict[str, Any]:
+    """Run one scenario of the Node client against ``url``; its JSON line."""
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(CLIENT),
+        url,
+        scenario,
+        cwd=TESTS,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), NODE_GUARD)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"the Node client did not finish {scenario!r} in time") from None
+    assert process.returncode == 0, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert len(lines) == 1, out.decode() + err.decode()
+    result: dict[str, Any] = lines[0]
+    assert result["scenario"] == scenario
+    assert "failed" not in result, result["failed"]
+    print(json.dumps(result))  # the scenario's figures, in the test's output (-s)
+    return result
+
+
+def assert_whole(message: dict[str, Any], expected: dict[str, Any]) -> None:
+    """``message`` is the whole answer: its text once, its reasoning, tool call, data part."""
+    assert message["role"] == "assistant"
+    assert message["text"] == expected["text"]
+    assert message["text_parts"] == 1
+    assert message["reasoning"] == expected["reasoning"]
+    assert message["data"] == [expected["data"]]
+    tool = expected["tool"]
+    assert message["tools"] == [{**tool, "state": "output-available"}]
+
+
+TOOL_ORDER = ["tool-input-available", "tool-output-available"]
+
+
+async def test_a_sent_message_assembles_to_the_exact_answer(served: Served) -> None:
+    result = await run_client(served.url, "send")
+    assert result["error"] is None
+    assert_whole(result["message"], result["expected"])
+    assert result["types"][0] == "start"
+    assert result["starts"] == 1
+    assert result["last"] == "finish"
+    assert result["tool_order"] == TOOL_ORDER
+    assert (result["generations"], result["status"]) == (1, "done")
+
+
+async def test_an_aborted_read_reconnects_to_the_whole_answer_once(served: Served) -> None:
+    result = await run_client(served.url, "reconnect")
+    cut, expected = result["cut"], result["expected"]
+    assert cut["error"] == "AbortError"
+    assert cut["text"] == expected["held_text"] != ""
+    # The resume replays from `start` (the same message) and goes on live: once, whole.
+    assert result["error"] is None
+    assert result["starts"] == 1
+    assert result["message"]["id"] == cut["message_id"]
+    assert_whole(result["message"], expected)
+    assert result["last"] == "finish"
+    assert result["tool_order"] == TOOL_ORDER
+    assert (result["generations"], result["status"]) == (1, "done")
+
+
+async def test_chat_resume_stream_rebuilds_the_stopped_message(served: Served) -> None:
+    result = await run_client(served.url, "chat_resume")
+    expected = result["expected"]
+    assert result["after_stop"] == {"status": "ready", "messages": 2, "text": expected["held_text"]}
+    assert result["error"] is None
+    assert result["status_after"] == "ready"
+    assert result["roles"] == ["user", "assistant"]  # the replay replaced the partial message
+    assert result["message"]["id"] == result["stopped_message_id"]
+    assert_whole(result["message"], expected)
+    assert (result["generations"], result["status"]) == (1, "done")
+
+
+async def test_nothing_to_resume_is_null(served: Served) -> None:
+    result = await run_client(served.url, "nothing_to_resume")
+    assert result == {
+        "scenario": "nothing_to_resume",
+        "never": True,
+        "ended": True,
+        "status": "done",
+        "last": "finish",
+    }
+
+
+async def test_stop_ends_the_driving_read_and_a_follower(served: Served) -> None:
+    result = await run_client(served.url, "stop")
+    held = result["expected"]["held_text"]
+    assert result["stop_status"] == 204
+    for read in (result["driving"], result["follower"]):
+        assert read["error"] is None
+        assert read["message"]["text"] == held
+        assert read["last"] == "abort"
+        assert "finish" not in read["types"]
+        assert read["tool_order"] == TOOL_ORDER
+    assert result["driving"]["message"] == result["follower"]["message"]
+    assert (result["status"], result["abort_reason"]) == ("aborted", "stopped by the user")
+    assert result["generations"] == 1
+
+
+async def test_the_durable_streams_client_rebuilds_the_message(served: Served) -> None:
+    result = await run_client(served.url, "durable")
+    assert_whole(result["driving"], result["expected"])
+    assert result["rebuilt"]["message"] == result["driving"]
+    assert result["rebuilt"]["starts"] == 1
+    assert result["rebuilt"]["tool_order"] == TOOL_ORDER
+    assert result["driving_text_deltas"] == result["tokens"] == 300
+    # Deltas merged and written at sentence ends: about one per sentence, not one per token.
+    assert 1 <= result["persisted_text_deltas"] <= result["sentences"] == 12
+
+
+# -- over plain HTTP -----------------------------------------------------------------------
+
+
+async def test_the_response_is_a_ui_message_stream(served: Served) -> None:
+    body = {"id": "headers", "messages": [], "trigger": "submit-message", "sentences": 1}
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        response = await client.post("/api/chat", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert response.headers["x-accel-buffering"] == "no"
+    data = [event.data for event in parse_events(response.text)]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert chunks[0]["type"] == "start"
+    assert chunks[-1]["type"] == "finish"
+
+
+async def test_a_resume_of_an_unknown_stream_is_404(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        assert (await client.post("/test/chats/gone/stale")).status_code == 204
+        response = await client.get("/api/chat/gone/stream")
+    assert response.status_code == 404
+    assert response.json()["error"] == "stream_not_found"
+    assert response.json()["detail"]
+
+
+async def test_stream_ui_on_a_text_stream_is_a_clear_4xx(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        response = await client.post("/test/text-stream", json={})
+    assert 400 <= response.status_code < 500, response.text
+    assert set(response.json()) >= {"error", "detail"}
+    assert served.app.generations == 0

@@ -1,0 +1,215 @@
+"""A chat app for the stock AI SDK front end, on :meth:`PersistentTextStreaming.stream_ui`.
+
+The three routes an app adds (the README's "AI SDK front ends"), as a user writes them:
+
+- ``POST /api/chat``: the AI SDK's body (``{id, messages, trigger, messageId, ...}``);
+  creates a JSON stream, remembers it as the chat's active stream and drives it;
+- ``GET /api/chat/{id}/stream``: resumes the chat's active stream (204 if none, or done);
+- ``POST /api/chat/{id}/stop``: cancels it (a client's ``stop()`` is only a disconnect).
+
+The answer is scripted, so a test knows exactly what the client must assemble: a
+reasoning part, a tool call and its result, a ``data-weather`` part, then ``sentences``
+sentences of ``words`` tokens each. The request body (the transport's ``body`` option)
+shapes it: ``sentences``, ``words``, ``pace_ms`` (a pause after each token) and
+``hold_after`` (after that many sentences the answer waits until the test releases it).
+
+Test-only routes: ``GET /test/chats/{id}`` (the active stream id, the generations run for
+the chat and the expected message), ``POST /test/chats/{id}/release`` (lets a held answer
+go on), ``POST /test/chats/{id}/stale`` (points the chat at a stream that does not exist)
+and ``POST /test/text-stream`` (``stream_ui`` on a text stream: a typed error, not a 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from pts.core import PersistentTextStreaming
+from pts.plugin import PTSPlugin, allow_everything
+from pts.ui.types import GenerateUI, UIWriter
+
+AnyRequest = Request[Any, Any, Any]
+
+REASONING = ("Let me ", "look that ", "up first.")
+TOOL_CALL_ID = "call-weather-1"
+TOOL_NAME = "weather"
+TOOL_INPUT: dict[str, object] = {"city": "Zürich"}
+TOOL_OUTPUT: dict[str, object] = {"celsius": 21, "sky": "clear"}
+DATA_PART: dict[str, object] = {"type": "data-weather", "id": "w-1", "data": {"celsius": 21}}
+
+
+def sentence_tokens(index: int, words: int) -> list[str]:
+    """Sentence ``index`` (from 1) as ``words`` tokens; it ends with ". " (a sentence end)."""
+    first = [f"Café{index} "] if words > 1 else []
+    return [*first, *(f"S{index}w{j} " for j in range(2, words)), f"end{index}. "]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """What one answer says, and how fast."""
+
+    sentences: int = 6
+    words: int = 8
+    pace_ms: float = 1.0
+    hold_after: int | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Script:
+        """The script the request asks for; the defaults for what it leaves out."""
+        hold = body.get("hold_after")
+        return cls(
+            sentences=int(body.get("sentences", cls.sentences)),
+            words=int(body.get("words", cls.words)),
+            pace_ms=float(body.get("pace_ms", cls.pace_ms)),
+            hold_after=None if hold is None else int(hold),
+        )
+
+    def tokens(self) -> list[list[str]]:
+        """The text's tokens, sentence by sentence."""
+        return [sentence_tokens(i, self.words) for i in range(1, self.sentences + 1)]
+
+    def expected(self) -> dict[str, object]:
+        """The message a client must assemble from the whole answer."""
+        return {
+            "reasoning": "".join(REASONING),
+            "text": "".join(t for sentence in self.tokens() for t in sentence),
+            "data": DATA_PART,
+            "tool": {
+                "toolCallId": TOOL_CALL_ID,
+                "type": f"tool-{TOOL_NAME}",
+                "input": TOOL_INPUT,
+                "output": TOOL_OUTPUT,
+            },
+            "held_text": "".join(
+                t for sentence in self.tokens()[: self.hold_after or 0] for t in sentence
+            ),
+        }
+
+
+@dataclass
+class Chat:
+    """What the app keeps per chat: the active stream id (the one thing an app must
+    keep), and for the tests the script, the gate and the count of generations."""
+
+    stream_id: uuid.UUID | None = None
+    script: Script = field(default_factory=Script)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    generations: int = 0
+
+
+class ChatApp:
+    """The app's state and its Litestar app."""
+
+    def __init__(self, pts: PersistentTextStreaming) -> None:
+        self.pts = pts
+        self.chats: dict[str, Chat] = {}
+
+    def chat(self, chat_id: str) -> Chat:
+        """The chat's record, made on first use."""
+        return self.chats.setdefault(chat_id, Chat())
+
+    @property
+    def generations(self) -> int:
+        """Generations run, all chats together."""
+        return sum(chat.generations for chat in self.chats.values())
+
+    def answer(self, chat: Chat) -> GenerateUI:
+        """``generate`` for one chat: the scripted answer (the model an app would call)."""
+
+        async def generate(_request: AnyRequest, _stream_id: uuid.UUID, ui: UIWriter) -> None:
+            chat.generations += 1
+            script = chat.script
+            pause = script.pace_ms / 1000
+            for delta in REASONING:
+                await ui.reasoning(delta)
+                await asyncio.sleep(pause)
+            await ui.write(
+                {
+                    "type": "tool-input-available",
+                    "toolCallId": TOOL_CALL_ID,
+                    "toolName": TOOL_NAME,
+                    "input": TOOL_INPUT,
+                }
+            )
+            await ui.write(
+                {"type": "tool-output-available", "toolCallId": TOOL_CALL_ID, "output": TOOL_OUTPUT}
+            )
+            await ui.write(DATA_PART)
+            for number, sentence in enumerate(script.tokens(), start=1):
+                for token in sentence:
+                    await ui.text(token)
+                    await asyncio.sleep(pause)
+                if number == script.hold_after:
+                    await chat.gate.wait()
+
+        return generate
+
+    def app(self) -> Litestar:
+        """The Litestar app: the three chat routes, the test routes, pts's plugin."""
+        pts = self.pts
+
+        @post("/api/chat")
+        async def send(request: AnyRequest, data: dict[str, Any]) -> Response[Any]:
+            chat = self.chat(str(data["id"]))
+            chat.script = Script.from_body(data)
+            chat.gate = asyncio.Event()
+            stream_id = await pts.create_stream(content_type="application/json")
+            chat.stream_id = stream_id
+            return await pts.stream_ui(request, stream_id, self.answer(chat))
+
+        @get("/api/chat/{chat_id:str}/stream")
+        async def resume(chat_id: str) -> Response[Any]:
+            chat = self.chats.get(chat_id)
+            return await pts.resume_ui(None if chat is None else chat.stream_id)
+
+        @post("/api/chat/{chat_id:str}/stop", status_code=HTTP_204_NO_CONTENT)
+        async def stop(chat_id: str) -> None:
+            chat = self.chats.get(chat_id)
+            if chat is not None and chat.stream_id is not None:
+                await pts.cancel(chat.stream_id, "stopped by the user")
+
+        @get("/test/chats/{chat_id:str}")
+        async def describe(chat_id: str) -> dict[str, object]:
+            chat = self.chat(chat_id)
+            return {
+                "stream_id": None if chat.stream_id is None else str(chat.stream_id),
+                "generations": chat.generations,
+                "all_generations": self.generations,
+                "expected": chat.script.expected(),
+            }
+
+        @post("/test/chats/{chat_id:str}/release", status_code=HTTP_204_NO_CONTENT)
+        async def release(chat_id: str) -> None:
+            self.chat(chat_id).gate.set()
+
+        @post("/test/chats/{chat_id:str}/stale", status_code=HTTP_204_NO_CONTENT)
+        async def stale(chat_id: str) -> None:
+            self.chat(chat_id).stream_id = uuid.uuid4()
+
+        @post("/test/text-stream")
+        async def ui_on_text_stream(request: AnyRequest) -> Response[Any]:
+            stream_id = await pts.create_stream()  # text/plain: not a UI-message stream
+            return await pts.stream_ui(request, stream_id, self.answer(self.chat("text-stream")))
+
+        @get("/healthz")
+        async def healthz() -> dict[str, bool]:
+            return {"ok": True}
+
+        return Litestar(
+            route_handlers=[
+                send,
+                resume,
+                stop,
+                describe,
+                release,
+                stale,
+                ui_on_text_stream,
+                healthz,
+            ],
+            plugins=[PTSPlugin(pts, authorize=allow_everything)],
+        )
