@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from pts.core import PersistentTextStreaming
@@ -61,11 +63,11 @@ class Script:
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Script:
         """The script the request asks for; the defaults for what it leaves out."""
-        hold = body.get("hold_after")
+        hold, default = body.get("hold_after"), cls()
         return cls(
-            sentences=int(body.get("sentences", cls.sentences)),
-            words=int(body.get("words", cls.words)),
-            pace_ms=float(body.get("pace_ms", cls.pace_ms)),
+            sentences=int(body.get("sentences", default.sentences)),
+            words=int(body.get("words", default.words)),
+            pace_ms=float(body.get("pace_ms", default.pace_ms)),
             hold_after=None if hold is None else int(hold),
         )
 
@@ -154,8 +156,11 @@ class ChatApp:
         pts = self.pts
 
         @post("/api/chat")
-        async def send(request: AnyRequest, data: dict[str, Any]) -> Response[Any]:
-            chat = self.chat(str(data["id"]))
+        async def send(request: AnyRequest) -> Response[Any]:
+            data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                raise ValidationException("the body is the AI SDK's {id, messages, ...}")
+            chat = self.chat(data["id"])
             chat.script = Script.from_body(data)
             chat.gate = asyncio.Event()
             stream_id = await pts.create_stream(content_type="application/json")
@@ -163,18 +168,18 @@ class ChatApp:
             return await pts.stream_ui(request, stream_id, self.answer(chat))
 
         @get("/api/chat/{chat_id:str}/stream")
-        async def resume(chat_id: str) -> Response[Any]:
+        async def resume(chat_id: FromPath[str]) -> Response[Any]:
             chat = self.chats.get(chat_id)
             return await pts.resume_ui(None if chat is None else chat.stream_id)
 
         @post("/api/chat/{chat_id:str}/stop", status_code=HTTP_204_NO_CONTENT)
-        async def stop(chat_id: str) -> None:
+        async def stop(chat_id: FromPath[str]) -> None:
             chat = self.chats.get(chat_id)
             if chat is not None and chat.stream_id is not None:
                 await pts.cancel(chat.stream_id, "stopped by the user")
 
         @get("/test/chats/{chat_id:str}")
-        async def describe(chat_id: str) -> dict[str, object]:
+        async def describe(chat_id: FromPath[str]) -> dict[str, object]:
             chat = self.chat(chat_id)
             return {
                 "stream_id": None if chat.stream_id is None else str(chat.stream_id),
@@ -184,11 +189,11 @@ class ChatApp:
             }
 
         @post("/test/chats/{chat_id:str}/release", status_code=HTTP_204_NO_CONTENT)
-        async def release(chat_id: str) -> None:
+        async def release(chat_id: FromPath[str]) -> None:
             self.chat(chat_id).gate.set()
 
         @post("/test/chats/{chat_id:str}/stale", status_code=HTTP_204_NO_CONTENT)
-        async def stale(chat_id: str) -> None:
+        async def stale(chat_id: FromPath[str]) -> None:
             self.chat(chat_id).stream_id = uuid.uuid4()
 
         @post("/test/text-stream")
