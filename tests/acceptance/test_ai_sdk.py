@@ -23,6 +23,7 @@ import pytest
 
 from pts.core import PersistentTextStreaming
 from pts.flush import FlushPolicy
+from pts.models import StreamStatus
 from tests.support.ai_app import ChatApp
 from tests.support.servers import serve_app
 from tests.support.sse import parse_events
@@ -119,7 +120,7 @@ async def test_an_aborted_read_reconnects_to_the_whole_answer_once(served: Serve
     result = await run_client(served.url, "reconnect")
     cut, expected = result["cut"], result["expected"]
     assert cut["error"] == "AbortError"
-    assert cut["text"] == expected["held_text"] != ""
+    assert cut["text"] == expected["partial_text"] != ""
     # The resume replays from `start` (the same message) and goes on live: once, whole.
     assert result["error"] is None
     assert result["starts"] == 1
@@ -133,7 +134,8 @@ async def test_an_aborted_read_reconnects_to_the_whole_answer_once(served: Serve
 async def test_chat_resume_stream_rebuilds_the_stopped_message(served: Served) -> None:
     result = await run_client(served.url, "chat_resume")
     expected = result["expected"]
-    assert result["after_stop"] == {"status": "ready", "messages": 2, "text": expected["held_text"]}
+    stopped = {"status": "ready", "messages": 2, "text": expected["partial_text"]}
+    assert result["after_stop"] == stopped
     assert result["error"] is None
     assert result["status_after"] == "ready"
     assert result["roles"] == ["user", "assistant"]  # the replay replaced the partial message
@@ -155,7 +157,7 @@ async def test_nothing_to_resume_is_null(served: Served) -> None:
 
 async def test_stop_ends_the_driving_read_and_a_follower(served: Served) -> None:
     result = await run_client(served.url, "stop")
-    held = result["expected"]["held_text"]
+    held = result["expected"]["partial_text"]
     assert result["stop_status"] == 204
     for read in (result["driving"], result["follower"]):
         assert read["error"] is None
@@ -177,6 +179,24 @@ async def test_the_durable_streams_client_rebuilds_the_message(served: Served) -
     assert result["driving_text_deltas"] == result["tokens"] == 300
     # Deltas merged and written at sentence ends: about one per sentence, not one per token.
     assert 1 <= result["persisted_text_deltas"] <= result["sentences"] == 12
+
+
+async def test_a_bad_chunk_fails_the_answer_and_corrupts_nothing(served: Served) -> None:
+    result = await run_client(served.url, "bad_chunk")
+    partial = result["expected"]["partial_text"]
+    assert (result["status"], result["generations"]) == ("error", 1)
+    assert result["after_end_null"] is True
+    # The driving read, a replay of the finished stream (?replay=true) and the stored
+    # chunks through the transport's schema check: the same partial answer, then `error`.
+    for name in ("driving", "replayed", "stored"):
+        read = result[name]
+        assert read["message"]["text"] == partial != "", name
+        assert read["last"] == "error", name
+        assert read["error"] is not None, name  # readUIMessageStream raises the error chunk
+        assert read["tool_order"] == TOOL_ORDER, name
+    assert result["replayed"]["message"] == result["driving"]["message"]
+    assert result["stored"]["message"] == result["driving"]["message"]
+    assert "not-a-chunk" not in result["stored_types"]
 
 
 # -- over plain HTTP -----------------------------------------------------------------------
@@ -210,6 +230,12 @@ async def test_a_resume_of_an_unknown_stream_is_404(served: Served) -> None:
 async def test_stream_ui_on_a_text_stream_is_a_clear_4xx(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
         response = await client.post("/test/text-stream", json={})
-    assert 400 <= response.status_code < 500, response.text
-    assert set(response.json()) >= {"error", "detail"}
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "not_a_ui_stream"
+    assert "application/json" in response.json()["detail"]
+    # Refused before anything changed: no generation, the stream still pending and empty.
     assert served.app.generations == 0
+    stream_id = served.app.chats["text-stream"].stream_id
+    assert stream_id is not None
+    info = await served.app.pts.get_stream(stream_id)
+    assert (info.status, info.size) == (StreamStatus.PENDING, 0)

@@ -4,14 +4,16 @@ The three routes an app adds (the README's "AI SDK front ends"), as a user write
 
 - ``POST /api/chat``: the AI SDK's body (``{id, messages, trigger, messageId, ...}``);
   creates a JSON stream, remembers it as the chat's active stream and drives it;
-- ``GET /api/chat/{id}/stream``: resumes the chat's active stream (204 if none, or done);
+- ``GET /api/chat/{id}/stream``: resumes the chat's active stream (204 if none, or done;
+  ``?replay=true`` replays a finished one too);
 - ``POST /api/chat/{id}/stop``: cancels it (a client's ``stop()`` is only a disconnect).
 
 The answer is scripted, so a test knows exactly what the client must assemble: a
 reasoning part, a tool call and its result, a ``data-weather`` part, then ``sentences``
 sentences of ``words`` tokens each. The request body (the transport's ``body`` option)
 shapes it: ``sentences``, ``words``, ``pace_ms`` (a pause after each token) and
-``hold_after`` (after that many sentences the answer waits until the test releases it).
+``hold_after`` (after that many sentences the answer waits until the test releases it)
+and ``bad_chunk_after`` (after that many sentences it writes a chunk that is not one).
 
 Test-only routes: ``GET /test/chats/{id}`` (the active stream id, the generations run for
 the chat and the expected message), ``POST /test/chats/{id}/release`` (lets a held answer
@@ -28,7 +30,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from pts.core import PersistentTextStreaming
@@ -59,21 +61,30 @@ class Script:
     words: int = 8
     pace_ms: float = 1.0
     hold_after: int | None = None
+    bad_chunk_after: int | None = None
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Script:
         """The script the request asks for; the defaults for what it leaves out."""
-        hold, default = body.get("hold_after"), cls()
+        default = cls()
+        hold, bad = body.get("hold_after"), body.get("bad_chunk_after")
         return cls(
             sentences=int(body.get("sentences", default.sentences)),
             words=int(body.get("words", default.words)),
             pace_ms=float(body.get("pace_ms", default.pace_ms)),
             hold_after=None if hold is None else int(hold),
+            bad_chunk_after=None if bad is None else int(bad),
         )
 
     def tokens(self) -> list[list[str]]:
         """The text's tokens, sentence by sentence."""
         return [sentence_tokens(i, self.words) for i in range(1, self.sentences + 1)]
+
+    @property
+    def stop_point(self) -> int:
+        """The sentences before the answer holds or fails (all of them if neither)."""
+        points = [p for p in (self.hold_after, self.bad_chunk_after) if p is not None]
+        return min(points, default=self.sentences)
 
     def expected(self) -> dict[str, object]:
         """The message a client must assemble from the whole answer."""
@@ -87,8 +98,8 @@ class Script:
                 "input": TOOL_INPUT,
                 "output": TOOL_OUTPUT,
             },
-            "held_text": "".join(
-                t for sentence in self.tokens()[: self.hold_after or 0] for t in sentence
+            "partial_text": "".join(  # up to where the answer holds or fails
+                t for sentence in self.tokens()[: self.stop_point] for t in sentence
             ),
         }
 
@@ -148,6 +159,9 @@ class ChatApp:
                     await asyncio.sleep(pause)
                 if number == script.hold_after:
                     await chat.gate.wait()
+                if number == script.bad_chunk_after:
+                    # Not a UI chunk: write raises InvalidChunk, and (uncaught) the answer fails.
+                    await ui.write({"type": "not-a-chunk"})
 
         return generate
 
@@ -168,9 +182,10 @@ class ChatApp:
             return await pts.stream_ui(request, stream_id, self.answer(chat))
 
         @get("/api/chat/{chat_id:str}/stream")
-        async def resume(chat_id: FromPath[str]) -> Response[Any]:
+        async def resume(chat_id: FromPath[str], replay: FromQuery[bool] = False) -> Response[Any]:
             chat = self.chats.get(chat_id)
-            return await pts.resume_ui(None if chat is None else chat.stream_id)
+            stream_id = None if chat is None else chat.stream_id
+            return await pts.resume_ui(stream_id, replay_finished=replay)
 
         @post("/api/chat/{chat_id:str}/stop", status_code=HTTP_204_NO_CONTENT)
         async def stop(chat_id: FromPath[str]) -> None:
@@ -198,8 +213,9 @@ class ChatApp:
 
         @post("/test/text-stream")
         async def ui_on_text_stream(request: AnyRequest) -> Response[Any]:
-            stream_id = await pts.create_stream()  # text/plain: not a UI-message stream
-            return await pts.stream_ui(request, stream_id, self.answer(self.chat("text-stream")))
+            chat = self.chat("text-stream")
+            chat.stream_id = await pts.create_stream()  # text/plain: not a UI-message stream
+            return await pts.stream_ui(request, chat.stream_id, self.answer(chat))
 
         @get("/healthz")
         async def healthz() -> dict[str, bool]:

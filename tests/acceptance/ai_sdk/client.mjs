@@ -137,11 +137,11 @@ async function reconnectScenario() {
   const abort = new AbortController();
   const driving = assemble(await send(chatId, { hold_after: 3 }, abort.signal));
   const { expected } = await chatInfo(chatId);
-  await until("the held text on the driving read", () => textOf(driving) === expected.held_text);
+  await until("the held text on the driving read", () => textOf(driving) === expected.partial_text);
   abort.abort();
   const cut = await driving.done;
   const resumed = assemble(await reconnect(chatId));
-  await until("the replay to reach the held text", () => textOf(resumed) === expected.held_text);
+  await until("the replay to reach the held text", () => textOf(resumed) === expected.partial_text);
   await post(`/test/chats/${encodeURIComponent(chatId)}/release`);
   await resumed.done;
   const info = await chatInfo(chatId);
@@ -189,7 +189,7 @@ async function chatResumeScenario() {
     return info.stream_id ? info : null;
   });
   const assistantText = () => (chat.lastMessage?.role === "assistant" ? summary(chat.lastMessage).text : "");
-  await until("the held text in the chat", () => assistantText() === expected.held_text);
+  await until("the held text in the chat", () => assistantText() === expected.partial_text);
   const stoppedId = chat.lastMessage.id;
   await chat.stop();
   await sending;
@@ -229,9 +229,9 @@ async function stopScenario() {
   const chatId = newChatId("stop");
   const driving = assemble(await send(chatId, { hold_after: 2 }));
   const { expected, stream_id: streamId } = await chatInfo(chatId);
-  await until("the held text on the driving read", () => textOf(driving) === expected.held_text);
+  await until("the held text on the driving read", () => textOf(driving) === expected.partial_text);
   const follower = assemble(await reconnect(chatId));
-  await until("the held text on the follower", () => textOf(follower) === expected.held_text);
+  await until("the held text on the follower", () => textOf(follower) === expected.partial_text);
   const stopStatus = await post(`/api/chat/${encodeURIComponent(chatId)}/stop`);
   const [drove, followed] = await Promise.all([driving.done, follower.done]);
   const view = await finished(streamId);
@@ -247,6 +247,53 @@ async function stopScenario() {
   };
 }
 
+// The stream's stored JSON messages, read with @durable-streams/client (catch-up only).
+async function persisted(streamId) {
+  const response = await durableStream({ url: `${base}/v1/stream/pts/${streamId}`, live: false });
+  return response.json();
+}
+
+// Stored chunks as the transport reads a response: checked against the AI SDK's chunk
+// schema (processResponseStream throws on a chunk that fails it).
+function validated(items) {
+  const sse = items.map((item) => `data: ${JSON.stringify(item)}\n\n`).join("") + "data: [DONE]\n\n";
+  const body = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(sse));
+      controller.close();
+    },
+  });
+  return new DefaultChatTransport({ api }).processResponseStream(body);
+}
+
+// A chunk that is not one, written mid-answer: the answer ends `error` for the driving read,
+// the stream is `error`, nothing of the bad chunk was stored, and what was stays readable.
+async function badChunkScenario() {
+  const chatId = newChatId("bad");
+  const read = await assemble(await send(chatId, { bad_chunk_after: 2 })).done;
+  const info = await chatInfo(chatId);
+  const view = await finished(info.stream_id);
+  const afterEnd = await reconnect(chatId);
+  const replayTransport = new DefaultChatTransport({
+    api,
+    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${api}/${encodeURIComponent(id)}/stream?replay=true` }),
+  });
+  const replayed = await assemble(await replayTransport.reconnectToStream({ chatId })).done;
+  const items = await persisted(info.stream_id);
+  const stored = await assemble(validated(items)).done;
+  return {
+    driving: report(read),
+    replayed: report(replayed),
+    stored: report(stored),
+    stored_types: [...new Set(items.map((item) => item.type))],
+    after_end_null: afterEnd === null,
+    expected: info.expected,
+    status: view.status,
+    stream_error: view.error,
+    generations: info.generations,
+  };
+}
+
 // (f) the same stream through /v1/stream/pts/{id} with @durable-streams/client: the
 // persisted chunks rebuild the message; and how many text deltas were written.
 async function durableScenario() {
@@ -254,16 +301,8 @@ async function durableScenario() {
   const read = await assemble(await send(chatId, { sentences: 12, words: 25, pace_ms: 4 })).done;
   const info = await chatInfo(chatId);
   await finished(info.stream_id);
-  const response = await durableStream({ url: `${base}/v1/stream/pts/${info.stream_id}`, live: false });
-  const items = await response.json();
-  const rebuilt = await assemble(
-    new ReadableStream({
-      start(controller) {
-        for (const item of items) controller.enqueue(item);
-        controller.close();
-      },
-    }),
-  ).done;
+  const items = await persisted(info.stream_id);
+  const rebuilt = await assemble(validated(items)).done;
   const textTokens = read.types.filter((t) => t === "text-delta").length;
   return {
     driving: summary(read.latest),
@@ -284,6 +323,7 @@ const scenarios = {
   nothing_to_resume: nothingToResumeScenario,
   stop: stopScenario,
   durable: durableScenario,
+  bad_chunk: badChunkScenario,
 };
 
 const chosen = process.argv.length > 3 ? process.argv.slice(3) : Object.keys(scenarios);
