@@ -12,8 +12,8 @@ The answer is scripted, so a test knows exactly what the client must assemble: a
 reasoning part, a tool call and its result, a ``data-weather`` part, then ``sentences``
 sentences of ``words`` tokens each. The request body (the transport's ``body`` option)
 shapes it: ``sentences``, ``words``, ``pace_ms`` (a pause after each token) and
-``hold_after`` (after that many sentences the answer waits until the test releases it)
-and ``bad_chunk_after`` (after that many sentences it writes a chunk that is not one).
+``hold_after`` (after that many text tokens the answer waits until the test releases it)
+and ``bad_chunk_after`` (after that many text tokens it writes a chunk that is not one).
 
 Test-only routes: ``GET /test/chats/{id}`` (the active stream id, the generations run for
 the chat and the expected message), ``POST /test/chats/{id}/release`` (lets a held answer
@@ -77,20 +77,20 @@ class Script:
         )
 
     def tokens(self) -> list[list[str]]:
-        """The text's tokens, sentence by sentence."""
-        return [sentence_tokens(i, self.words) for i in range(1, self.sentences + 1)]
+        """The text's tokens, sentence after sentence."""
+        return [t for i in range(1, self.sentences + 1) for t in sentence_tokens(i, self.words)]
 
     @property
     def stop_point(self) -> int:
-        """The sentences before the answer holds or fails (all of them if neither)."""
+        """The tokens before the answer holds or fails (all of them if neither)."""
         points = [p for p in (self.hold_after, self.bad_chunk_after) if p is not None]
-        return min(points, default=self.sentences)
+        return min(points, default=len(self.tokens()))
 
     def expected(self) -> dict[str, object]:
         """The message a client must assemble from the whole answer."""
         return {
             "reasoning": "".join(REASONING),
-            "text": "".join(t for sentence in self.tokens() for t in sentence),
+            "text": "".join(self.tokens()),
             "data": DATA_PART,
             "tool": {
                 "toolCallId": TOOL_CALL_ID,
@@ -98,9 +98,7 @@ class Script:
                 "input": TOOL_INPUT,
                 "output": TOOL_OUTPUT,
             },
-            "partial_text": "".join(  # up to where the answer holds or fails
-                t for sentence in self.tokens()[: self.stop_point] for t in sentence
-            ),
+            "partial_text": "".join(self.tokens()[: self.stop_point]),  # where it holds or fails
         }
 
 
@@ -153,10 +151,9 @@ class ChatApp:
                 {"type": "tool-output-available", "toolCallId": TOOL_CALL_ID, "output": TOOL_OUTPUT}
             )
             await ui.write(DATA_PART)
-            for number, sentence in enumerate(script.tokens(), start=1):
-                for token in sentence:
-                    await ui.text(token)
-                    await asyncio.sleep(pause)
+            for number, token in enumerate(script.tokens(), start=1):
+                await ui.text(token)
+                await asyncio.sleep(pause)
                 if number == script.hold_after:
                     await chat.gate.wait()
                 if number == script.bad_chunk_after:
