@@ -116,9 +116,11 @@ class Chat:
 class ChatApp:
     """The app's state and its Litestar app."""
 
-    def __init__(self, pts: PersistentTextStreaming) -> None:
+    def __init__(self, pts: PersistentTextStreaming, chats: dict[str, Chat] | None = None) -> None:
         self.pts = pts
-        self.chats: dict[str, Chat] = {}
+        self.chats: dict[str, Chat] = {} if chats is None else chats
+        """Per chat; two apps given one dict stand for two processes of one app that keep
+        the active stream id in a shared table."""
 
     def chat(self, chat_id: str) -> Chat:
         """The chat's record, made on first use."""

@@ -309,6 +309,44 @@ async function badChunkScenario() {
   };
 }
 
+// Another process of the app (PEER_URL: its own pts, the same database) resumes and
+// stops an answer this one drives: the live read and the cancel go through Postgres.
+async function otherProcessScenario() {
+  const peerApi = `${process.env.PEER_URL}/api/chat`;
+  const peerReconnect = (chatId) => new DefaultChatTransport({ api: peerApi }).reconnectToStream({ chatId });
+  const peerPost = async (path) => (await fetch(`${process.env.PEER_URL}${path}`, { method: "POST" })).status;
+
+  const resumedId = newChatId("peer-resume");
+  const driving = assemble(await send(resumedId, { hold_after: 8 + 3 }));
+  const { expected } = await chatInfo(resumedId);
+  await until("the held text on the driving read", () => textOf(driving) === expected.partial_text);
+  const follower = assemble(await peerReconnect(resumedId));
+  await until("the stored text on the peer's follower", () => textOf(follower) !== "");
+  await post(`/test/chats/${encodeURIComponent(resumedId)}/release`);
+  const [drove, followed] = await Promise.all([driving.done, follower.done]);
+
+  const stoppedId = newChatId("peer-stop");
+  const held = assemble(await send(stoppedId, { hold_after: 8 + 3 }));
+  const stopInfo = await chatInfo(stoppedId);
+  await until("the held text on the driving read", () => textOf(held) === stopInfo.expected.partial_text);
+  const stopFollower = assemble(await peerReconnect(stoppedId));
+  await until("the stored text on the peer's follower", () => textOf(stopFollower) !== "");
+  const stopStatus = await peerPost(`/api/chat/${encodeURIComponent(stoppedId)}/stop`);
+  const [stopped, stopFollowed] = await Promise.all([held.done, stopFollower.done]);
+  const view = await finished(stopInfo.stream_id);
+  return {
+    resumed: { driving: report(drove), follower: report(followed), expected },
+    stopped: {
+      driving: report(stopped),
+      follower: report(stopFollowed),
+      expected: stopInfo.expected,
+      stop_status: stopStatus,
+      status: view.status,
+    },
+    generations: (await chatInfo(stoppedId)).all_generations,
+  };
+}
+
 // (f) the same stream through /v1/stream/pts/{id} with @durable-streams/client: the
 // persisted chunks rebuild the message; and how many text deltas were written.
 async function durableScenario() {
@@ -339,6 +377,7 @@ const scenarios = {
   stop: stopScenario,
   durable: durableScenario,
   bad_chunk: badChunkScenario,
+  other_process: otherProcessScenario,
 };
 
 const chosen = process.argv.length > 3 ? process.argv.slice(3) : Object.keys(scenarios);
