@@ -76,7 +76,7 @@ class Script:
             bad_chunk_after=None if bad is None else int(bad),
         )
 
-    def tokens(self) -> list[list[str]]:
+    def tokens(self) -> list[str]:
         """The text's tokens, sentence after sentence."""
         return [t for i in range(1, self.sentences + 1) for t in sentence_tokens(i, self.words)]
 
