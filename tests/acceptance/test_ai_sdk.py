@@ -249,6 +249,31 @@ async def test_a_stop_from_another_process_keeps_the_text_the_driving_read_saw(
     assert stopped["driving"]["message"] == stopped["follower"]["message"]
 
 
+@pytest.mark.parametrize("scenario", ["reconnect", "stop", "durable"])
+async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None:
+    """Reads of 37 bytes and subscribers that fall behind at once: stored messages (and
+    the two bytes of an "é") are cut between reads, and a resume must put them together."""
+    pts = PersistentTextStreaming(
+        dsn=db_url,
+        flush=SENTENCES,
+        sweeper=False,
+        read_page_bytes=37,
+        subscriber_buffer=1,
+        subscriber_buffer_bytes=64,
+    )
+    async with serve_app(ChatApp(pts).app()) as url:
+        result = await run_client(url, scenario)
+    if scenario == "reconnect":
+        assert (result["starts"], result["last"]) == (1, "finish")
+        assert_whole(result["message"], result["expected"])
+    elif scenario == "stop":
+        assert result["driving"]["message"] == result["follower"]["message"]
+        assert result["follower"]["last"] == "abort"
+    else:
+        assert result["rebuilt"]["message"] == result["driving"]
+        assert_whole(result["driving"], result["expected"])
+
+
 # -- over plain HTTP -----------------------------------------------------------------------
 
 
