@@ -28,6 +28,7 @@ from pts.models import StreamStatus
 from tests.support.ai_app import Chat, ChatApp
 from tests.support.servers import serve_app
 from tests.support.sse import parse_events
+from tests.support.waiting import until
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = Path(__file__).resolve().parent / "ai_sdk" / "client.mjs"
@@ -277,20 +278,51 @@ async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None
 # -- over plain HTTP -----------------------------------------------------------------------
 
 
-async def test_the_response_is_a_ui_message_stream(served: Served) -> None:
-    body = {"id": "headers", "messages": [], "trigger": "submit-message", "sentences": 1}
-    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
-        response = await client.post("/api/chat", json=body)
+UI_HEADERS = {
+    "cache-control": "no-cache",
+    "x-vercel-ai-ui-message-stream": "v1",
+    "x-accel-buffering": "no",
+}
+
+
+def assert_ui_stream(response: httpx.Response, body: str) -> list[dict[str, Any]]:
+    """The protocol's response: 200, its headers, ``data: {json}`` events, ``[DONE]`` last."""
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.headers["cache-control"] == "no-cache"
-    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
-    assert response.headers["x-accel-buffering"] == "no"
-    data = [event.data for event in parse_events(response.text)]
+    assert {name: response.headers.get(name) for name in UI_HEADERS} == UI_HEADERS
+    data = [event.data for event in parse_events(body)]
     assert data[-1] == "[DONE]"
     chunks = [json.loads(item) for item in data[:-1]]
-    assert chunks[0]["type"] == "start"
-    assert chunks[-1]["type"] == "finish"
+    assert (chunks[0]["type"], chunks[-1]["type"]) == ("start", "finish")
+    return chunks
+
+
+async def test_the_responses_are_ui_message_streams(served: Served) -> None:
+    body = {"id": "http", "messages": [], "trigger": "submit-message", "hold_after": 2}
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        async with client.stream("POST", "/api/chat", json=body) as driving:
+            pieces = driving.aiter_text()
+            text = [await anext(pieces)]  # the answer has started (and holds after two tokens)
+            resumed = asyncio.create_task(client.get("/api/chat/http/stream"))
+            # The resume is served once its replay has begun: then let the answer go on.
+            chat = served.app.chats["http"]
+            assert chat.stream_id is not None
+            stream_id = chat.stream_id
+
+            def resume_is_live() -> bool:
+                live = served.app.pts.live_stream(stream_id)
+                return live is not None and live.subscribers >= 1
+
+            await until(resume_is_live, "the resume reads the stream live")
+            assert (await client.post("/test/chats/http/release")).status_code == 204
+            text += [piece async for piece in pieces]
+        driven = assert_ui_stream(driving, "".join(text))
+        replay = await resumed
+        replayed = assert_ui_stream(replay, replay.text)
+        assert replayed[0] == driven[0]  # the same start: the same message id
+        # Finished: nothing to resume, an empty 204.
+        ended = await client.get("/api/chat/http/stream")
+        assert (ended.status_code, ended.content) == (204, b"")
 
 
 async def test_a_resume_of_an_unknown_stream_is_404(served: Served) -> None:
