@@ -161,7 +161,7 @@ def _check_structure(value: object) -> None:
                 for key, child in item.items():
                     if not isinstance(key, str):
                         raise InvalidChunk(
-                            f"a UI message chunk has a key that is no string: {key!r}"
+                            f"a UI message chunk has a key that is not a string: {key!r}"
                         )
                     if isinstance(child, dict | list | tuple):
                         following.append(child)
