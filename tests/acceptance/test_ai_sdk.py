@@ -47,7 +47,8 @@ def missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+needs_node = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+"""On the tests that run the Node client (the plain HTTP ones run everywhere)."""
 
 
 SENTENCES = FlushPolicy(max_delay=5.0)
@@ -113,6 +114,7 @@ def assert_whole(message: dict[str, Any], expected: dict[str, Any]) -> None:
 TOOL_ORDER = ["tool-input-available", "tool-output-available"]
 
 
+@needs_node
 async def test_a_sent_message_assembles_to_the_exact_answer(served: Served) -> None:
     result = await run_client(served.url, "send")
     assert result["error"] is None
@@ -124,6 +126,7 @@ async def test_a_sent_message_assembles_to_the_exact_answer(served: Served) -> N
     assert (result["generations"], result["status"]) == (1, "done")
 
 
+@needs_node
 async def test_an_aborted_read_reconnects_to_the_whole_answer_once(served: Served) -> None:
     result = await run_client(served.url, "reconnect")
     cut, expected = result["cut"], result["expected"]
@@ -139,6 +142,7 @@ async def test_an_aborted_read_reconnects_to_the_whole_answer_once(served: Serve
     assert (result["generations"], result["status"]) == (1, "done")
 
 
+@needs_node
 async def test_chat_resume_stream_rebuilds_the_stopped_message(served: Served) -> None:
     result = await run_client(served.url, "chat_resume")
     expected = result["expected"]
@@ -152,6 +156,7 @@ async def test_chat_resume_stream_rebuilds_the_stopped_message(served: Served) -
     assert (result["generations"], result["status"]) == (1, "done")
 
 
+@needs_node
 async def test_nothing_to_resume_is_null(served: Served) -> None:
     result = await run_client(served.url, "nothing_to_resume")
     assert (result["never"], result["ended"]) == (True, True)
@@ -161,6 +166,7 @@ async def test_nothing_to_resume_is_null(served: Served) -> None:
         assert at_once["message"] == result["message"]
 
 
+@needs_node
 async def test_stop_ends_the_driving_read_and_a_follower(served: Served) -> None:
     result = await run_client(served.url, "stop")
     held = result["expected"]["partial_text"]
@@ -176,6 +182,7 @@ async def test_stop_ends_the_driving_read_and_a_follower(served: Served) -> None
     assert result["generations"] == 1
 
 
+@needs_node
 async def test_the_durable_streams_client_rebuilds_the_message(served: Served) -> None:
     result = await run_client(served.url, "durable")
     assert_whole(result["driving"], result["expected"])
@@ -187,6 +194,7 @@ async def test_the_durable_streams_client_rebuilds_the_message(served: Served) -
     assert 1 <= result["persisted_text_deltas"] <= result["sentences"] == 12
 
 
+@needs_node
 async def test_a_bad_chunk_fails_the_answer_and_corrupts_nothing(served: Served) -> None:
     result = await run_client(served.url, "bad_chunk")
     partial = result["expected"]["partial_text"]
@@ -217,6 +225,7 @@ async def run_two_processes(db_url: str) -> dict[str, Any]:
         return await run_client(url, "other_process", peer)
 
 
+@needs_node
 async def test_another_process_resumes_and_stops_the_answer(db_url: str) -> None:
     result = await run_two_processes(db_url)
     resumed = result["resumed"]
@@ -237,6 +246,7 @@ async def test_another_process_resumes_and_stops_the_answer(db_url: str) -> None
     assert result["generations"] == 2  # one per answer, both in the first process
 
 
+@needs_node
 @pytest.mark.xfail(
     strict=True,
     reason="a cancel from another process ends the stream before the driving process "
@@ -250,6 +260,7 @@ async def test_a_stop_from_another_process_keeps_the_text_the_driving_read_saw(
     assert stopped["driving"]["message"] == stopped["follower"]["message"]
 
 
+@needs_node
 @pytest.mark.parametrize("scenario", ["reconnect", "stop", "durable"])
 async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None:
     """Reads of 37 bytes and subscribers that fall behind at once: stored messages (and
