@@ -213,6 +213,25 @@ async def test_a_bad_chunk_fails_the_answer_and_corrupts_nothing(served: Served)
     assert "not-a-chunk" not in result["stored_types"]
 
 
+@needs_node
+async def test_the_apps_own_start_steps_sources_and_finish(served: Served) -> None:
+    result = await run_client(served.url, "own_chunks")
+    for name in ("driving", "stored", "resumed"):
+        read = result[name]
+        assert read["error"] is None, name
+        assert (read["starts"], read["finishes"], read["last"]) == (1, 1, "finish"), name
+        assert_whole(read["message"], result["expected"])
+        assert read["message"]["metadata"] == {"model": "scripted", "tokens": 42}, name
+        assert read["message"]["part_types"] == [
+            "step-start", "reasoning", "tool-weather", "step-start",
+            "source-url", "file", "data-weather", "text",
+        ], name  # fmt: skip
+        assert read["types"].count("tool-input-delta") == 2, name
+    assert result["stored"]["message"] == result["driving"]["message"]
+    driving, resumed = result["driving"]["message"], result["resumed"]["message"]
+    assert {**resumed, "id": None} == {**driving, "id": None}  # another answer, the same parts
+
+
 async def run_two_processes(db_url: str) -> dict[str, Any]:
     """The ``other_process`` scenario: two apps, each with its own pts, on one database,
     sharing the chats' active stream ids (as two processes would through a table)."""

@@ -45,6 +45,17 @@ TOOL_NAME = "weather"
 TOOL_INPUT: dict[str, object] = {"city": "Zürich"}
 TOOL_OUTPUT: dict[str, object] = {"celsius": 21, "sky": "clear"}
 DATA_PART: dict[str, object] = {"type": "data-weather", "id": "w-1", "data": {"celsius": 21}}
+START_METADATA: dict[str, object] = {"model": "scripted"}
+FINISH_METADATA: dict[str, object] = {"tokens": 42}
+STREAMED_TOOL_INPUT: tuple[dict[str, object], ...] = (
+    {"type": "tool-input-start", "toolCallId": TOOL_CALL_ID, "toolName": TOOL_NAME},
+    {"type": "tool-input-delta", "toolCallId": TOOL_CALL_ID, "inputTextDelta": '{"city": '},
+    {"type": "tool-input-delta", "toolCallId": TOOL_CALL_ID, "inputTextDelta": '"Zürich"}'},
+)
+SOURCES: tuple[dict[str, object], ...] = (
+    {"type": "source-url", "sourceId": "src-1", "url": "https://example.org/w", "title": "W"},
+    {"type": "file", "url": "data:text/plain;base64,aGk=", "mediaType": "text/plain"},
+)
 
 
 def sentence_tokens(index: int, words: int) -> list[str]:
@@ -62,6 +73,9 @@ class Script:
     pace_ms: float = 1.0
     hold_after: int | None = None
     bad_chunk_after: int | None = None
+    own_chunks: bool = False
+    """The app writes its own ``start`` (with metadata), steps, a streamed tool input,
+    a source and a file, and its own ``finish``, as an agent framework's adapter does."""
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Script:
@@ -74,6 +88,7 @@ class Script:
             pace_ms=float(body.get("pace_ms", default.pace_ms)),
             hold_after=None if hold is None else int(hold),
             bad_chunk_after=None if bad is None else int(bad),
+            own_chunks=bool(body.get("own_chunks", False)),
         )
 
     def tokens(self) -> list[str]:
@@ -138,9 +153,15 @@ class ChatApp:
             chat.generations += 1
             script = chat.script
             pause = script.pace_ms / 1000
+            if script.own_chunks:
+                await ui.write({"type": "start", "messageMetadata": START_METADATA})
+                await ui.write({"type": "start-step"})
             for delta in REASONING:
                 await ui.reasoning(delta)
                 await asyncio.sleep(pause)
+            if script.own_chunks:
+                for chunk in STREAMED_TOOL_INPUT:
+                    await ui.write(chunk)
             await ui.write(
                 {
                     "type": "tool-input-available",
@@ -152,17 +173,33 @@ class ChatApp:
             await ui.write(
                 {"type": "tool-output-available", "toolCallId": TOOL_CALL_ID, "output": TOOL_OUTPUT}
             )
+            if script.own_chunks:
+                await ui.write({"type": "finish-step"})
+                await ui.write({"type": "start-step"})
+                for source in SOURCES:
+                    await ui.write(source)
             await ui.write(DATA_PART)
-            for number, token in enumerate(script.tokens(), start=1):
-                await ui.text(token)
-                await asyncio.sleep(pause)
-                if number == script.hold_after:
-                    await chat.gate.wait()
-                if number == script.bad_chunk_after:
-                    # Not a UI chunk: write raises InvalidChunk, and (uncaught) the answer fails.
-                    await ui.write({"type": "not-a-chunk"})
+            await self.write_text(chat, ui)
+            if script.own_chunks:
+                await ui.write({"type": "finish-step"})
+                await ui.write(
+                    {"type": "finish", "finishReason": "stop", "messageMetadata": FINISH_METADATA}
+                )
 
         return generate
+
+    async def write_text(self, chat: Chat, ui: UIWriter) -> None:
+        """The answer's text, token by token; it holds or fails where the script says."""
+        script = chat.script
+        pause = script.pace_ms / 1000
+        for number, token in enumerate(script.tokens(), start=1):
+            await ui.text(token)
+            await asyncio.sleep(pause)
+            if number == script.hold_after:
+                await chat.gate.wait()
+            if number == script.bad_chunk_after:
+                # Not a UI chunk: write raises InvalidChunk, and (uncaught) the answer fails.
+                await ui.write({"type": "not-a-chunk"})
 
     def app(self) -> Litestar:
         """The Litestar app: the three chat routes, the test routes, pts's plugin."""

@@ -66,6 +66,8 @@ function summary(message) {
       .filter((p) => p.type.startsWith("tool-"))
       .map(({ type, toolCallId, state, input, output }) => ({ type, toolCallId, state, input, output })),
     part_types: parts.map((p) => p.type),
+    metadata: message.metadata ?? null,
+    sources: parts.filter((p) => p.type === "source-url" || p.type === "file"),
   };
 }
 
@@ -103,6 +105,7 @@ function report(read) {
     types: read.types,
     error: read.error,
     starts: read.types.filter((t) => t === "start").length,
+    finishes: read.types.filter((t) => t === "finish").length,
     last: read.types.at(-1) ?? null,
     tool_order: read.types.filter((t) => t === "tool-input-available" || t === "tool-output-available"),
   };
@@ -347,6 +350,29 @@ async function otherProcessScenario() {
   };
 }
 
+// The app writes its own start (with metadata), steps, a streamed tool input, a source,
+// a file and its own finish: sent once each, on the driving read, a resume and the store.
+async function ownChunksScenario() {
+  const chatId = newChatId("own");
+  const read = await assemble(await send(chatId, { own_chunks: true })).done;
+  const info = await chatInfo(chatId);
+  await finished(info.stream_id);
+  const stored = await assemble(validated(await persisted(info.stream_id))).done;
+
+  const heldId = newChatId("own-held");
+  const abort = new AbortController();
+  const driving = assemble(await send(heldId, { own_chunks: true, hold_after: 8 + 3 }, abort.signal));
+  const { expected } = await chatInfo(heldId);
+  await until("the held text on the driving read", () => textOf(driving) === expected.partial_text);
+  abort.abort();
+  await driving.done;
+  const resumed = assemble(await reconnect(heldId));
+  await until("the replay's text", () => textOf(resumed) !== "");
+  await post(`/test/chats/${encodeURIComponent(heldId)}/release`);
+  await resumed.done;
+  return { driving: report(read), stored: report(stored), resumed: report(resumed), expected: info.expected };
+}
+
 // (f) the same stream through /v1/stream/pts/{id} with @durable-streams/client: the
 // persisted chunks rebuild the message; and how many text deltas were written.
 async function durableScenario() {
@@ -378,6 +404,7 @@ const scenarios = {
   durable: durableScenario,
   bad_chunk: badChunkScenario,
   other_process: otherProcessScenario,
+  own_chunks: ownChunksScenario,
 };
 
 const chosen = process.argv.length > 3 ? process.argv.slice(3) : Object.keys(scenarios);
