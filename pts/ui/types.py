@@ -34,7 +34,8 @@ class UIWriter(Protocol):
 
     async def write(self, chunk: Mapping[str, object]) -> None:
         """Write any other UI message chunk (tool calls and results, sources, files,
-        ``data-*`` parts, ``start`` metadata ...); raises InvalidInput if it is not one."""
+        ``data-*`` parts, ``start`` metadata ...); raises InvalidInput if it is not one
+        (:class:`~pts.errors.InvalidChunk`, saying why)."""
         ...
 
 

@@ -17,7 +17,14 @@ import pytest
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 
-from pts import InvalidChunk, PersistentTextStreaming, PTSPlugin, StoreUnavailable, StreamStatus
+from pts import (
+    InvalidChunk,
+    PersistentTextStreaming,
+    PTSPlugin,
+    StoreUnavailable,
+    StreamStatus,
+    StreamTooLarge,
+)
 from pts.flush import FlushPolicy
 from pts.ui import UIWriter
 from tests.support.servers import serve_app
@@ -113,6 +120,8 @@ class Read:
     def __init__(self) -> None:
         self.chunks: list[dict[str, Any] | str] = []
         self.headers: httpx.Headers | None = None
+        self.parser = EventStreamParser()
+        self.pieces: AsyncIterator[bytes] | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -126,11 +135,13 @@ class Read:
 async def read_sse(
     response: httpx.Response, read: Read, until: Callable[[Read], bool] | None = None
 ) -> Read:
-    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds)."""
-    read.headers = response.headers
-    parser = EventStreamParser()
-    async for piece in response.aiter_bytes():
-        for item in parser.feed(piece):
+    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds); called
+    again on the same response, it reads on from there."""
+    if read.pieces is None:
+        read.headers = response.headers
+        read.pieces = response.aiter_bytes()
+    async for piece in read.pieces:
+        for item in read.parser.feed(piece):
             if isinstance(item, Event):
                 read.chunks.append("[DONE]" if item.data == "[DONE]" else json.loads(item.data))
         if until is not None and until(read):
@@ -209,6 +220,65 @@ async def test_the_driving_read_gets_start_parts_finish_and_done(harness: Harnes
     assert [c["type"] for c in stored if "delta" not in c] == [
         c["type"] for c in read.objects if "delta" not in c
     ]
+
+
+async def test_every_chunk_reaches_the_driving_client_with_no_database_write_before_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database takes no append until the client has the chunks: delivery never waits."""
+    release = asyncio.Event()
+    real_append = harness.pts.store.append
+
+    async def held_append(*args: Any, **kwargs: Any) -> int:
+        await release.wait()
+        return await real_append(*args, **kwargs)
+
+    monkeypatch.setattr(harness.pts.store, "append", held_append)
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Hello")
+        await ui.write({"type": "data-status", "data": "looking"})
+        await gate.wait()
+        await ui.text("Bye.")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await asyncio.wait_for(read_sse(response, read, lambda r: "data-status" in r.types), 10)
+        assert read.types == ["start", "text-start", "text-delta", "text-end", "data-status"]
+        assert (await harness.pts.get_stream(stream_id)).size == 0  # nothing stored yet
+        release.set()
+        gate.set()
+        await read_sse(response, read)
+    assert read.types[-2:] == ["finish", "[DONE]"]
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    assert rebuild(await harness.stored(stream_id)) == rebuild(read.objects)
+
+
+async def test_the_generation_survives_the_driving_client(harness: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("First. ")
+        await gate.wait()
+        for i in range(20):
+            await ui.text(f"More {i}. ")
+            await asyncio.sleep(0)
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await read_sse(response, read, lambda r: "text-delta" in r.types)
+    # The client went away; the answer goes on to the end, stored.
+    await until(lambda: harness.pts.stats().attached_drives == 0, "the drive is detached")
+    gate.set()
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    stored = await harness.stored(stream_id)
+    assert rebuild(stored) == {"text-1": "First. " + "".join(f"More {i}. " for i in range(20))}
+    assert [c["type"] for c in stored][-2:] == ["text-end", "finish"]
 
 
 async def test_deltas_are_stored_merged_about_one_per_sentence(harness: Harness) -> None:
@@ -556,6 +626,45 @@ async def test_an_outage_past_the_limit_ends_the_driving_read_with_error_not_a_c
         # Nothing was stored; the reader is told how it ended all the same.
         assert replayed.chunks[0] == {"type": "start", "messageId": str(stream_id)}
         assert replayed.types == ["start", "error", "[DONE]"]
+
+
+async def test_a_stream_past_its_size_cap_ends_with_error_and_stays_readable(
+    db_url: str,
+) -> None:
+    pts = PersistentTextStreaming(dsn=db_url, max_stream_size=2000, stale_after=120)
+    ref: list[Harness] = []
+    raised: list[Exception] = []
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        try:
+            for i in range(1000):
+                await ui.text(f"Sentence number {i}. ")
+        except StreamTooLarge as exc:
+            raised.append(exc)
+            raise
+
+    async with serve_app(make_app(pts, ref)) as base_url:
+        harness = Harness(pts, base_url)
+        ref.append(harness)
+        harness.generate = generate
+        try:
+            stream_id = await harness.new_stream()
+            read = await drive(harness, stream_id)
+            assert len(raised) == 1
+            assert read.types[-2:] == ["error", "[DONE]"]
+            assert read.objects[-1]["errorText"] == str(raised[0])
+            assert await harness.wait_finished(stream_id) is StreamStatus.ERROR
+            info = await pts.get_stream(stream_id)
+            assert info.size <= 2000
+            replayed = await resume(harness, stream_id, "?replay=true")
+            assert replayed.types.count("error") == 1
+            assert replayed.types[-2:] == ["error", "[DONE]"]
+            assert replayed.chunks[0] == read.chunks[0]
+            # The stored text is a prefix of what the driving client saw.
+            stored_text = "".join(rebuild(replayed.objects).values())
+            assert "".join(rebuild(read.objects).values()).startswith(stored_text)
+        finally:
+            await harness.client.aclose()
 
 
 # -- the same stream, read by the other readers ------------------------------------------------
