@@ -4,8 +4,12 @@ The app is :mod:`tests.support.ai_app` (the three chat routes on ``stream_ui`` a
 ``resume_ui``), served in this process; the client is ``ai_sdk/client.mjs`` run by
 ``node``: ``DefaultChatTransport`` (``sendMessages``, ``reconnectToStream``),
 ``readUIMessageStream``, ``AbstractChat``'s resume path, and ``@durable-streams/client``
-on ``/v1/stream/pts/{id}``. Each scenario prints one JSON line; the tests assert on it.
-Bad input is checked over plain HTTP.
+on ``/v1/stream/pts/{id}``. Each scenario prints one JSON line; the tests assert on it
+(``-s`` shows them, the persisted text-delta count of the paced answer among them).
+Bad input and the protocol's headers are checked over plain HTTP; those tests need no
+Node. Two known faults are xfails, named where they are marked: a stop from another
+process loses the driving process's unstored tail, and a resume stops at the first page
+of a read marked closed.
 """
 
 from __future__ import annotations
