@@ -7,9 +7,8 @@ The app is :mod:`tests.support.ai_app` (the three chat routes on ``stream_ui`` a
 on ``/v1/stream/pts/{id}``. Each scenario prints one JSON line; the tests assert on it
 (``-s`` shows them, the persisted text-delta count of the paced answer among them).
 Bad input and the protocol's headers are checked over plain HTTP; those tests need no
-Node. Two known faults are xfails, named where they are marked: a stop from another
-process loses the driving process's unstored tail, and a resume stops at the first page
-of a read marked closed.
+Node. One known fault is an xfail, named where it is marked: a stop from another
+process loses the driving process's unstored tail.
 """
 
 from __future__ import annotations
@@ -291,22 +290,15 @@ async def test_a_stop_from_another_process_keeps_the_text_the_driving_read_saw(
     assert stopped["driving"]["message"] == stopped["follower"]["message"]
 
 
-PAGED_END = (
-    "pts.ui.resume.replay ends at the first chunk marked closed, but every page of a read "
-    "made after the stream finished is marked closed: the pages after the first are lost "
-    "(the other readers test `chunk.closed and chunk.end >= chunk.size`)"
-)
-
-
 @needs_node
 @pytest.mark.parametrize(
     "scenario",
     [
-        # The live resume loses the end only when the last read spans pages: now and then.
-        pytest.param("reconnect", marks=pytest.mark.xfail(strict=False, reason=PAGED_END)),
+        # A resume's last read may span pages, each marked closed: only the last is the end.
+        "reconnect",
         "stop",
         "durable",
-        pytest.param("bad_chunk", marks=pytest.mark.xfail(strict=True, reason=PAGED_END)),
+        "bad_chunk",
     ],
 )
 async def test_small_read_pages_cut_no_chunk(db_url: str, scenario: str) -> None:
