@@ -44,13 +44,14 @@ TARGET_TTLB_RATIO = 1.05
 
 
 def _event(chunk: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    text = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+    return b"data: " + text.encode() + b"\n\n"
 
 
 def bare_ui_events(tokens: Sequence[str]) -> Iterator[bytes]:
-    """The SSE events of an answer whose text parts are ``tokens``, each one encoded
-    when it is asked for (as a model's chunks would be)."""
-    text_id = uuid.uuid4().hex
+    """The SSE events of an answer whose text deltas are ``tokens``, each one encoded
+    when it is asked for (as a model's chunks would be), in compact JSON as pts sends them."""
+    text_id = "text-1"
     yield _event({"type": "start", "messageId": str(uuid.uuid4())})
     yield _event({"type": "text-start", "id": text_id})
     for token in tokens:
