@@ -25,6 +25,7 @@ from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
 from pts.errors import PersistenceFailed, PTSError, StreamClosed, StreamTooLarge
+from pts.flush import FlushBuffer
 from pts.models import StreamInfo, StreamStatus
 from pts.store import validate
 from pts.writing import StreamWriter, WriterOwner, encode_text
@@ -34,6 +35,7 @@ __all__ = [
     "YIELD_INTERVAL",
     "AnyRequest",
     "Append",
+    "Closing",
     "Drive",
     "Drives",
     "Generate",
@@ -52,6 +54,10 @@ AnyRequest: TypeAlias = "Request[Any, Any, Any]"
 
 Generate: TypeAlias = Callable[[AnyRequest, uuid.UUID, Append], Awaitable[None]]
 """``async def generate(request, stream_id, append)``: the app's generation, e.g. an LLM call."""
+
+Closing: TypeAlias = Callable[[StreamStatus, "str | None"], None]
+"""``closing(status, reason)``: a drive's last words once generation ended, before
+the response ends and the final write (a UI stream's ``finish``, ``error`` or ``abort``)."""
 
 SHUTDOWN_MESSAGE = "the server shut down during generation"
 
@@ -83,8 +89,14 @@ class Drive:
         request: AnyRequest,
         info: StreamInfo,
         generate: Generate,
+        *,
+        buffer: FlushBuffer | None = None,
+        closing: Closing | None = None,
+        cut_off: bool = True,
     ) -> None:
-        self.writer = StreamWriter(pts, info)
+        self.writer = StreamWriter(pts, info, buffer=buffer)
+        self._closing = closing
+        self._cut_off = cut_off
         self._store = pts.store
         self.writer.on_remote_close = self._on_remote_close
         self.writer.on_failure = self._on_persistence_failure
@@ -99,7 +111,8 @@ class Drive:
         self._resumed = -YIELD_INTERVAL  # the first token yields at once
         self._cancel_status: tuple[StreamStatus, str | None] | None = None
         self._generating = True  # cancelling after this would cut the final write short
-        self._too_large: StreamTooLarge | None = None  # an append passed the size cap
+        self.too_large: StreamTooLarge | None = None
+        """Set once a write passed the size cap: the stream ends ``error`` whatever follows."""
         self.task = asyncio.create_task(self._run(), name=f"pts-drive-{info.id}")
 
     @property
@@ -115,23 +128,33 @@ class Drive:
         """The ``append`` handed to ``generate``: deliver now, persist beside."""
         if not text:
             return
-        if self._too_large is not None:
-            raise self._too_large
+        if self.too_large is not None:
+            raise self.too_large
         data = encode_text(text)
         try:
             self.writer.write_nowait(text, len(data))  # raises StreamClosed once finished
         except StreamTooLarge as exc:
             # The stream ends 'error' whatever the generator does with this.
-            self._too_large = exc
+            self.too_large = exc
             raise
+        self.deliver(data)
+        await self.pace()
+
+    def deliver(self, data: bytes) -> None:
+        """Hand ``data`` to the driving response (while its client reads) and wake it."""
         if not self._detached:
             self._pending.append(data)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        # Let the response (and the flusher) run: at once for the first token,
-        # then after every YIELD_INTERVAL this generator ran without awaiting
-        # (measured from when it resumed, so other tasks' time does not count).
+
+    async def pace(self) -> None:
+        """Let the response (and the flusher) run, after a delivery.
+
+        At once for the first token, then after every YIELD_INTERVAL this
+        generator ran without awaiting (measured from when it resumed, so other
+        tasks' time does not count).
+        """
         if self._loop.time() - self._resumed >= YIELD_INTERVAL:
             await asyncio.sleep(0)
             self._resumed = self._loop.time()
@@ -191,18 +214,23 @@ class Drive:
             logger.info("stream %s: generator raised %r", self.stream_id, exc)
             status, reason = StreamStatus.ERROR, str(exc) or type(exc).__name__
         self._generating = False
-        if self._too_large is not None:
-            status, reason = StreamStatus.ERROR, str(self._too_large)
+        if self.too_large is not None:
+            status, reason = StreamStatus.ERROR, str(self.too_large)
         if reason is not None:
             # Our own message (from an exception, say): make it storable.
             reason = validate.clean_message(reason)
+        if self._closing is not None:
+            # Last words (a UI stream's `finish` or `error`), to the client and the buffer.
+            self._closing(status, reason)
         # The driving client has every token already: end its response now,
         # before the final write, so delivery never waits for the database.
         # A response whose text is incomplete is cut off, so the client knows.
         failure = self.writer.flusher.failure
-        cut = self._too_large or (
+        cut = self.too_large or (
             failure if isinstance(failure, PersistenceFailed | StreamTooLarge) else None
         )
+        if not self._cut_off:
+            cut = None
         self._finish_response(_End(cut))
         if self.writer.closed_status is not None:
             return  # finished elsewhere (cancel from another process, the sweeper)
@@ -251,10 +279,25 @@ class Drives:
         return sum(1 for drive in self._drives.values() if not drive.detached)
 
     def start(
-        self, owner: WriterOwner, request: AnyRequest, info: StreamInfo, generate: Generate
+        self,
+        owner: WriterOwner,
+        request: AnyRequest,
+        info: StreamInfo,
+        generate: Generate,
+        *,
+        buffer: FlushBuffer | None = None,
+        closing: Closing | None = None,
+        cut_off: bool = True,
     ) -> Drive:
-        """Run ``generate`` for the claimed stream ``info``; counted here until it ends."""
-        drive = Drive(owner, request, info, generate)
+        """Run ``generate`` for the claimed stream ``info``; counted here until it ends.
+
+        ``buffer``, ``closing`` and ``cut_off`` are for drives of other content
+        (:mod:`pts.ui`): what the writer persists from, the last words before the
+        final write, and whether a persistence failure cuts the response off.
+        """
+        drive = Drive(
+            owner, request, info, generate, buffer=buffer, closing=closing, cut_off=cut_off
+        )
         self._drives[info.id] = drive
         drive.task.add_done_callback(lambda _t: self._drives.pop(info.id, None))
         return drive

@@ -155,6 +155,33 @@ class PersistenceFailed(PTSError):
     """
 
 
+# -- AI SDK UI message streams (pts.ui) ------------------------------------------------------
+
+
+class InvalidChunk(InvalidInput):
+    """A UI message chunk ``generate`` wrote is not one the AI SDK reads (400 ``invalid_chunk``).
+
+    Not a JSON object, an unknown ``type`` (without the ``data-`` prefix), a
+    required field missing or of the wrong type, or not standard JSON. Nothing
+    of it was sent or stored.
+    """
+
+
+class NotAUIStream(StreamConflict):
+    """``stream_ui``/``resume_ui`` on a stream whose content type is not ``application/json``
+    (409 ``not_a_ui_stream``): UI message chunks are JSON messages, and the stream's
+    content type is fixed when it is created (create it with
+    ``create_stream(content_type="application/json")``)."""
+
+    def __init__(self, stream_id: uuid.UUID, content_type: str) -> None:
+        self.stream_id = stream_id
+        self.content_type = content_type
+        super().__init__(
+            f"stream {stream_id} has content type {content_type!r}, not application/json: "
+            "a UI message stream is created with create_stream(content_type='application/json')"
+        )
+
+
 # -- the Durable Streams protocol (pts.http.durable) ----------------------------------------
 
 

@@ -11,6 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pts.errors import OffsetConflict, PersistenceFailed, StoreUnavailable, StreamClosed
 from pts.models import StreamStatus
@@ -53,6 +54,104 @@ class FlushPolicy:
         return cut
 
 
+class FlushBuffer(Protocol):
+    """What a :class:`Flusher` persists from: the pieces waiting, and when each is due.
+
+    :class:`TextBuffer` holds a text stream's text; :mod:`pts.ui` has one of UI
+    message chunks. Whoever adds to a buffer calls :meth:`Flusher.wake` after.
+    """
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes waiting (about what they take persisted)."""
+        ...
+
+    @property
+    def oldest(self) -> float | None:
+        """When (event-loop time) the oldest byte waiting arrived; None if none waits."""
+        ...
+
+    def take_due(self, policy: FlushPolicy, now: float) -> bytes:
+        """Remove and return what is due now under ``policy`` (``b""``: nothing yet)."""
+        ...
+
+    def take_all(self) -> bytes:
+        """Remove and return everything waiting (the final write)."""
+        ...
+
+
+class TextBuffer:
+    """A text stream's buffer: persisted at the last sentence end, or all of it when
+    it reaches ``max_bytes`` or its oldest byte waited ``max_delay`` (see FlushPolicy)."""
+
+    __slots__ = ("_arrivals", "_bytes", "_cut", "_scanned", "_start", "_text")
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._bytes = 0
+        self._start = 0  # absolute character position of self._text[0]
+        self._scanned = 0  # characters of self._text already searched for a sentence end
+        self._cut = 0  # length of the prefix of self._text ending at its last sentence end
+        self._arrivals: deque[tuple[int, float]] = deque()  # (absolute end position, time)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    @property
+    def oldest(self) -> float | None:
+        return self._arrivals[0][1] if self._arrivals else None
+
+    @property
+    def text(self) -> str:
+        """The text waiting."""
+        return self._text
+
+    def write(self, text: str, nbytes: int, now: float) -> None:
+        """Add ``text`` (``nbytes`` of UTF-8), arrived at ``now``."""
+        self._text += text
+        self._bytes += nbytes
+        self._arrivals.append((self._start + len(self._text), now))
+
+    def take_due(self, policy: FlushPolicy, now: float) -> bytes:
+        cut = self._due(policy, now)
+        return self._take(cut) if cut else b""
+
+    def take_all(self) -> bytes:
+        return self._take(len(self._text))
+
+    def _due(self, policy: FlushPolicy, now: float) -> int:
+        """How many buffered characters to persist now (0: none yet)."""
+        if not self._text:
+            return 0
+        if self._bytes >= policy.max_bytes:
+            return len(self._text)
+        # Search only what is new, with a little overlap: a sentence end is a
+        # few characters long and may straddle two writes.
+        start = max(0, self._scanned - 8)
+        found = policy.sentence_cut(self._text[start:])
+        if found:
+            self._cut = start + found
+        self._scanned = len(self._text)
+        if self._cut:
+            return self._cut
+        if now - self._arrivals[0][1] >= policy.max_delay:
+            return len(self._text)
+        return 0
+
+    def _take(self, cut: int) -> bytes:
+        """Remove the first ``cut`` characters from the buffer and return them encoded."""
+        piece, self._text = self._text[:cut], self._text[cut:]
+        data = piece.encode()
+        self._bytes -= len(data)
+        self._start += cut
+        self._scanned = max(0, self._scanned - cut)
+        self._cut = 0
+        while self._arrivals and self._arrivals[0][0] <= self._start:
+            self._arrivals.popleft()
+        return data
+
+
 class Flusher:
     """Buffers one stream's text and persists it beside delivery.
 
@@ -73,6 +172,7 @@ class Flusher:
         policy: FlushPolicy,
         outage_limit: float = 30.0,
         on_failure: Callable[[BaseException], None] | None = None,
+        buffer: FlushBuffer | None = None,
     ) -> None:
         self.store = store
         self.stream_id = stream_id
@@ -85,12 +185,11 @@ class Flusher:
         self.failure: BaseException | None = None
         """Why persisting stopped (PersistenceFailed, StreamClosed, ...), if it did."""
         self._on_failure = on_failure
-        self._text = ""
-        self._bytes = 0
-        self._start = 0  # absolute character position of self._text[0]
-        self._scanned = 0  # characters of self._text already searched for a sentence end
-        self._cut = 0  # length of the prefix of self._text ending at its last sentence end
-        self._arrivals: deque[tuple[int, float]] = deque()  # (absolute end position, time)
+        self._text: TextBuffer | None = None
+        if buffer is None:
+            buffer = self._text = TextBuffer()
+        self.buffer: FlushBuffer = buffer
+        """What is waiting to be persisted (text by default; pts.ui's buffer of UI chunks)."""
         self._finish: tuple[StreamStatus, str | None] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -103,7 +202,7 @@ class Flusher:
     @property
     def buffered(self) -> int:
         """Bytes written but not yet persisted."""
-        return self._bytes
+        return self.buffer.nbytes
 
     def write(self, text: str, nbytes: int | None = None) -> None:
         """Buffer ``text`` (``nbytes`` is its UTF-8 length, if the caller knows it)."""
@@ -111,9 +210,15 @@ class Flusher:
             raise RuntimeError("write() after finish()")
         if not text or self.failure is not None:
             return
-        self._text += text
-        self._bytes += len(text.encode()) if nbytes is None else nbytes
-        self._arrivals.append((self._start + len(self._text), _now()))
+        if self._text is None:
+            raise RuntimeError("write() on a flusher of another buffer: add to it, then wake()")
+        self._text.write(text, len(text.encode()) if nbytes is None else nbytes, _now())
+        self._wake.set()
+
+    def wake(self) -> None:
+        """The buffer given at construction holds more: persist it when it is due."""
+        if self._finish is not None:
+            raise RuntimeError("wake() after finish()")
         self._wake.set()
 
     async def finish(self, status: StreamStatus, reason: str | None = None) -> None:
@@ -143,17 +248,17 @@ class Flusher:
         try:
             while True:
                 self._wake.clear()
-                cut = self._due()
-                if cut:
-                    await self._persist(self._take(cut), None, None)
+                piece = self.buffer.take_due(self.policy, _now())
+                if piece:
+                    await self._persist(piece, None, None)
                     continue
                 if self._finish is not None:
                     status, reason = self._finish
-                    await self._persist(self._take(len(self._text)), status, reason)
+                    await self._persist(self.buffer.take_all(), status, reason)
                     return
                 timeout = None
-                if self._arrivals:
-                    oldest = self._arrivals[0][1]
+                oldest = self.buffer.oldest
+                if oldest is not None:
                     timeout = max(0.0, oldest + self.policy.max_delay - _now())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -164,37 +269,6 @@ class Flusher:
             self.failure = exc
             if self._on_failure is not None:
                 self._on_failure(exc)
-
-    def _due(self) -> int:
-        """How many buffered characters to persist now (0: none yet)."""
-        if not self._text:
-            return 0
-        if self._bytes >= self.policy.max_bytes:
-            return len(self._text)
-        # Search only what is new, with a little overlap: a sentence end is a
-        # few characters long and may straddle two writes.
-        start = max(0, self._scanned - 8)
-        found = self.policy.sentence_cut(self._text[start:])
-        if found:
-            self._cut = start + found
-        self._scanned = len(self._text)
-        if self._cut:
-            return self._cut
-        if _now() - self._arrivals[0][1] >= self.policy.max_delay:
-            return len(self._text)
-        return 0
-
-    def _take(self, cut: int) -> bytes:
-        """Remove the first ``cut`` characters from the buffer and return them encoded."""
-        piece, self._text = self._text[:cut], self._text[cut:]
-        data = piece.encode()
-        self._bytes -= len(data)
-        self._start += cut
-        self._scanned = max(0, self._scanned - cut)
-        self._cut = 0
-        while self._arrivals and self._arrivals[0][0] <= self._start:
-            self._arrivals.popleft()
-        return data
 
     async def _persist(self, data: bytes, finish: StreamStatus | None, reason: str | None) -> None:
         """Append ``data`` at the persisted offset, retrying through a database outage."""
@@ -219,7 +293,7 @@ class Flusher:
                 if now - first_failure >= self.outage_limit:
                     raise PersistenceFailed(
                         f"the database was unreachable for {self.outage_limit:g} s; "
-                        f"{len(data) + self._bytes} bytes of stream {self.stream_id} "
+                        f"{len(data) + self.buffer.nbytes} bytes of stream {self.stream_id} "
                         "were not persisted"
                     ) from exc
                 await asyncio.sleep(delay * (0.5 + random.random()))

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
+from litestar import Response
 from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
@@ -24,6 +26,9 @@ from pts.live.subscribe import Update, subscribe_text
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.store import Store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE
+from pts.ui.drive import require_ui_stream, start_ui_drive, ui_response
+from pts.ui.resume import KEEPALIVE_SECONDS, no_content, replay
+from pts.ui.types import GenerateUI
 from pts.writing import StreamWriter, WriterRegistry
 
 __all__ = ["StreamOperations"]
@@ -139,12 +144,59 @@ class StreamOperations:
         ``timeout`` (this process died). Raises StreamNotFound.
         """
         await keep_body(request)
+        info = await self._claim(stream_id)
+        return driving_response(self._drives.start(self, request, info, generate))
+
+    async def stream_ui(
+        self, request: AnyRequest, stream_id: uuid.UUID, generate: GenerateUI
+    ) -> Response[Any]:
+        """The AI SDK twin of :meth:`stream`: run ``generate`` and stream its UI message chunks.
+
+        ``generate(request, stream_id, ui)`` writes with ``await ui.text(delta)``,
+        ``await ui.reasoning(delta)`` and ``await ui.write(chunk)`` (any other UI
+        message chunk; InvalidChunk for one the AI SDK would refuse). pts adds
+        ``start``, the part boundaries and ``finish`` (``error`` if generate
+        raised, ``abort`` on :meth:`cancel`) unless the app wrote them, and
+        ``[DONE]``. The response is SSE (``data: {json}``) with the AI SDK's
+        headers, each chunk sent at once; the stream stores the chunks as JSON
+        messages, deltas merged per sentence. The claim, the detached generation,
+        cancel and outages are :meth:`stream`'s. Raises StreamNotFound,
+        NotAUIStream (the stream is not ``application/json``; checked before the
+        claim) or AlreadyDriven.
+        """
+        await keep_body(request)
+        require_ui_stream(await self.store.get_stream(stream_id))
+        info = await self._claim(stream_id)
+        drive = start_ui_drive(self._drives, self, request, info, generate)
+        return ui_response(drive.body(), stream_id)
+
+    async def resume_ui(
+        self, stream_id: uuid.UUID | None, *, replay_finished: bool = False
+    ) -> Response[Any]:
+        """``GET {api}/{chatId}/stream`` of ``useChat({ resume: true })``, from any process.
+
+        204 (empty) when ``stream_id`` is None or the stream has finished (unless
+        ``replay_finished``); else 200, SSE as :meth:`stream_ui`: every stored
+        chunk from ``start``, then the live ones as they are persisted, then the
+        end (``finish``, ``abort`` or ``error``) and ``[DONE]``. Raises
+        StreamNotFound, or NotAUIStream for a stream that is not ``application/json``.
+        """
+        if stream_id is None:
+            return no_content()
+        info = await self.store.get_stream(stream_id)
+        require_ui_stream(info)
+        if info.finished and not replay_finished:
+            return no_content()
+        chunks = self.subscribe_bytes(stream_id, 0, idle=KEEPALIVE_SECONDS)
+        return ui_response(replay(chunks, lambda: self.store.get_stream(stream_id)), stream_id)
+
+    async def _claim(self, stream_id: uuid.UUID) -> StreamInfo:
+        """``pending -> streaming``, for one driver only: else AlreadyDriven."""
         try:
-            info = await self.store.claim(stream_id)
+            return await self.store.claim(stream_id)
         except InvalidTransition as exc:
             # The plugin maps it to 409 {"error": "already_driven", "status", "size"}.
             raise AlreadyDriven(exc.stream_id, exc.current, exc.size) from None
-        return driving_response(self._drives.start(self, request, info, generate))
 
     async def create_write_stream(
         self,

@@ -24,7 +24,7 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
-from pts.flush import Flusher, FlushPolicy
+from pts.flush import FlushBuffer, Flusher, FlushPolicy
 from pts.models import StreamInfo, StreamStatus
 from pts.store import validate
 from pts.store.base import Store
@@ -141,7 +141,9 @@ class StreamWriter:
     (a lone surrogate) raises InvalidInput and buffers nothing.
     """
 
-    def __init__(self, pts: WriterOwner, info: StreamInfo) -> None:
+    def __init__(
+        self, pts: WriterOwner, info: StreamInfo, *, buffer: FlushBuffer | None = None
+    ) -> None:
         self._store = pts.store
         self._registry = pts.writers
         self.stream_id: uuid.UUID = info.id
@@ -154,6 +156,7 @@ class StreamWriter:
             policy=pts.flush,
             outage_limit=pts.outage_limit,
             on_failure=self._on_flush_failure,
+            buffer=buffer,
         )
         self.flusher.start()
         self._cap = pts.store.max_stream_size
@@ -185,14 +188,23 @@ class StreamWriter:
 
     def write_nowait(self, text: str, nbytes: int | None = None) -> None:
         """:meth:`write` without the coroutine, for the hot path."""
-        self._check_open()
         if nbytes is None:
             nbytes = len(encode_text(text))
+        self.reserve(nbytes)
+        self.flusher.write(text, nbytes)
+
+    def reserve(self, nbytes: int) -> None:
+        """Check that ``nbytes`` more may be buffered: raises StreamClosed once the stream
+        is finished, StreamTooLarge past the size cap, or why persisting stopped.
+
+        For a writer of another buffer (``buffer=``, :mod:`pts.ui`): call it, add to
+        the buffer, then ``flusher.wake()``.
+        """
+        self._check_open()
         if self._cap is not None:
             held = self.flusher.persisted + self.flusher.buffered
             if held + nbytes > self._cap:
                 raise StreamTooLarge(self.stream_id, held, nbytes, self._cap)
-        self.flusher.write(text, nbytes)
 
     async def close(self) -> None:
         """Persist what is buffered and mark the stream ``done``."""

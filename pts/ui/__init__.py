@@ -10,6 +10,7 @@ every other chunk at once.
 
 from __future__ import annotations
 
+from pts.errors import InvalidChunk, NotAUIStream
 from pts.ui.types import GenerateUI, UIWriter
 
-__all__ = ["GenerateUI", "UIWriter"]
+__all__ = ["GenerateUI", "InvalidChunk", "NotAUIStream", "UIWriter"]
