@@ -96,10 +96,9 @@ class _Run:
     rebuilt: dict[uuid.UUID, bool] = field(default_factory=dict)
     """Per UI stream: whether its persisted chunks join to the answer."""
 
-    async def new_stream(self, content_type: str | None = None) -> uuid.UUID:
+    async def new_stream(self, content_type: str = "text/plain") -> uuid.UUID:
         assert self.store is not None
-        kwargs = {} if content_type is None else {"content_type": content_type}
-        stream_id = (await self.store.create_stream(**kwargs)).id
+        stream_id = (await self.store.create_stream(content_type=content_type)).id
         self.clock.track([stream_id])
         return stream_id
 
@@ -108,7 +107,7 @@ class _Run:
         if kind in ("bare", "ui-bare"):
             return await _fetch(self.port, kind, f"/bench/{kind}{query}", self.expected)
         ui = kind.startswith("ui")
-        stream_id = await self.new_stream("application/json" if ui else None)
+        stream_id = await self.new_stream("application/json" if ui else "text/plain")
         route = "ui" if ui else "pts"
         if kind in ("paced", "ui-paced"):
             path = f"/bench/{route}/{stream_id}{query}&pace={self.config.pace!r}"
