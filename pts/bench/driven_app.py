@@ -98,7 +98,14 @@ def create_bench_app() -> Litestar:
     async def ui_bare(tokens: TokensParam = 1000, sentences: SentencesParam = 40) -> Stream:
         """The answer as UI message chunks, through a bare Litestar SSE response."""
         words = answer_tokens(tokens, min(sentences, tokens))
-        return Stream(bare_ui_events(words), media_type="text/event-stream", headers=UI_HEADERS)
+
+        async def body() -> AsyncIterator[bytes]:
+            # An async generator, as the bare text answer: Litestar runs each step
+            # of a sync iterator in a worker thread.
+            for event in bare_ui_events(words):
+                yield event
+
+        return Stream(body(), media_type="text/event-stream", headers=UI_HEADERS)
 
     @post("/bench/ui/{stream_id:uuid}", status_code=200)
     async def drive_ui(
