@@ -9,6 +9,7 @@ any client works.
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from collections.abc import AsyncIterable, Mapping, Sequence
@@ -312,8 +313,33 @@ async def from_openai(ui: UIWriter, stream: AsyncIterable[ChatCompletionChunkLik
     another model call); pts ends the message when ``generate`` returns, or
     write ``{"type": "finish", "finishReason": result.finish_reason}`` yourself.
     Returns the text, reasoning and tool calls read (see :class:`OpenAIResult`).
-    Raises InvalidInput on a chunk whose fields have the wrong types.
+    Raises InvalidInput on a chunk whose fields have the wrong types. When it
+    stops early (an error, or ``pts.cancel()`` cancelling ``generate``) it
+    closes ``stream`` (``aclose()`` or ``close()``), so the model's response
+    is not left running.
     """
+    try:
+        return await _read_openai(ui, stream)
+    except BaseException:
+        await _close(stream)
+        raise
+
+
+async def _close(stream: object) -> None:
+    """Close what is left of a stream: an async generator's ``aclose()``, or the
+    ``close()`` of the openai package's ``AsyncStream`` (which closes its response)."""
+    for name in ("aclose", "close"):
+        method = getattr(stream, name, None)
+        if callable(method):
+            outcome = method()
+            if inspect.isawaitable(outcome):
+                await outcome
+            return
+
+
+async def _read_openai(
+    ui: UIWriter, stream: AsyncIterable[ChatCompletionChunkLike]
+) -> OpenAIResult:
     result = OpenAIResult()
     calls = _Calls(ui)
     async for chunk in stream:

@@ -6,6 +6,7 @@ OpenAI-compatible server's JSON) and as the ``openai`` package's objects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -332,3 +333,57 @@ async def test_fields_of_the_wrong_type_are_invalid_input() -> None:
 async def test_a_tool_call_that_never_gets_a_name_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="without a name"):
         await run([chunk({"tool_calls": [call(0, id="c", args="{}")]}), chunk(finish="stop")])
+
+
+async def test_a_call_whose_name_comes_after_its_first_arguments() -> None:
+    """tool-input-start waits for the name; the arguments so far follow it as one delta."""
+    chunks = [
+        chunk({"tool_calls": [call(0, id="c", args='{"a"')]}),
+        chunk({"tool_calls": [call(0, name="f", args=": 1")]}),
+        chunk({"tool_calls": [call(0, args="}")]}),
+        chunk(finish="tool_calls"),
+    ]
+    ui, result = await run(chunks)
+    assert ui.calls == [
+        {"type": "tool-input-start", "toolCallId": "c", "toolName": "f"},
+        {"type": "tool-input-delta", "toolCallId": "c", "inputTextDelta": '{"a": 1'},
+        {"type": "tool-input-delta", "toolCallId": "c", "inputTextDelta": "}"},
+        {"type": "tool-input-available", "toolCallId": "c", "toolName": "f", "input": {"a": 1}},
+    ]
+    assert result.tool_calls[0].arguments == '{"a": 1}'
+
+
+async def test_a_stream_stopped_early_is_closed() -> None:
+    """An error (or a cancel) inside from_openai closes the model's stream."""
+    closed = asyncio.Event()
+
+    async def model() -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield chunk({"content": "Hel"})
+            yield chunk({"content": 42})  # refused
+            yield chunk({"content": "never read"})
+        finally:
+            closed.set()
+
+    stream = model()
+    with pytest.raises(InvalidInput):
+        await from_openai(Recorder(), stream)
+    assert closed.is_set()
+
+    class Stream:  # the openai package's AsyncStream: close() is a coroutine
+        def __init__(self) -> None:
+            self.closed = False
+
+        def __aiter__(self) -> Stream:
+            return self
+
+        async def __anext__(self) -> dict[str, Any]:
+            raise asyncio.CancelledError
+
+        async def close(self) -> None:
+            self.closed = True
+
+    openai_like = Stream()
+    with pytest.raises(asyncio.CancelledError):
+        await from_openai(Recorder(), openai_like)
+    assert openai_like.closed
