@@ -221,7 +221,10 @@ class Drive:
             reason = validate.clean_message(reason)
         if self._closing is not None:
             # Last words (a UI stream's `finish` or `error`), to the client and the buffer.
-            self._closing(status, reason)
+            try:
+                self._closing(status, reason)
+            except Exception:  # a bug there must not leave the stream streaming
+                logger.exception("stream %s: the drive's last words failed", self.stream_id)
         # The driving client has every token already: end its response now,
         # before the final write, so delivery never waits for the database.
         # A response whose text is incomplete is cut off, so the client knows.

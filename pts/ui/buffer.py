@@ -11,7 +11,7 @@ rebuild the message the driving client saw.
 
 from __future__ import annotations
 
-import json
+from json.encoder import encode_basestring
 
 from pts.flush import FlushPolicy, TextBuffer
 
@@ -72,8 +72,7 @@ class UIBuffer:
             self._append(self._wrap(piece), now=oldest if oldest is not None else 0.0)
 
     def _wrap(self, piece: bytes) -> bytes:
-        text = json.dumps(piece.decode(), ensure_ascii=False)
-        return self._delta_head + text.encode() + b"},"
+        return self._delta_head + encode_basestring(piece.decode()).encode() + b"},"
 
     def _append(self, message: bytes, now: float) -> None:
         self._done.append(message)

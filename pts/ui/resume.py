@@ -63,6 +63,7 @@ class Ending:
     """What a reader has seen of the answer's end, to make up the last words if missing."""
 
     def __init__(self) -> None:
+        self.started = False  # any message at all (a start is the first)
         self.ended = False  # a finish or abort
         self.last: str | None = None
         self.open: dict[str, str] = {}
@@ -71,6 +72,7 @@ class Ending:
         kind = value.get("type") if isinstance(value, dict) else None
         if not isinstance(kind, str):
             return
+        self.started = True
         self.last = kind
         if kind in ("finish", "abort"):
             self.ended = True
@@ -92,7 +94,10 @@ class Ending:
             status in (StreamStatus.ERROR, StreamStatus.TIMEOUT) and self.last == "error"
         ):
             return []
-        out = [encode({"type": f"{kind}-end", "id": part}) for part, kind in self.open.items()]
+        # Nothing stored at all (the first write never made it): the reader still
+        # gets a message to hang the end on.
+        out = [] if self.started else [encode({"type": "start", "messageId": str(info.id)})]
+        out += [encode({"type": f"{kind}-end", "id": part}) for part, kind in self.open.items()]
         if status is StreamStatus.DONE:
             out.append(b'{"type":"finish"}')
         elif status is StreamStatus.ABORTED:

@@ -11,8 +11,8 @@ repeats a boundary the app wrote itself. Where the chunks go is the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring
 from typing import Protocol
 
 from pts.errors import InvalidChunk
@@ -125,7 +125,7 @@ class UIStreamWriter:
         if not delta:
             return
         try:
-            text = json.dumps(delta, ensure_ascii=False).encode()
+            text = encode_basestring(delta).encode()  # json.dumps(delta), without its overhead
         except UnicodeEncodeError as exc:
             raise InvalidChunk(
                 f"a {kind} delta must be valid Unicode: a lone surrogate at position {exc.start}"

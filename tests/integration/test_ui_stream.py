@@ -17,7 +17,7 @@ import pytest
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 
-from pts import InvalidChunk, PersistentTextStreaming, PTSPlugin, StreamStatus
+from pts import InvalidChunk, PersistentTextStreaming, PTSPlugin, StoreUnavailable, StreamStatus
 from pts.flush import FlushPolicy
 from pts.ui import UIWriter
 from tests.support.servers import serve_app
@@ -113,6 +113,8 @@ class Read:
     def __init__(self) -> None:
         self.chunks: list[dict[str, Any] | str] = []
         self.headers: httpx.Headers | None = None
+        self.parser = EventStreamParser()
+        self.pieces: AsyncIterator[bytes] | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -126,11 +128,13 @@ class Read:
 async def read_sse(
     response: httpx.Response, read: Read, until: Callable[[Read], bool] | None = None
 ) -> Read:
-    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds)."""
-    read.headers = response.headers
-    parser = EventStreamParser()
-    async for piece in response.aiter_bytes():
-        for item in parser.feed(piece):
+    """Parse ``response`` into ``read`` until it ends (or ``until(read)`` holds); called
+    again on the same response, it reads on from there."""
+    if read.pieces is None:
+        read.headers = response.headers
+        read.pieces = response.aiter_bytes()
+    async for piece in read.pieces:
+        for item in read.parser.feed(piece):
             if isinstance(item, Event):
                 read.chunks.append("[DONE]" if item.data == "[DONE]" else json.loads(item.data))
         if until is not None and until(read):
@@ -209,6 +213,65 @@ async def test_the_driving_read_gets_start_parts_finish_and_done(harness: Harnes
     assert [c["type"] for c in stored if "delta" not in c] == [
         c["type"] for c in read.objects if "delta" not in c
     ]
+
+
+async def test_every_chunk_reaches_the_driving_client_with_no_database_write_before_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database takes no append until the client has the chunks: delivery never waits."""
+    release = asyncio.Event()
+    real_append = harness.pts.store.append
+
+    async def held_append(*args: Any, **kwargs: Any) -> int:
+        await release.wait()
+        return await real_append(*args, **kwargs)
+
+    monkeypatch.setattr(harness.pts.store, "append", held_append)
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("Hello")
+        await ui.write({"type": "data-status", "data": "looking"})
+        await gate.wait()
+        await ui.text("Bye.")
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await asyncio.wait_for(read_sse(response, read, lambda r: "data-status" in r.types), 10)
+        assert read.types == ["start", "text-start", "text-delta", "text-end", "data-status"]
+        assert (await harness.pts.get_stream(stream_id)).size == 0  # nothing stored yet
+        release.set()
+        gate.set()
+        await read_sse(response, read)
+    assert read.types[-2:] == ["finish", "[DONE]"]
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    assert rebuild(await harness.stored(stream_id)) == rebuild(read.objects)
+
+
+async def test_the_generation_survives_the_driving_client(harness: Harness) -> None:
+    gate = asyncio.Event()
+
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("First. ")
+        await gate.wait()
+        for i in range(20):
+            await ui.text(f"More {i}. ")
+            await asyncio.sleep(0)
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = Read()
+    async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+        await read_sse(response, read, lambda r: "text-delta" in r.types)
+    # The client went away; the answer goes on to the end, stored.
+    await until(lambda: harness.pts.stats().attached_drives == 0, "the drive is detached")
+    gate.set()
+    assert await harness.wait_finished(stream_id) is StreamStatus.DONE
+    stored = await harness.stored(stream_id)
+    assert rebuild(stored) == {"text-1": "First. " + "".join(f"More {i}. " for i in range(20))}
+    assert [c["type"] for c in stored][-2:] == ["text-end", "finish"]
 
 
 async def test_deltas_are_stored_merged_about_one_per_sentence(harness: Harness) -> None:
@@ -485,33 +548,98 @@ async def test_cancel_ends_the_driving_read_and_a_follower_with_one_abort(
     assert [c["type"] for c in stored].count("abort") == 1
 
 
-async def test_a_cancel_from_another_process_gives_every_reader_one_abort(
-    harness: Harness,
+async def test_another_process_resumes_and_cancels_and_every_reader_gets_one_abort(
+    harness: Harness, db_url: str
 ) -> None:
-    """The status changes in the table (as another process's cancel does it): the driving
-    process stops its drive; no abort is stored, so a resumed read makes one up."""
+    """Process 2 (its own component and server on the same database) resumes the answer
+    process 1 drives, then cancels it: process 1 hears it through NOTIFY and stops; no
+    abort is stored, so process 2's reader gets one made up; the driving read gets its own."""
     harness.generate = _endless
-    stream_id = await harness.new_stream()
-    driving, follower = Read(), Read()
+    other = PersistentTextStreaming(dsn=db_url, stale_after=120, sweep_interval=60)
+    async with (
+        serve_app(make_app(other, [harness])) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=20) as client2,
+    ):
+        stream_id = await harness.new_stream()
+        driving, follower = Read(), Read()
 
-    async def drive_it() -> None:
-        async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
-            await read_sse(response, driving)
+        async def drive_it() -> None:
+            async with harness.client.stream("POST", f"/chat/{stream_id}") as response:
+                await read_sse(response, driving)
 
-    async def follow() -> None:
-        async with harness.client.stream("GET", f"/chat/{stream_id}/stream") as response:
-            await read_sse(response, follower)
+        async def follow() -> None:
+            async with client2.stream("GET", f"/chat/{stream_id}/stream") as response:
+                assert response.status_code == 200
+                await read_sse(response, follower)
 
-    tasks = [asyncio.create_task(drive_it()), asyncio.create_task(follow())]
-    await until(lambda: "text-delta" in follower.types, "the follower reads it live")
-    await harness.pts.store.set_status(stream_id, StreamStatus.ABORTED, reason="stop")
-    await asyncio.wait_for(asyncio.gather(*tasks), 20)
-    for read in (driving, follower):
+        tasks = [asyncio.create_task(drive_it()), asyncio.create_task(follow())]
+        await until(lambda: "text-delta" in follower.types, "process 2 reads it live")
+        stopped = await client2.post(f"/chat/{stream_id}/stop")
+        assert stopped.json() == {"status": "aborted"}
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        replayed = Read()
+        async with client2.stream("GET", f"/chat/{stream_id}/stream?replay=true") as r:
+            await read_sse(r, replayed)
+    for read in (driving, follower, replayed):
         assert read.types.count("abort") == 1
         assert read.types[-2:] == ["abort", "[DONE]"]
-    assert [c for c in follower.objects if c["type"] == "abort"] == [
-        {"type": "abort", "reason": "stop"}
-    ]
+        assert read.types[0] == "start"
     assert "abort" not in [c["type"] for c in await harness.stored(stream_id)]
-    replayed = await resume(harness, stream_id, "?replay=true")
-    assert replayed.types.count("abort") == 1
+    assert replayed.chunks == follower.chunks
+    assert harness.calls == 1
+
+
+async def test_an_outage_past_the_limit_ends_the_driving_read_with_error_not_a_cut(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pts = PersistentTextStreaming(dsn=db_url, outage_limit=0.2, stale_after=120)
+    ref: list[Harness] = []
+    async with serve_app(make_app(pts, ref)) as base_url:
+        harness = Harness(pts, base_url)
+        ref.append(harness)
+        harness.generate = _endless
+        stream_id = await harness.new_stream()
+
+        async def unreachable(*_a: object, **_k: object) -> int:
+            raise StoreUnavailable("the database is down (a test)")
+
+        monkeypatch.setattr(pts.store, "append", unreachable)
+        try:
+            read = await drive(harness, stream_id)
+        finally:
+            await harness.client.aclose()
+        assert read.types[-2:] == ["error", "[DONE]"]
+        assert "unreachable" in read.objects[-1]["errorText"]
+        assert await harness.wait_finished(stream_id) is StreamStatus.ERROR
+        monkeypatch.undo()
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            replayed = Read()
+            async with client.stream("GET", f"/chat/{stream_id}/stream?replay=true") as r:
+                await read_sse(r, replayed)
+        # Nothing was stored; the reader is told how it ended all the same.
+        assert replayed.chunks[0] == {"type": "start", "messageId": str(stream_id)}
+        assert replayed.types == ["start", "error", "[DONE]"]
+
+
+# -- the same stream, read by the other readers ------------------------------------------------
+
+
+async def test_the_stream_reads_as_json_messages_through_durable_streams_and_subscribe(
+    harness: Harness,
+) -> None:
+    async def generate(_r: object, _s: uuid.UUID, ui: UIWriter) -> None:
+        await ui.text("One. Two. ")
+        await ui.write({"type": "data-x", "data": [1, "é"]})
+
+    harness.generate = generate
+    stream_id = await harness.new_stream()
+    read = await drive(harness, stream_id)
+    await harness.wait_finished(stream_id)
+    stored = await harness.stored(stream_id)
+    response = await harness.client.get(f"/v1/stream/pts/{stream_id}", params={"offset": "-1"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == stored
+    assert rebuild(stored) == rebuild(read.objects)
+    text = "".join([t async for t in harness.pts.read_stream(stream_id)])
+    assert json.loads("[" + text[:-1] + "]") == stored
