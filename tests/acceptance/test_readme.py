@@ -17,6 +17,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pts import SyncStore
 from tests.support.demo import FakeOpenAI, serve_fake_openai
 from tests.support.servers import HOST, free_port, server_process, start_app, wait_ready
 from tests.support.sse import parse_events
@@ -281,6 +284,15 @@ def use_chat_body(chat_id: str, text: str) -> dict[str, Any]:
     return {"id": chat_id, "messages": [message], "trigger": "submit-message", "messageId": None}
 
 
+def wait_finished(url: str, stream_id: str) -> None:
+    """Until the stream has a final status in the database (a hang guard of WAIT s)."""
+    with SyncStore(url) as store:
+        deadline = time.monotonic() + WAIT
+        while not store.get_stream(uuid.UUID(stream_id)).finished:
+            assert time.monotonic() < deadline, f"stream {stream_id} did not finish"
+            time.sleep(0.01)
+
+
 def test_the_ai_sdk_example_runs_as_written(tmp_path: Path, env: dict[str, str]) -> None:
     app_code = code_blocks("AI SDK front ends", "python")[0]
     (tmp_path / "app.py").write_text(app_code, encoding="utf-8")
@@ -304,7 +316,9 @@ def test_the_ai_sdk_example_runs_as_written(tmp_path: Path, env: dict[str, str])
                 c["delta"] for c in chunks if c != "[DONE]" and c["type"] == "reasoning-delta"
             ]
             assert reasoning == ["An echo will do. "]
-            # Finished: nothing to resume (its text is in the history), and stop changes nothing.
+            # Finished (its final status commits just after the last byte): nothing to
+            # resume, its text is in the history; and stop changes nothing.
+            wait_finished(env["PTS_DATABASE_URL"], answer.headers["x-pts-stream-id"])
             resumed = client.get("/api/chat/c1/stream")
             assert (resumed.status_code, resumed.content) == (204, b"")
             assert client.post("/api/chat/c1/stop").status_code == 204
