@@ -122,13 +122,19 @@ class DrivenConfig:
     )
     paced_requests: int = option(
         3,
-        "Sequential pts answers at LLM pace, for writes per answer (0: none).",
+        "Sequential pts answers at LLM pace, for writes per answer (0: none); "
+        "as many stream_ui answers.",
         click.IntRange(min=0),
     )
     pace: float = option(
         0.002,
         "Seconds the paced generator sleeps between tokens.",
         click.FloatRange(0, MAX_PACE, min_open=True),
+    )
+    ui_requests: int = option(
+        20,
+        "Sequential requests of each UI kind (bare SSE, stream_ui), interleaved (0: none).",
+        click.IntRange(min=0),
     )
     streams: int = option(200, "Concurrent streams per batch.", click.IntRange(min=1))
     rounds: int = option(3, "Concurrent batches of each kind, alternating.", click.IntRange(min=1))

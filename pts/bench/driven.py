@@ -23,6 +23,11 @@ sleeps, forming ``sentences`` sentences, each ending with ``". "``):
 3. **Concurrency.** ``streams`` requests at once, bare and pts batches
    alternating for ``rounds`` rounds: tokens per second delivered to the
    clients, and the TTLB ratio.
+4. **UI message streams.** The same answer as AI SDK UI message chunks (a
+   ``text-delta`` per token): a bare SSE response of those chunks against
+   :meth:`~pts.core.PersistentTextStreaming.stream_ui`, ``ui_requests`` each,
+   interleaved (TTFB, TTLB, the TTLB ratio), and the commits and rows per
+   answer, unpaced and paced (:mod:`pts.bench.driven_ui`).
 
 The server is uvicorn running :func:`pts.bench.driven_app.create_bench_app` in a
 subprocess on a
@@ -53,6 +58,7 @@ from pts.bench.common import Progress, bench_database, bench_server, run_benchma
 from pts.bench.config import DrivenConfig, answer_tokens
 from pts.bench.driven_app import APP_FACTORY
 from pts.bench.driven_report import Batch, Kind, Sample, check, results
+from pts.bench.driven_ui import persisted_text, ui_check, ui_results, ui_text
 from pts.bench.probes import CommitClock, listening
 from pts.store import SQLStore, create_store
 
@@ -70,7 +76,9 @@ async def _fetch(
     if status != 200:
         detail = body[:300].decode("utf-8", "replace")
         raise BenchError(f"POST {path} answered {status}: {detail}")
-    return Sample(kind, start, ttfb, ttlb, status, len(body), body == expected, stream_id)
+    # A UI message stream carries the answer as text-delta chunks.
+    ok = ui_text(body) == expected.decode() if kind.startswith("ui") else body == expected
+    return Sample(kind, start, ttfb, ttlb, status, len(body), ok, stream_id)
 
 
 @dataclass
@@ -84,24 +92,33 @@ class _Run:
     clock: CommitClock = field(default_factory=lambda: CommitClock(time.perf_counter))
     sequential: list[Sample] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
+    ui: list[Sample] = field(default_factory=list)
+    rebuilt: dict[uuid.UUID, bool] = field(default_factory=dict)
+    """Per UI stream: whether its persisted chunks join to the answer."""
 
-    async def new_stream(self) -> uuid.UUID:
+    async def new_stream(self, content_type: str = "text/plain") -> uuid.UUID:
         assert self.store is not None
-        stream_id = (await self.store.create_stream()).id
+        stream_id = (await self.store.create_stream(content_type=content_type)).id
         self.clock.track([stream_id])
         return stream_id
 
     async def one(self, kind: Kind) -> Sample:
         query = self.config.query()
-        if kind == "bare":
-            return await _fetch(self.port, kind, "/bench/bare" + query, self.expected)
-        stream_id = await self.new_stream()
-        if kind == "paced":
-            path = f"/bench/pts/{stream_id}{query}&pace={self.config.pace!r}"
+        if kind in ("bare", "ui-bare"):
+            return await _fetch(self.port, kind, f"/bench/{kind}{query}", self.expected)
+        ui = kind.startswith("ui")
+        stream_id = await self.new_stream("application/json" if ui else "text/plain")
+        route = "ui" if ui else "pts"
+        if kind in ("paced", "ui-paced"):
+            path = f"/bench/{route}/{stream_id}{query}&pace={self.config.pace!r}"
         else:
             path = f"/bench/{kind}/{stream_id}{query}"
         sample = await _fetch(self.port, kind, path, self.expected, stream_id)
         await self.clock.wait_closed([stream_id], PERSIST_GUARD)
+        if ui:
+            assert self.store is not None
+            data = (await self.store.read(stream_id)).data
+            self.rebuilt[stream_id] = persisted_text(data) == self.expected.decode()
         return sample
 
 
@@ -142,6 +159,25 @@ async def _paced(run: _Run, progress: Progress) -> None:
     )
     for _ in range(config.paced_requests):
         run.sequential.append(await run.one("paced"))
+
+
+async def _ui(run: _Run, progress: Progress) -> None:
+    """The UI row: bare SSE and ``stream_ui`` interleaved, then ``stream_ui`` at LLM pace."""
+    config = run.config
+    if not config.ui_requests:
+        return
+    progress(
+        f"UI message stream: {config.ui_requests} bare SSE + {config.ui_requests} stream_ui "
+        f"requests (after {config.warmup} warm-up rounds), {config.paced_requests} paced"
+    )
+    for i in range(config.warmup + config.ui_requests):
+        order: list[Kind] = ["ui-bare", "ui"] if i % 2 == 0 else ["ui", "ui-bare"]
+        for kind in order:
+            sample = await run.one(kind)
+            if i >= config.warmup:
+                run.ui.append(sample)
+    for _ in range(config.paced_requests):
+        run.ui.append(await run.one("ui-paced"))
 
 
 async def _concurrent(run: _Run, progress: Progress) -> None:
@@ -247,13 +283,17 @@ async def _run(config: DrivenConfig, progress: Progress) -> dict[str, Any]:
                         run.port = port
                         await _sequential(run, progress)
                         await _paced(run, progress)
+                        await _ui(run, progress)
                         await _concurrent(run, progress)
                 finally:
                     await run.store.close()
                 ids = [s.stream_id for s in run.sequential if s.stream_id is not None]
                 ids += [s.stream_id for b in run.batches for s in b.samples if s.stream_id]
+                ids += [s.stream_id for s in run.ui if s.stream_id is not None]
                 rows = await _chunk_rows(db.url, ids)
             result = results(config, expected, run.sequential, run.batches, run.clock, db, rows)
+            result["ui"] = ui_results(run.ui, run.clock, rows, run.rebuilt, config.pace)
     result["elapsed_s"] = time.perf_counter() - started
     check(result)
+    ui_check(result["ui"])
     return result

@@ -7,13 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeAlias
 
-from litestar import Litestar, Request, get, post
+from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from pts import Append, PersistentTextStreaming, PTSPlugin, Settings, StreamStatus
 from pts.bench.config import MAX_PACE, MAX_TOKENS, answer_tokens
+from pts.bench.driven_ui import UI_HEADERS, bare_ui_events
 from pts.http.app import freeze_gc
+from pts.ui import UIWriter
 
 __all__ = ["APP_FACTORY", "create_bench_app"]
 
@@ -41,6 +43,10 @@ def create_bench_app() -> Litestar:
     - ``POST /bench/bare``: the answer through a bare ``Stream`` (no database);
     - ``POST /bench/pts/{id}``: the answer through ``pts.stream()`` on pending stream ``id``;
       with ``pace`` > 0 (seconds) the generator sleeps that long between tokens;
+    - ``POST /bench/ui-bare``: the answer as UI message chunks (a ``text-delta`` per
+      token) in a bare SSE ``Stream``;
+    - ``POST /bench/ui/{id}``: the answer through ``pts.stream_ui()`` on pending
+      ``application/json`` stream ``id`` (``pace`` as above);
     - ``POST /bench/naive/{id}``: claim, then one awaited ``store.append`` per token
       before the token is sent (the last append finishes the stream);
     - ``GET /healthz``.
@@ -88,6 +94,39 @@ def create_bench_app() -> Litestar:
 
         return await pts.stream(request, stream_id, generate)
 
+    @post("/bench/ui-bare", status_code=200)
+    async def ui_bare(tokens: TokensParam = 1000, sentences: SentencesParam = 40) -> Stream:
+        """The answer as UI message chunks, through a bare Litestar SSE response."""
+        words = answer_tokens(tokens, min(sentences, tokens))
+
+        async def body() -> AsyncIterator[bytes]:
+            # An async generator, as the bare text answer: Litestar runs each step
+            # of a sync iterator in a worker thread.
+            for event in bare_ui_events(words):
+                yield event
+
+        return Stream(body(), media_type="text/event-stream", headers=UI_HEADERS)
+
+    @post("/bench/ui/{stream_id:uuid}", status_code=200)
+    async def drive_ui(
+        request: AnyRequest,
+        stream_id: FromPath[uuid.UUID],
+        tokens: TokensParam = 1000,
+        sentences: SentencesParam = 40,
+        pace: PaceParam = 0.0,
+    ) -> Response[Any]:
+        """The answer through ``pts.stream_ui()`` (a ``ui.text`` per token) on pending
+        ``application/json`` stream ``id``, ``pace`` seconds between tokens."""
+        words = answer_tokens(tokens, min(sentences, tokens))
+
+        async def generate(_request: AnyRequest, _stream_id: uuid.UUID, ui: UIWriter) -> None:
+            for i, token in enumerate(words):
+                if pace and i:
+                    await asyncio.sleep(pace)
+                await ui.text(token)
+
+        return await pts.stream_ui(request, stream_id, generate)
+
     @post("/bench/naive/{stream_id:uuid}", status_code=200)
     async def naive(
         stream_id: FromPath[uuid.UUID],
@@ -111,7 +150,7 @@ def create_bench_app() -> Litestar:
         return Stream(body(), media_type="text/plain", headers=_STREAM_HEADERS)
 
     return Litestar(
-        route_handlers=[healthz, bare, drive, naive],
+        route_handlers=[healthz, bare, drive, ui_bare, drive_ui, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
         on_startup=[freeze_gc],  # as `pts serve` does (pts.http.app.create_app)
     )

@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeAlias
 from pts.bench.client import BenchError
 from pts.bench.common import Database, machine, ms, server_info, summarize, table, value_range
 from pts.bench.config import DrivenConfig
+from pts.bench.driven_ui import ui_lines
 from pts.bench.probes import CommitClock
 from pts.models import StreamStatus
 
@@ -22,8 +23,9 @@ CLIENT = "minimal asyncio HTTP/1.1 client (one connection per request, Connectio
 TARGET_TTLB_RATIO = 1.05
 TARGET_TTFB_DELTA_MS = 1.0
 
-Kind: TypeAlias = Literal["bare", "pts", "paced", "naive"]
-"""``paced``: a pts answer whose generator sleeps between tokens."""
+Kind: TypeAlias = Literal["bare", "pts", "paced", "naive", "ui-bare", "ui", "ui-paced"]
+"""``paced``: a pts answer whose generator sleeps between tokens; ``ui-*``: the UI row
+(:mod:`pts.bench.driven_ui`)."""
 
 
 @dataclass(slots=True)
@@ -297,6 +299,10 @@ def format_report(result: dict[str, Any]) -> str:
         f"  pts writes per answer under load: {value_range(cp['commits'])} commits, "
         f"{value_range(cp['rows'])} rows; all persisted "
         f"{cp['all_persisted_s']['median']:.2f} s after the batch started",
+    ]
+    if "ui" in result:
+        lines += ui_lines(result["ui"], p["ui_requests"])
+    lines += [
         "",
         f"checks: {result['checks']['responses']} responses, "
         f"{result['checks']['bytes_delivered']:,} bytes delivered = expected, "

@@ -30,6 +30,7 @@ from pts.bench.config import (
     answer_tokens,
     stream_tokens,
 )
+from pts.bench.driven_ui import bare_ui_events, persisted_text, ui_text
 from pts.bench.protocol_load import Peer, filler, payload
 from pts.bench.sse_client import SseResponse, judge, parse_sse_response
 from pts.flush import FlushPolicy
@@ -38,7 +39,7 @@ from tests import reference_server
 from tests.reference_server import REFERENCE_PACKAGE, NotInstalled, find_reference_dir
 
 TOKENS, SENTENCES, REQUESTS, NAIVE, STREAMS = 50, 5, 3, 2, 5
-PACED, PACE = 2, 0.001
+PACED, PACE, UI = 2, 0.001, 3
 
 
 def run_cli(*args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
@@ -115,12 +116,18 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
         "bench", "driven",
         "--tokens", str(TOKENS), "--sentences", str(SENTENCES),
         "--requests", str(REQUESTS), "--naive-requests", str(NAIVE),
-        "--paced-requests", str(PACED), "--pace", str(PACE),
+        "--paced-requests", str(PACED), "--pace", str(PACE), "--ui-requests", str(UI),
         "--streams", str(STREAMS), "--rounds", "1", "--warmup", "1",
         "--timeout", "90", "--dsn", db_url, "--json", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    for heading in ("Driving-client overhead", "Database writes per answer", "Concurrency"):
+    for heading in (
+        "Driving-client overhead",
+        "Database writes per answer",
+        "Concurrency",
+        "UI message stream",
+        "TTLB stream_ui/bare SSE",
+    ):
         assert heading in result.stdout
     assert f"figures written to {out}" in result.stdout
 
@@ -187,6 +194,42 @@ def test_bench_driven_runs_and_reports_sane_figures(db_url: str, tmp_path: Path)
     assert checks["responses"] == responses
     assert checks["bytes_delivered"] == checks["bytes_expected"] == responses * answer_bytes
     assert checks["body_mismatches"] == 0
+
+    # The UI row: bare SSE and stream_ui, the same chunks; every stream_ui answer
+    # persisted, done, and rebuilt from its chunks in Postgres.
+    ui = figures["ui"]
+    assert params["ui_requests"] == UI
+    for kind in ("bare_sse", "stream_ui"):
+        assert ui[kind]["requests"] == UI
+        stats = ui[kind]["ttlb_ms"]
+        assert 0 < stats["min"] <= stats["median"] <= stats["max"]
+    assert ui["ttlb_ratio"] > 0
+    assert set(ui["targets"]) >= {"ttlb_ratio_max", "ttlb_met"}
+    unpaced, paced_ui = ui["writes"]["stream_ui"], ui["writes"]["stream_ui_paced"]
+    assert (unpaced["answers"], unpaced["done"], unpaced["rebuilt"]) == (UI, UI, UI)
+    assert (paced_ui["answers"], paced_ui["done"], paced_ui["rebuilt"]) == (PACED, PACED, PACED)
+    # Merged deltas on sentence boundaries: far below a row per token.
+    assert 1 <= paced_ui["rows"]["min"] <= paced_ui["rows"]["max"] <= 2 * SENTENCES + 4
+    assert paced_ui["commits"]["max"] < TOKENS
+    assert ui["checks"] == {"responses": 2 * UI + PACED, "body_mismatches": 0}
+
+
+def test_the_ui_rows_bare_events_carry_the_answer_as_text_deltas() -> None:
+    tokens = answer_tokens(TOKENS, SENTENCES)
+    body = b"".join(bare_ui_events(tokens))
+    assert ui_text(body) == "".join(tokens)
+    types = [json.loads(line[6:])["type"] for line in body.decode().split("\n") if line[6:7] == "{"]
+    assert types == ["start", "text-start", *["text-delta"] * TOKENS, "text-end", "finish"]
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert ui_text(body.removesuffix(b"data: [DONE]\n\n")) is None  # cut off
+    assert ui_text(b"data: {oops\n\ndata: [DONE]\n\n") is None
+
+
+def test_persisted_text_joins_the_stored_json_messages() -> None:
+    stored = b'{"type":"start"},{"type":"text-delta","id":"t","delta":"Hi. "},'
+    assert persisted_text(stored + b'{"type":"text-delta","id":"t","delta":"Bye."},') == "Hi. Bye."
+    assert persisted_text(b"") == ""
+    assert persisted_text(b"{oops},") is None
 
 
 # -- pts bench fanout ----------------------------------------------------------------------

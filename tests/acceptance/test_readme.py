@@ -17,13 +17,19 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from pts import SyncStore
+from tests.support.demo import FakeOpenAI, serve_fake_openai
 from tests.support.servers import HOST, free_port, server_process, start_app, wait_ready
+from tests.support.sse import parse_events
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "http://127.0.0.1:8000"  # what the README's commands talk to
@@ -262,3 +268,135 @@ def test_the_memory_store_example_runs_without_a_database(tmp_path: Path) -> Non
     bare["PTS_DATA_DIR"] = str(tmp_path / "no-db")
     assert run_script(code + runner, tmp_path, bare) == "ok\n"
     assert not (tmp_path / "no-db").exists()
+
+
+# -- AI SDK front ends -----------------------------------------------------------------
+
+
+def ui_chunks(body: str) -> list[Any]:
+    """A UI message stream's chunks, ``"[DONE]"`` as itself."""
+    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in parse_events(body)]
+
+
+def use_chat_body(chat_id: str, text: str) -> dict[str, Any]:
+    """What ``useChat``'s DefaultChatTransport POSTs for a new user message."""
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": text}]}
+    return {"id": chat_id, "messages": [message], "trigger": "submit-message", "messageId": None}
+
+
+def wait_finished(url: str, stream_id: str) -> None:
+    """Until the stream has a final status in the database (a hang guard of WAIT s)."""
+    with SyncStore(url) as store:
+        deadline = time.monotonic() + WAIT
+        while not store.get_stream(uuid.UUID(stream_id)).finished:
+            assert time.monotonic() < deadline, f"stream {stream_id} did not finish"
+            time.sleep(0.01)
+
+
+def test_the_ai_sdk_example_runs_as_written(tmp_path: Path, env: dict[str, str]) -> None:
+    app_code = code_blocks("AI SDK front ends", "python")[0]
+    (tmp_path / "app.py").write_text(app_code, encoding="utf-8")
+    with start_app(tmp_path, "app:app", env=env) as server:
+        wait_ready(server)
+        with httpx.Client(base_url=server.url, timeout=WAIT) as client:
+            assert client.get("/api/chat/c1/stream").status_code == 204  # nothing yet
+            answer = client.post("/api/chat", json=use_chat_body("c1", "hi"))
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-vercel-ai-ui-message-stream"] == "v1"
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            chunks = ui_chunks(answer.text)
+            assert chunks[0]["type"] == "start"
+            assert chunks[-2]["type"] == "finish"
+            assert chunks[-1] == "[DONE]"
+            text = "".join(
+                c["delta"] for c in chunks if c != "[DONE]" and c["type"] == "text-delta"
+            )
+            assert text == "You asked: hi. Here is the answer. "
+            reasoning = [
+                c["delta"] for c in chunks if c != "[DONE]" and c["type"] == "reasoning-delta"
+            ]
+            assert reasoning == ["An echo will do. "]
+            # Finished (its final status commits just after the last byte): nothing to
+            # resume, its text is in the history; and stop changes nothing.
+            wait_finished(env["PTS_DATABASE_URL"], answer.headers["x-pts-stream-id"])
+            resumed = client.get("/api/chat/c1/stream")
+            assert (resumed.status_code, resumed.content) == (204, b"")
+            assert client.post("/api/chat/c1/stop").status_code == 204
+            assert client.post("/api/chat/nobody/stop").status_code == 204
+            bad = client.post("/api/chat", json={"messages": []})  # no chat id
+            assert bad.status_code == 400
+        assert "Traceback" not in server.output()
+
+
+TOOL_CALL: list[dict[str, Any]] = [
+    {"delta": {"role": "assistant", "content": None}},
+    {
+        "delta": {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"ci'},
+                }
+            ]
+        }
+    },
+    {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]}},
+    {"delta": {}, "finish_reason": "tool_calls"},
+]
+TEXT_ANSWER: list[dict[str, Any]] = [
+    {"delta": {"role": "assistant", "content": "It is clear "}},
+    {"delta": {"content": "in Paris."}},
+    {"delta": {}, "finish_reason": "stop"},
+]
+
+
+async def test_the_ai_sdk_openai_example_runs_its_tool_loop(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    app_code, openai_code = code_blocks("AI SDK front ends", "python")[:2]
+    # The openai block replaces the stand-in `answer` of the app.
+    (tmp_path / "app.py").write_text(app_code + "\n\n" + openai_code, encoding="utf-8")
+    fake = FakeOpenAI([], scripts=[TOOL_CALL, TEXT_ANSWER])
+    async with serve_fake_openai(fake) as base_url:
+        app_env = {**env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "test"}
+        with start_app(tmp_path, "app:app", env=app_env) as server:
+            wait_ready(server)
+            async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as client:
+                answer = await client.post("/api/chat", json=use_chat_body("c2", "Weather?"))
+            assert answer.status_code == 200, answer.text
+            assert "Traceback" not in server.output()
+    chunks = [c for c in ui_chunks(answer.text) if c != "[DONE]"]
+    by_type = {c["type"]: c for c in chunks}
+    assert by_type["tool-input-start"] == {
+        "type": "tool-input-start",
+        "toolCallId": "call_1",
+        "toolName": "weather",
+    }
+    assert by_type["tool-input-available"]["input"] == {"city": "Paris"}
+    assert by_type["tool-output-available"] == {
+        "type": "tool-output-available",
+        "toolCallId": "call_1",
+        "output": {"city": "Paris", "sky": "clear"},
+    }
+    types = [c["type"] for c in chunks]
+    assert types.index("tool-input-available") < types.index("tool-output-available")
+    text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+    assert text == "It is clear in Paris."
+    assert [c for c in chunks if c["type"] == "finish"] == [
+        {"type": "finish", "finishReason": "stop"}
+    ]
+    # The second request carried the call and its result back to the model.
+    assert len(fake.requests) == 2
+    sent = fake.requests[1]["messages"]
+    assert sent[0] == {"role": "user", "content": "Weather?"}
+    assert sent[1]["tool_calls"][0]["function"] == {
+        "name": "weather",
+        "arguments": '{"city": "Paris"}',
+    }
+    assert sent[2] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": json.dumps({"city": "Paris", "sky": "clear"}),
+    }

@@ -226,10 +226,16 @@ async def wait_finished(demo: Demo, stream_id: uuid.UUID) -> str:
 
 @dataclass
 class FakeOpenAI:
-    """Speaks ``POST /v1/chat/completions`` with ``stream: true`` as OpenAI does (SSE)."""
+    """Speaks ``POST /v1/chat/completions`` with ``stream: true`` as OpenAI does (SSE).
+
+    It streams ``deltas`` as content, then ``finish_reason: "stop"``; or, with
+    ``scripts``, request N streams ``scripts[N]`` (the last one again past the
+    end): each item a choice's ``delta`` and ``finish_reason``, as given.
+    """
 
     deltas: list[str]
     status_code: int = 200
+    scripts: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -248,17 +254,34 @@ class FakeOpenAI:
                     status_code=fake.status_code,
                     media_type="application/json",
                 )
+            if fake.scripts:
+                script = fake.scripts[min(len(fake.requests), len(fake.scripts)) - 1]
+                return Stream(fake._scripted(body["model"], script), media_type="text/event-stream")
             return Stream(fake._events(body["model"]), media_type="text/event-stream")
 
         return Litestar([completions])
 
-    async def _events(self, model: str) -> AsyncIterator[bytes]:
-        base = {
+    @staticmethod
+    def _base(model: str) -> dict[str, Any]:
+        return {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": 0,
             "model": model,
         }
+
+    async def _scripted(self, model: str, script: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+        for choice in script:
+            chunk = {
+                **self._base(model),
+                "choices": [{"index": 0, "finish_reason": None, **choice}],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            await asyncio.sleep(0.001)
+        yield b"data: [DONE]\n\n"
+
+    async def _events(self, model: str) -> AsyncIterator[bytes]:
+        base = self._base(model)
         first = {
             **base,
             "choices": [
