@@ -63,6 +63,15 @@ class Chunk:
     def end(self) -> int:
         return self.start + len(self.data)
 
+    @property
+    def final(self) -> bool:
+        """The chunk reaches the end of a closed stream: nothing follows it.
+
+        Not ``closed`` alone: every page of a read made after the stream closed
+        says closed, and only the one that reaches its end is the end.
+        """
+        return self.closed and self.end >= self.size
+
 
 class _Subscriber:
     """One subscription's buffer, bounded in updates and in bytes.

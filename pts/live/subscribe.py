@@ -72,7 +72,7 @@ async def subscribe_text(
             first = False
             if chunk.data and chunk.data[0] & 0b1100_0000 == 0b1000_0000:
                 raise InvalidOffset(stream_id, offset, chunk.size)
-        final = chunk.closed and chunk.end >= chunk.size
+        final = chunk.final
         held = decoder.getstate()[0]
         shared = chunk.shared if not held else None
         if shared is not None:

@@ -128,9 +128,7 @@ async def replay(
         for text, value in splitter.feed(chunk.data):
             ending.see(value)
             out.append(b"data: " + text.encode() + b"\n\n")
-        # Every page of a read made after the stream closed says closed: only the
-        # one that reaches its end is the end.
-        if chunk.closed and chunk.end >= chunk.size:
+        if chunk.final:
             info = await final()
             out.extend(b"data: " + message + b"\n\n" for message in ending.last_words(info))
             out.append(DONE)

@@ -28,7 +28,6 @@ __all__ = [
     "READ_CHUNK",
     "SSE_KEEPALIVE",
     "SSE_MAX_DURATION",
-    "at_close",
     "long_poll",
     "read_headers",
     "sse",
@@ -59,11 +58,6 @@ def read_headers(
     return headers
 
 
-def at_close(chunk: Chunk) -> bool:
-    """The chunk reaches the end of a closed stream."""
-    return chunk.closed and chunk.end >= chunk.size
-
-
 async def long_poll(
     pts: PersistentTextStreaming,
     request: AnyRequest,
@@ -82,7 +76,7 @@ async def long_poll(
 
     async def news() -> Chunk | None:
         async for chunk in chunks:
-            if chunk is not None and (chunk.data or at_close(chunk)):
+            if chunk is not None and (chunk.data or chunk.final):
                 return chunk
         return None
 
@@ -106,7 +100,7 @@ async def long_poll(
             await waiting
         await chunks.aclose()
     data = b"" if chunk is None else chunk.data
-    closed = chunk is not None and at_close(chunk)
+    closed = chunk is not None and chunk.final
     next_offset = position if chunk is None else chunk.end
     headers = read_headers(stream, next_offset, up_to_date=True, closed=closed)
     if not closed:
@@ -212,7 +206,7 @@ async def _sse_events(
         if chunk is None:
             yield wire.control_event(position, cursor=cursor_value, up_to_date=True, closed=False)
             continue
-        closed = at_close(chunk)
+        closed = chunk.final
         if not chunk.data and not closed and not first:
             continue
         first = False
