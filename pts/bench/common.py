@@ -304,6 +304,21 @@ def value_range(stats: Mapping[str, float]) -> str:
     return f"{stats['median']:g} [{stats['min']:g}-{stats['max']:g}]"
 
 
+def latency_table(timings: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The TTFB/TTLB table (median, p90) of labelled timings, each with ``ttfb_ms``/``ttlb_ms``."""
+    rows = [
+        [
+            label,
+            ms(t["ttfb_ms"]["median"]),
+            ms(t["ttfb_ms"]["p90"]),
+            ms(t["ttlb_ms"]["median"]),
+            ms(t["ttlb_ms"]["p90"]),
+        ]
+        for label, t in timings
+    ]
+    return table(["", "TTFB median", "TTFB p90", "TTLB median", "TTLB p90"], rows)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Lines of a plain table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

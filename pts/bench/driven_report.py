@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from pts.bench.client import BenchError
-from pts.bench.common import Database, machine, ms, server_info, summarize, table, value_range
+from pts.bench.common import (
+    Database,
+    latency_table,
+    machine,
+    ms,
+    server_info,
+    summarize,
+    table,
+    value_range,
+)
 from pts.bench.config import DrivenConfig
 from pts.bench.driven_ui import ui_lines
 from pts.bench.probes import CommitClock
@@ -208,19 +217,7 @@ def format_report(result: dict[str, Any]) -> str:
         "",
         f"Driving-client overhead ({p['requests']} requests each, one at a time, interleaved)",
     ]
-    rows = []
-    for kind in ("bare", "pts"):
-        t = over[kind]
-        rows.append(
-            [
-                kind,
-                ms(t["ttfb_ms"]["median"]),
-                ms(t["ttfb_ms"]["p90"]),
-                ms(t["ttlb_ms"]["median"]),
-                ms(t["ttlb_ms"]["p90"]),
-            ]
-        )
-    lines += table(["", "TTFB median", "TTFB p90", "TTLB median", "TTLB p90"], rows)
+    lines += latency_table([(kind, over[kind]) for kind in ("bare", "pts")])
     targets = over["targets"]
     lines += [
         f"  TTLB pts/bare: {over['ttlb_ratio']:.3f} (target <= {targets['ttlb_ratio_max']}: "

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pts.bench.client import BenchError
-from pts.bench.common import ms, summarize, table, value_range
+from pts.bench.common import latency_table, ms, summarize, table, value_range
 from pts.bench.probes import CommitClock
 from pts.models import StreamStatus
 
@@ -172,19 +172,7 @@ def ui_lines(ui: Mapping[str, Any], requests: int) -> list[str]:
         f"UI message stream ({requests} requests each, one at a time, interleaved; "
         "the same chunks: a text-delta per token)",
     ]
-    rows = []
-    for label, key in (("bare SSE", "bare_sse"), ("stream_ui", "stream_ui")):
-        t = ui[key]
-        rows.append(
-            [
-                label,
-                ms(t["ttfb_ms"]["median"]),
-                ms(t["ttfb_ms"]["p90"]),
-                ms(t["ttlb_ms"]["median"]),
-                ms(t["ttlb_ms"]["p90"]),
-            ]
-        )
-    lines += table(["", "TTFB median", "TTFB p90", "TTLB median", "TTLB p90"], rows)
+    lines += latency_table([("bare SSE", ui["bare_sse"]), ("stream_ui", ui["stream_ui"])])
     targets = ui["targets"]
     lines.append(
         f"  TTLB stream_ui/bare SSE: {ui['ttlb_ratio']:.3f} (target <= "
