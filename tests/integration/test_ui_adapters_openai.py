@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from pts.ui.adapters import from_openai
 from tests.support.demo import FakeOpenAI, serve_fake_openai
 from tests.support.servers import serve_app
 from tests.support.sse import parse_events
+from tests.support.ui import Recorder
 
 SCRIPT: list[dict[str, Any]] = [
     {"delta": {"role": "assistant", "content": ""}},
@@ -40,24 +40,6 @@ SCRIPT: list[dict[str, Any]] = [
     {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}},
     {"delta": {}, "finish_reason": "tool_calls"},
 ]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[object] = []
-
-    @property
-    def message_id(self) -> str:
-        return "msg-1"
-
-    async def text(self, delta: str) -> None:
-        self.calls.append(("text", delta))
-
-    async def reasoning(self, delta: str) -> None:
-        self.calls.append(("reasoning", delta))
-
-    async def write(self, chunk: Mapping[str, object]) -> None:
-        self.calls.append(dict(chunk))
 
 
 async def test_from_openai_reads_the_openai_packages_stream() -> None:

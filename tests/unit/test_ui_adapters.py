@@ -7,7 +7,7 @@ OpenAI-compatible server's JSON) and as the ``openai`` package's objects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -15,29 +15,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from pts.errors import InvalidInput
 from pts.ui.adapters import OpenAIResult, finish_reason_of, from_openai, from_text
-
-
-class Recorder:
-    """A UIWriter that keeps every call: ("text", delta), ("reasoning", delta), chunk dicts."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str] | dict[str, object]] = []
-
-    @property
-    def message_id(self) -> str:
-        return "msg-1"
-
-    async def text(self, delta: str) -> None:
-        self.calls.append(("text", delta))
-
-    async def reasoning(self, delta: str) -> None:
-        self.calls.append(("reasoning", delta))
-
-    async def write(self, chunk: Mapping[str, object]) -> None:
-        self.calls.append(dict(chunk))
-
-    def chunks(self, kind: str) -> list[dict[str, object]]:
-        return [c for c in self.calls if isinstance(c, dict) and c["type"] == kind]
+from tests.support.ui import Recorder
 
 
 async def aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
