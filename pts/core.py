@@ -28,7 +28,7 @@ from pts.live.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Hub
 from pts.models import StreamStatus
 from pts.opening import open_store
 from pts.operations import StreamOperations
-from pts.settings import Driver, Settings
+from pts.settings import Driver, PoolMode, Settings
 from pts.stats import LiveStream, Stats
 from pts.store import SQLStore, Store, validate
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE
@@ -81,6 +81,13 @@ class PersistentTextStreaming(StreamOperations):
         its changes reach subscribers in process, and nothing is migrated,
         resolved or started. A SQL store needs ``dsn`` too, for the listener.
         Either way the component opens and closes it.
+    :param listen_dsn: where the one LISTEN connection goes (default
+        ``PTS_LISTEN_DATABASE_URL``, else ``dsn``): a direct URL when ``dsn``
+        goes through a transaction pooler, which cannot keep a LISTEN.
+    :param pool_mode: ``"transaction"`` when ``dsn`` is a pooler in transaction
+        pooling mode (PgBouncer): no prepared statement then outlives its
+        transaction, and ``listen_dsn`` is required (default ``PTS_POOL_MODE``,
+        else ``"session"``).
     """
 
     def __init__(
@@ -104,6 +111,8 @@ class PersistentTextStreaming(StreamOperations):
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
         pending_timeout: float | None = 600.0,
         store: Store | None = None,
+        listen_dsn: str | None = None,
+        pool_mode: PoolMode | None = None,
     ) -> None:
         if isinstance(store, SQLStore) and dsn is None:
             raise ConfigurationError(
@@ -113,6 +122,8 @@ class PersistentTextStreaming(StreamOperations):
         if store is not None and not isinstance(store, SQLStore | MemoryStore):
             raise ConfigurationError("store= takes a pts.testing.MemoryStore or a SQL store")
         self._dsn = dsn
+        self._listen_dsn = listen_dsn
+        self._pool_mode = pool_mode
         self.driver: Driver = driver
         self.flush = flush or FlushPolicy()
         if stale_after <= 0 or sweep_interval <= 0 or outage_limit < 0:
@@ -192,6 +203,15 @@ class PersistentTextStreaming(StreamOperations):
         if self._store is not None:
             return
         settings = Settings.from_env()
+        pool_mode = self._pool_mode or settings.pool_mode
+        listen_dsn = self._listen_dsn or settings.listen_database_url
+        on_database = not isinstance(self._given_store, MemoryStore)
+        if listen_dsn is None and pool_mode == "transaction" and on_database:
+            raise ConfigurationError(
+                "PTS_POOL_MODE=transaction: the pool's URL goes through a transaction pooler, "
+                "where LISTEN does not work; set PTS_LISTEN_DATABASE_URL (or listen_dsn=) "
+                "to a direct connection"
+            )
         store, self._dsn = await open_store(
             self._given_store,
             self._dsn,
@@ -200,6 +220,7 @@ class PersistentTextStreaming(StreamOperations):
             max_size=self._pool_max_size or settings.pool_max_size,
             max_stream_size=self.max_stream_size,
             migrate=migrate,
+            pool_mode=pool_mode,
         )
         self._store = store
         self._hub = Hub(
@@ -216,7 +237,7 @@ class PersistentTextStreaming(StreamOperations):
         feed.on_change(self._upkeep.on_notification)
         feed.on_reconnect(self._hub.on_reconnect)
         feed.on_reconnect(self._upkeep.on_reconnect)
-        await feed.start(store, self._dsn)
+        await feed.start(store, listen_dsn or self._dsn)
         self._upkeep.start(sweeper=self.sweeper_enabled)
         _OPEN.add(self)
 
