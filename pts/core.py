@@ -71,6 +71,11 @@ class PersistentTextStreaming(StreamOperations):
         finish (default ``PTS_SHUTDOWN_GRACE``, else 5); then they end ``error``.
         ``pts serve`` and ``pts demo`` apply it from the first Ctrl+C (see
         :mod:`pts.http.shutdown`); a second Ctrl+C ends them at once.
+    :param drain_timeout: seconds the answers still running get to finish when
+        the server is sent SIGTERM, a rolling deploy's drain (default
+        ``PTS_DRAIN_TIMEOUT``, else 120): meanwhile new drives get 503
+        ``draining`` with ``Retry-After`` and subscribers are ended at once (they
+        reconnect to another node); then they end ``error``.
     :param pending_timeout: seconds a ``pending`` stream may wait for a driver
         (no change since it was created) before the sweeper ends it ``timeout``
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
@@ -104,6 +109,7 @@ class PersistentTextStreaming(StreamOperations):
         pool_max_size: int | None = None,
         sweeper: bool = True,
         shutdown_grace: float | None = None,
+        drain_timeout: float | None = None,
         subscriber_buffer: int = 256,
         poll_interval: float = 3.0,
         subscriber_buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
@@ -142,6 +148,11 @@ class PersistentTextStreaming(StreamOperations):
         if not 0 <= shutdown_grace < math.inf:
             raise ValueError("shutdown_grace must be a finite number of seconds, at least 0")
         self.shutdown_grace: float = shutdown_grace
+        if drain_timeout is None:
+            drain_timeout = Settings.from_env().drain_timeout
+        if not 0 <= drain_timeout < math.inf:
+            raise ValueError("drain_timeout must be a finite number of seconds, at least 0")
+        self.drain_timeout: float = drain_timeout
         if subscriber_buffer < 1 or subscriber_buffer_bytes < 1 or read_page_bytes < 1:
             raise ValueError(
                 "subscriber_buffer, subscriber_buffer_bytes and read_page_bytes must be at least 1"
@@ -171,6 +182,7 @@ class PersistentTextStreaming(StreamOperations):
         self._writers = WriterRegistry(self._upkeep.spawn)
         self._drives = Drives()
         self._stopping = False  # set by pts.http.shutdown when the server begins to stop
+        self._draining = False  # ... on SIGTERM: a rolling deploy's drain
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -244,13 +256,14 @@ class PersistentTextStreaming(StreamOperations):
     async def close(self) -> None:
         """Stop the background tasks and close the pool. Idempotent.
 
-        Generations still running get ``shutdown_grace`` seconds to finish;
-        the rest end with status ``error``.
+        Generations still running get ``shutdown_grace`` seconds to finish
+        (``drain_timeout`` in a drain: :meth:`begin_stopping`); the rest end
+        with status ``error``.
         """
         if self._store is None:
             return
         _OPEN.discard(self)
-        await self._drives.wind_down(self.shutdown_grace)
+        await self._drives.wind_down(self.drain_timeout if self._draining else self.shutdown_grace)
         self._writers.abandon_all()
         await self._upkeep.stop()
         await self._feed.stop()
@@ -294,9 +307,19 @@ class PersistentTextStreaming(StreamOperations):
 
     # -- stopping a server (pts.http.shutdown drives these) ---------------------
 
-    def begin_stopping(self) -> None:
-        """The server running this process begins to stop: see :attr:`stopping`."""
+    def begin_stopping(self, *, drain: bool = False) -> None:
+        """The server running this process begins to stop: see :attr:`stopping`.
+
+        New drives are refused from now on (Draining: 503 with Retry-After).
+        ``drain`` (SIGTERM: a rolling deploy) also ends every subscription now,
+        so its clients reconnect to another node, and :meth:`close` then gives
+        the generations still running ``drain_timeout`` instead of
+        ``shutdown_grace``.
+        """
         self._stopping = True
+        if drain:
+            self._draining = True
+            self.end_subscriptions()
 
     async def stop_answers(self, reason: str, within: float) -> None:
         """End every stream this process writes now: status ``error`` with ``reason``.

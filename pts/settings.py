@@ -30,7 +30,11 @@ class Settings:
     ``PTS_DATA_DIR``              where the embedded Postgres keeps its data
                                   (default ``.pts`` in the working directory).
     ``PTS_SHUTDOWN_GRACE``        seconds live answers get to finish when the
-                                  server stops (default 5; see pts.http.shutdown).
+                                  server stops on Ctrl+C (default 5; see
+                                  pts.http.shutdown).
+    ``PTS_DRAIN_TIMEOUT``         seconds live answers get to finish when the
+                                  server is sent SIGTERM: a rolling deploy's
+                                  drain (default 120; see pts.http.shutdown).
     ``PTS_POOL_MODE``             ``session`` (default) or ``transaction``: set
                                   ``transaction`` when the URL reaches Postgres
                                   through a pooler in transaction pooling mode
@@ -51,6 +55,7 @@ class Settings:
     pool_max_size: int = 10
     data_dir: Path = Path(".pts")
     shutdown_grace: float = 5.0
+    drain_timeout: float = 120.0
     pool_mode: PoolMode = "session"
     listen_database_url: str | None = None
 
@@ -67,6 +72,8 @@ class Settings:
             )
         if not 0 <= self.shutdown_grace < math.inf:
             raise ConfigurationError("the shutdown grace must be a finite number of seconds >= 0")
+        if not 0 <= self.drain_timeout < math.inf:
+            raise ConfigurationError("the drain timeout must be a finite number of seconds >= 0")
         if self.pool_mode not in POOL_MODES:
             raise ConfigurationError(
                 f"unknown pool mode {self.pool_mode!r}: choose one of {', '.join(POOL_MODES)}"
@@ -99,6 +106,7 @@ class Settings:
             pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
             data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
             shutdown_grace=_seconds(env, "PTS_SHUTDOWN_GRACE", 5.0),
+            drain_timeout=_seconds(env, "PTS_DRAIN_TIMEOUT", 120.0),
             pool_mode=pool_mode,
             listen_database_url=env.get("PTS_LISTEN_DATABASE_URL") or None,
         )
