@@ -28,7 +28,7 @@ from litestar.testing import AsyncTestClient
 from pts import Append, PersistentTextStreaming, StreamStatus
 from pts.plugin import PTSPlugin, allow_everything
 from pts.testing import MemoryStore
-from tests.support.servers import ServerProcess, run_module
+from tests.support.servers import ServerProcess, run_module, run_pts_serve
 from tests.support.shutdown_app import ANSWER
 from tests.support.sse import Event, events
 
@@ -175,3 +175,37 @@ async def test_a_drain_ends_the_subscriptions_at_once_and_refuses_new_ones_after
         await writer.write("And the rest.")
         await writer.close()
         assert (await pts.store.read(writer.stream_id)).data.endswith(b"And the rest.")
+
+
+# -- pts serve --workers N: plain uvicorn workers, drained by the plugin -----------------
+
+
+@pytest.mark.timeout(90)
+async def test_sigterm_lets_a_workers_subscribers_go_at_once(db_url: str) -> None:
+    # Without the plugin's drain, each worker would hold its SSE response open
+    # for the whole drain time (600 s) before exiting: the hang guard fails first.
+    env = {"PTS_DRAIN_TIMEOUT": "600"}
+    with run_pts_serve(db_url, "--no-auth", "--workers", "2", env=env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=GUARD) as client:
+            created = await client.post("/streams", json={})
+            assert created.status_code == 201, created.text
+            stream_id = uuid.UUID(created.json()["id"])
+            seen: list[Event] = []
+            attached = asyncio.Event()
+
+            async def watch() -> None:
+                async for event in follow(client, stream_id, None):
+                    seen.append(event)
+                    attached.set()
+
+            watcher = asyncio.create_task(watch())
+            try:
+                async with asyncio.timeout(GUARD):
+                    await attached.wait()
+                server.process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(watcher, GUARD)  # the response ended
+            finally:
+                watcher.cancel()
+            assert await server.exited(GUARD) == 0, server.output()
+    assert [json.loads(e.data)["status"] for e in seen if e.event == "status"] == ["pending"]
+    assert_clean(server)
