@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pts.bench.config import DrivenConfig, FanoutConfig, Option, ProtocolConfig
+from pts.bench.config import ClusterConfig, DrivenConfig, FanoutConfig, Option, ProtocolConfig
 from pts.cli_options import dsn_option, settings_for
 
 __all__ = ["bench"]
@@ -86,6 +86,10 @@ def _benchmark(config: type) -> tuple[Callable[..., dict[str, Any]], Callable[..
         from pts.bench import fanout, fanout_report
 
         return fanout.run_fanout, fanout_report.format_report
+    if config is ClusterConfig:
+        from pts.bench import cluster, cluster_report
+
+        return cluster.run_cluster, cluster_report.format_report
     from pts.bench import protocol, protocol_report
 
     return protocol.run_protocol, protocol_report.format_report
@@ -169,3 +173,25 @@ def protocol(json_path: str | None, dsn: str | None, **given: Any) -> None:
             param_hint="--reference-store",
         )
     _run(ProtocolConfig, given, dsn, json_path)
+
+
+@bench.command(short_help="N pts processes on one Postgres, through a SIGTERM and a SIGKILL.")
+@config_options(ClusterConfig)
+@json_option
+@dsn_option
+def cluster(json_path: str | None, dsn: str | None, **given: Any) -> None:
+    """Many nodes: NODES pts processes on one database, through a rolling deploy.
+
+    Starts NODES processes (loopback ports) serving the plugin on a fresh
+    database created (and dropped) on the configured server. In each of three
+    phases every live node drives STREAMS_PER_NODE answers, each watched over
+    SSE by SUBSCRIBERS_PER_STREAM subscribers on the other nodes (reconnecting
+    with Last-Event-ID to another node when theirs lets them go): steady;
+    node 1 sent SIGTERM mid-answer (it drains, exits and is started again);
+    node 2 killed with SIGKILL mid-answer (its answers end `timeout` after
+    STALE_AFTER plus a sweep). Reports per phase: delivery delay p50/p99,
+    missing and duplicated bytes against the persisted bodies, answers lost,
+    the killed node's answers, reconnects, the nodes' Postgres connections and
+    the notifications per second the database sent.
+    """
+    _run(ClusterConfig, given, dsn, json_path)

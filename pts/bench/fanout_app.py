@@ -211,8 +211,8 @@ def _open_files() -> int | None:
         return None
 
 
-def create_fanout_app() -> Litestar:
-    """The fan-out benchmark server (an app factory for uvicorn).
+def create_fanout_app(*, stale_after: float = 30.0, sweep_interval: float = 5.0) -> Litestar:
+    """The fan-out benchmark server (an app factory for uvicorn; ``pts bench cluster``'s node).
 
     Reads ``PTS_DATABASE_URL`` (or ``DATABASE_URL``) and ``PTS_DRIVER`` and the
     pool sizes like ``pts serve``; defaults for everything else (flush policy,
@@ -232,7 +232,13 @@ def create_fanout_app() -> Litestar:
     if url is None:
         raise RuntimeError("the fan-out bench server needs PTS_DATABASE_URL")
     store = _counting_store(url, settings)
-    pts = PersistentTextStreaming(dsn=url, driver=settings.driver, store=store)
+    pts = PersistentTextStreaming(
+        dsn=url,
+        driver=settings.driver,
+        store=store,
+        stale_after=stale_after,
+        sweep_interval=sweep_interval,
+    )
     server = _FanoutServer(pts, store)
 
     @get("/healthz", sync_to_thread=False)
