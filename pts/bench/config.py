@@ -22,6 +22,7 @@ MAX_STREAM_TOKENS = 100_000
 """Most tokens per stream of ``pts bench fanout``."""
 MAX_STREAMS = 1_000
 SERVERS = ("both", "pts", "reference")
+PTS_WORKERS = ("1", "2", "both")
 REFERENCE_STORES = ("memory", "file", "both")
 TIMEOUT_HELP = "Give up after this many seconds overall."
 SECONDS = click.FloatRange(min=0, min_open=True)
@@ -251,6 +252,12 @@ class ProtocolConfig:
     dsn: str | None = None
     """The Postgres server pts's bench database is created on (needed with pts)."""
     servers: str = option("both", "Which servers to measure.", click.Choice(SERVERS))
+    pts_workers: str = option(
+        "1",
+        "Worker processes of pts serve: 1, 2, or both (each its own server and database, "
+        "measured side by side).",
+        click.Choice(PTS_WORKERS),
+    )
     reference_store: str = option(
         "memory",
         "The reference server's store: in memory (its default) or files (fdatasync per append).",
@@ -300,16 +307,20 @@ class ProtocolConfig:
         _within_ranges(self)
         if self.reference_url is not None and self.reference_store != "memory":
             raise ValueError("reference_store is for a started reference, not reference_url")
-        if "pts" in self.targets and self.dsn is None:
+        if any(t.startswith("pts") for t in self.targets) and self.dsn is None:
             raise ValueError("measuring pts needs dsn (the Postgres to create its database on)")
         if self.catchup_bytes < 1 or self.catchup_chunk < 1:
             raise ValueError("catchup_bytes and catchup_chunk must be at least 1")
 
     @property
     def targets(self) -> list[str]:
-        """The servers measured, in order: ``pts``, then ``reference-url`` (at
-        ``reference_url``) or the started ``reference``, ``reference-file``."""
-        names = ["pts"] if self.servers in ("both", "pts") else []
+        """The servers measured, in order: ``pts`` (1 worker), ``pts-2`` (2 workers),
+        then ``reference-url`` (at ``reference_url``) or the started ``reference``,
+        ``reference-file``."""
+        names = []
+        if self.servers in ("both", "pts"):
+            names += ["pts"] if self.pts_workers in ("1", "both") else []
+            names += ["pts-2"] if self.pts_workers in ("2", "both") else []
         if self.servers in ("both", "reference"):
             if self.reference_url is not None:
                 names.append("reference-url")
