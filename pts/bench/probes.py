@@ -168,7 +168,6 @@ class PostgresCounts:
             "writing_transactions_per_append": xids / appends,
             "notifies": notifies,
             "stream_changes": changes,
-            "transactions_per_append": transactions / appends,
             "notifies_per_append": notifies / appends,
             "changes_per_notify": changes / notifies if notifies else 0.0,
         }
