@@ -332,3 +332,58 @@ class ProtocolConfig:
         return names
 
     parameters = _parameters
+
+
+# -- pts bench growth --------------------------------------------------------------------
+
+
+def counts(text: str | tuple[int, ...]) -> tuple[int, ...]:
+    """``"10,1000"`` as ``(10, 1000)``: ascending counts of at least 1 (ValueError if not)."""
+    values = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else text
+    if not values or values[0] < 1 or list(values) != sorted(set(values)):
+        raise ValueError(f"{text!r}: give ascending counts of at least 1, comma separated")
+    return values
+
+
+def _counts(default: str, help: str) -> Any:
+    return option(
+        counts(default), help, str, flag_default=default, convert=counts, metavar="N,N,..."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthConfig:
+    """The parameters of one run of ``pts bench growth``."""
+
+    dsn: str
+    stream_counts: tuple[int, ...] = _counts(
+        "10,1000,10000", "Streams the appends are spread over, one level each (cumulative)."
+    )
+    appends: int = option(
+        3000, "Appends per level at --concurrency connections.", click.IntRange(1, 1_000_000)
+    )
+    sequential_appends: int = option(
+        300, "Sequential appends per level (one connection).", click.IntRange(1, 100_000)
+    )
+    concurrency: int = option(75, "Connections appending at once.", click.IntRange(1, 2000))
+    stream_appends: tuple[int, ...] = _counts(
+        "1000,10000,100000", "Appends one stream grows to, one stream per level."
+    )
+    table_rows: tuple[int, ...] = _counts(
+        "10,1000000", "Chunk rows in the table, the first all the measured stream's own."
+    )
+    tail_reads: int = option(200, "Tail reads timed per measurement.", click.IntRange(1, 100_000))
+    catchup_reads: int = option(5, "Catch-up reads timed per measurement.", click.IntRange(1, 1000))
+    payload: int = option(100, "Bytes per append.", click.IntRange(24, 100_000))
+    timeout: float = option(900.0, TIMEOUT_HELP, SECONDS)
+
+    def __post_init__(self) -> None:
+        _within_ranges(self)
+        for name in ("stream_counts", "stream_appends", "table_rows"):
+            counts(getattr(self, name))
+        if self.stream_counts[-1] > 1_000_000 or self.table_rows[-1] > 100_000_000:
+            raise ValueError("at most 1,000,000 streams and 100,000,000 table rows")
+        if self.stream_appends[-1] * self.payload > 1_000_000_000:
+            raise ValueError("a stream of at most 1 GB (stream_appends x payload)")
+
+    parameters = _parameters
