@@ -339,7 +339,10 @@ class ProtocolConfig:
 
 def counts(text: str | tuple[int, ...]) -> tuple[int, ...]:
     """``"10,1000"`` as ``(10, 1000)``: ascending counts of at least 1 (ValueError if not)."""
-    values = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else text
+    try:
+        values = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else text
+    except ValueError:
+        values = ()
     if not values or values[0] < 1 or list(values) != sorted(set(values)):
         raise ValueError(f"{text!r}: give ascending counts of at least 1, comma separated")
     return values
