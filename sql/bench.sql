@@ -55,3 +55,17 @@ SELECT xact_commit FROM pg_stat_database WHERE datname = $1::text;
 -- The next transaction id of the whole cluster (reading it assigns none): its
 -- delta is how many transactions wrote anything, in every database.
 SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid;
+
+-- name: bench_chunk_rows
+-- Per stream of $1: its rows in pts.chunks and the bytes they hold
+-- (`pts bench driven`: what flushing per sentence saves).
+SELECT stream_id, count(*) AS n, sum(octet_length(data)) AS bytes
+  FROM pts.chunks WHERE stream_id = ANY($1::uuid[]) GROUP BY stream_id;
+
+-- name: bench_server_connections
+-- The client connections to database $1 but those whose application_name is
+-- $2 (`pts bench fanout`: the server's connections, not the load's own).
+SELECT count(*) AS open, count(*) FILTER (WHERE state = 'active') AS active
+  FROM pg_stat_activity
+ WHERE datname = $1 AND backend_type = 'client backend'
+   AND application_name IS DISTINCT FROM $2;

@@ -2,8 +2,8 @@
 
 They are clients of the public API: the servers they measure run in their own
 processes and report through ``pts.stats()`` and public calls; the load side
-speaks HTTP and reads the database through a store (plus a few measuring and
-filling queries: two named where they are, the others in ``sql/bench.sql``).
+speaks HTTP and reads the database through a store (plus the few measuring and
+filling queries no store call makes, all in ``sql/bench.sql``).
 
 - ``driven`` (:mod:`.driven`, server :mod:`.driven_app`, figures :mod:`.driven_report`):
   what driving a stream through ``pts.stream()`` costs the client that asked,

@@ -5,9 +5,9 @@
   and final status sends one NOTIFY ``{"id", "size", "status", "closed"}``).
 - :func:`listening`: that LISTEN connection.
 - :class:`Samples`, :func:`sample_connections`, :func:`probe_lag`: a server's
-  connections to its database (``pg_stat_activity``; the one query of its own
-  the bench makes, as no store call counts another process's connections) and
-  the load loop's lag, over time.
+  connections to its database (``pg_stat_activity``, by ``bench_server_connections``
+  of ``sql/bench.sql``, as no store call counts another process's connections)
+  and the load loop's lag, over time.
 - :class:`PostgresCounts`, :func:`counting`: the transactions a database
   committed (``pg_stat_database``) and the NOTIFYs on pts's channels over a
   phase of load, for transactions and NOTIFYs per append.
@@ -213,11 +213,7 @@ async def sample_connections(
 ) -> None:
     """Every SAMPLE_INTERVAL: the client connections to ``database`` but those whose
     ``application_name`` is ``exclude``."""
-    query = (
-        "SELECT count(*) AS open, count(*) FILTER (WHERE state = 'active') AS active "
-        "FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' "
-        "AND application_name IS DISTINCT FROM $2"
-    )
+    query = bench_queries()["bench_server_connections"]
     while True:
         row = await conn.fetchrow(query, database, exclude)
         assert row is not None
