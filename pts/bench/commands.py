@@ -168,8 +168,11 @@ def protocol(json_path: str | None, dsn: str | None, **given: Any) -> None:
     CONCURRENCY connections on as many streams, a catch-up read of a
     CATCHUP_MB stream, and SSE latencies (an append to its data event at a
     reader connected at the tail; a new connection to its first control
-    event). pts runs as `pts serve --no-auth` would, in a subprocess on a fresh
-    database created (and dropped) on the configured Postgres; the reference
+    event); on pts also its database's transactions and NOTIFYs per append
+    of the throughput run (read after 10 s of quiet before and after it, as
+    Postgres's statistics lag). pts runs `pts serve --no-auth` (PTS_WORKERS:
+    1, 2 or both side by side) in a subprocess, on a fresh database each,
+    created (and dropped) on the configured Postgres; the reference
     server (@durable-streams/server, Node.js) in another, started by the pts
     checkout's tests/reference_server.py, or the one at --reference-url. Without
     Node.js or the package, this fails and says how to install them (or use
