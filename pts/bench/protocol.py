@@ -13,8 +13,8 @@ file-backed store, which fdatasyncs every append).
 **Servers.** pts: ``pts serve --no-auth`` (one worker; with
 ``pts_workers="2"`` or ``"both"`` also ``--workers 2``, each its own server),
 in a subprocess, on a fresh ``pts_bench_<random>`` database each (dropped at
-the end), so every append goes to Postgres. The reference: the launcher in a subprocess (it becomes
-``node tests/reference_server.mjs``). Both bind 127.0.0.1 on free ports and
+the end), so every append goes to Postgres. The reference: the launcher in a
+subprocess (it becomes ``node tests/reference_server.mjs``). Both bind 127.0.0.1 on free ports and
 are always terminated.
 
 **Client.** This process, one asyncio event loop, the minimal HTTP/1.1 client
