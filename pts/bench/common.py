@@ -43,6 +43,7 @@ from pts.store.migrations import migrate
 from pts.store.queries import parse_queries
 from pts.testing.process import (
     HOST,
+    STARTUP_GUARD,
     ServerFailed,
     free_port,
     output_of,
@@ -194,19 +195,20 @@ async def pts_serve(url: str, workers: int = 1, keep_alive: int = 60) -> AsyncIt
         *("--workers", str(workers), "--dsn", url, "--log-level", "warning"),
         *("--timeout-keep-alive", str(keep_alive)),
     ]
-    async with _serving(command, port, {}):
+    # A hang guard: the CLI, then each worker, imports and starts on a loaded machine.
+    async with _serving(command, port, {}, guard=STARTUP_GUARD * (2 + workers)):
         yield port
 
 
 @contextlib.asynccontextmanager
 async def _serving(
-    arguments: Sequence[str], port: int, env: Mapping[str, str]
+    arguments: Sequence[str], port: int, env: Mapping[str, str], guard: float = STARTUP_GUARD
 ) -> AsyncIterator[None]:
     with tempfile.TemporaryFile() as log:
         process = spawn([sys.executable, *arguments], log, env=env)
         try:
             try:
-                await wait_healthy(process, port, log)
+                await wait_healthy(process, port, log, guard=guard)
             except ServerFailed as exc:
                 raise BenchError(f"the bench server failed: {exc}") from None
             yield

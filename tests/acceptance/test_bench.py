@@ -522,12 +522,13 @@ def test_bench_protocol_measures_the_reference_server(tmp_path: Path) -> None:
     assert figures["pts_speedup"] == {}
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_bench_protocol_measures_pts(db_url: str, tmp_path: Path) -> None:
     out = tmp_path / "protocol.json"
     result = run_cli(
         "bench", "protocol", "--servers", "pts", "--pts-workers", "both", *PROTOCOL_ARGS,
-        "--dsn", db_url, "--json", str(out), timeout=170,
+        "--timeout", "200",  # two servers, each waiting ~20 s for Postgres's statistics
+        "--dsn", db_url, "--json", str(out), timeout=230,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     for row in (*ROWS, *POSTGRES_ROWS):
