@@ -2,8 +2,8 @@
 
 They are clients of the public API: the servers they measure run in their own
 processes and report through ``pts.stats()`` and public calls; the load side
-speaks HTTP and reads the database through a store (plus two small measuring
-queries, named where they are).
+speaks HTTP and reads the database through a store (plus the few measuring and
+filling queries no store call makes, all in ``sql/bench.sql``).
 
 - ``driven`` (:mod:`.driven`, server :mod:`.driven_app`, figures :mod:`.driven_report`):
   what driving a stream through ``pts.stream()`` costs the client that asked,
@@ -15,7 +15,11 @@ queries, named where they are).
 - ``protocol`` (:mod:`.protocol`, load :mod:`.protocol_load`, figures
   :mod:`.protocol_report`): the Durable Streams routes next to the protocol's
   reference server, given by URL or started by the checkout's
-  ``tests/reference_server.py``.
+  ``tests/reference_server.py``; on pts also Postgres transactions and NOTIFYs
+  per append, and ``pts serve --workers 2`` beside 1 worker.
+- ``growth`` (:mod:`.growth`, figures :mod:`.growth_report`): how the figures
+  move as the work grows: more streams, a longer stream (before and after
+  compaction), a larger chunk table; each level next to the first.
 - shared: :mod:`.config` (every parameter, declared once with its flag),
   :mod:`.commands` (the command line), :mod:`.client` (the one load client:
   HTTP, chunked decoding, SSE parsing), :mod:`.probes` (commit clock,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pts.bench.client import BenchError, HttpConnection, SseParser, http_json
+from pts.bench.cluster_config import ClusterConfig
 from pts.bench.common import (
     Progress,
     bench_database,
@@ -39,7 +40,7 @@ from pts.bench.common import (
     percentiles,
     run_benchmark,
 )
-from pts.bench.config import ClusterConfig, stream_tokens
+from pts.bench.config import stream_tokens
 from pts.bench.probes import CommitClock, Samples, listening, sample_connections
 from pts.database import database_name
 from pts.store import SQLStore, create_store

@@ -1,8 +1,8 @@
-"""``pts bench driven|fanout|protocol``: the benchmarks' command line, built from their configs.
+"""``pts bench driven|fanout|protocol|growth``: the command line, built from the configs.
 
 Each flag comes from a config field's :func:`~pts.bench.config.option` (name,
 default, range, help), so a parameter is declared once; ``--json`` and
-``--dsn`` are common to all three. The figures go to stdout, progress to stderr.
+``--dsn`` are common to all. The figures go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import click
 
-from pts.bench.config import ClusterConfig, DrivenConfig, FanoutConfig, Option, ProtocolConfig
+from pts.bench.cluster_config import ClusterConfig
+from pts.bench.config import (
+    DrivenConfig,
+    FanoutConfig,
+    GrowthConfig,
+    Option,
+    ProtocolConfig,
+)
 from pts.cli_options import dsn_option, settings_for
 
 __all__ = ["bench"]
@@ -60,12 +67,20 @@ def _run(config: type, given: dict[str, Any], dsn: str | None, json_path: str | 
     values = {}
     for f, spec in _cli_fields(config):
         value = given[spec.flag or f.name]
-        values[f.name] = value if spec.convert is None else spec.convert(value)
+        try:
+            values[f.name] = value if spec.convert is None else spec.convert(value)
+        except ValueError as exc:
+            flag = "--" + (spec.flag or f.name).replace("_", "-")
+            raise click.BadParameter(str(exc), param_hint=flag) from None
     try:
         needs_db = config is not ProtocolConfig or values["servers"] in ("both", "pts")
         url = resolve_dsn(settings_for(dsn)) if needs_db else None
         run, report = _benchmark(config)
-        result = run(config(dsn=url, **values), progress=_progress)
+        try:
+            configured = config(dsn=url, **values)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        result = run(configured, progress=_progress)
     except (PTSError, BenchError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report(result))
@@ -90,6 +105,10 @@ def _benchmark(config: type) -> tuple[Callable[..., dict[str, Any]], Callable[..
         from pts.bench import cluster, cluster_report
 
         return cluster.run_cluster, cluster_report.format_report
+    if config is GrowthConfig:
+        from pts.bench import growth, growth_report
+
+        return growth.run_growth, growth_report.format_report
     from pts.bench import protocol, protocol_report
 
     return protocol.run_protocol, protocol_report.format_report
@@ -160,8 +179,11 @@ def protocol(json_path: str | None, dsn: str | None, **given: Any) -> None:
     CONCURRENCY connections on as many streams, a catch-up read of a
     CATCHUP_MB stream, and SSE latencies (an append to its data event at a
     reader connected at the tail; a new connection to its first control
-    event). pts runs as `pts serve --no-auth` would, in a subprocess on a fresh
-    database created (and dropped) on the configured Postgres; the reference
+    event); on pts also its database's transactions and NOTIFYs per append
+    of the throughput run (read after 10 s of quiet before and after it, as
+    Postgres's statistics lag). pts runs `pts serve --no-auth` (PTS_WORKERS:
+    1, 2 or both side by side) in a subprocess, on a fresh database each,
+    created (and dropped) on the configured Postgres; the reference
     server (@durable-streams/server, Node.js) in another, started by the pts
     checkout's tests/reference_server.py, or the one at --reference-url. Without
     Node.js or the package, this fails and says how to install them (or use
@@ -195,3 +217,22 @@ def cluster(json_path: str | None, dsn: str | None, **given: Any) -> None:
     the notifications per second the database sent.
     """
     _run(ClusterConfig, given, dsn, json_path)
+
+
+@bench.command(short_help="How the figures move as streams, a stream and the table grow.")
+@config_options(GrowthConfig)
+@json_option
+@dsn_option
+def growth(json_path: str | None, dsn: str | None, **given: Any) -> None:
+    """Cost growth: append and read figures as the work grows, each level next to the first.
+
+    Appends (sequential p50/p99, and from CONCURRENCY connections: appends/s)
+    spread over STREAM_COUNTS streams; a stream's tail read and a whole
+    catch-up as it grows to each of STREAM_APPENDS appends, open, then closed
+    and compacted (n/a while the store has no compaction); the same tail
+    read with TABLE_ROWS chunk rows in the table. Each part on a fresh
+    database created (and dropped) on the configured Postgres, with its own
+    `pts serve --no-auth` in a subprocess; the tables are filled by bulk SQL
+    (sql/bench.sql), every figure is measured over HTTP.
+    """
+    _run(GrowthConfig, given, dsn, json_path)

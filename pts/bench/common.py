@@ -2,8 +2,10 @@
 
 - :func:`bench_server`: uvicorn serving an app factory in a subprocess (its own
   session) on a free 127.0.0.1 port, always terminated on exit.
+- :func:`pts_serve`: ``pts serve --no-auth`` (N workers) in a subprocess, the same way.
 - :func:`bench_database`: a fresh ``pts_bench_<random>`` database, migrated, and
-  dropped at the end (the given database when it cannot be created).
+  dropped at the end (the given database when it cannot be created);
+  :func:`bench_queries`: the benchmarks' own SQL (``sql/bench.sql``).
 - :func:`run_benchmark`: runs a benchmark's coroutine bounded in time,
   cancelled (so that it cleans up) on SIGTERM, with its failures as BenchError.
 - statistics, machine description, JSON output and table formatting.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -34,10 +37,13 @@ from pts.bench.client import BenchError
 from pts.database import database_name, with_database
 from pts.errors import PTSError
 from pts.flush import FlushPolicy
+from pts.resources import sql_dir
 from pts.settings import Settings
 from pts.store.migrations import migrate
+from pts.store.queries import parse_queries
 from pts.testing.process import (
     HOST,
+    STARTUP_GUARD,
     ServerFailed,
     free_port,
     output_of,
@@ -165,37 +171,61 @@ async def bench_server(
     """
     port = free_port()
     command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app_factory,
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--lifespan",
-        "on",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--backlog",
-        str(backlog),
-        "--timeout-graceful-shutdown",
-        "5",
+        *("-m", "uvicorn", app_factory, "--factory", "--host", HOST, "--port", str(port)),
+        *("--lifespan", "on", "--log-level", "warning", "--no-access-log"),
+        *("--backlog", str(backlog), "--timeout-graceful-shutdown", "5"),
     ]
+    async with _serving(command, port, {**(env or {}), "PTS_DATABASE_URL": url}):
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def pts_serve(url: str, workers: int = 1, keep_alive: int = 60) -> AsyncIterator[int]:
+    """``pts serve --no-auth --workers N --dsn url`` in a subprocess; yields its port.
+
+    As a user starts it (its CLI, its access rules, its worker processes), on
+    127.0.0.1, log level warning; idle keep-alive connections live ``keep_alive``
+    seconds (not 5), as a measurement may wait for Postgres's statistics to
+    settle between its appends and reading them back. Always terminated on
+    exit, workers included.
+    """
+    port = free_port()
+    command = [
+        *("-m", "pts.cli", "serve", "--no-auth", "--host", HOST, "--port", str(port)),
+        *("--workers", str(workers), "--dsn", url, "--log-level", "warning"),
+        *("--timeout-keep-alive", str(keep_alive)),
+    ]
+    # A hang guard: the CLI, then each worker, imports and starts on a loaded machine.
+    async with _serving(command, port, {}, guard=STARTUP_GUARD * (2 + workers)):
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    arguments: Sequence[str], port: int, env: Mapping[str, str], guard: float = STARTUP_GUARD
+) -> AsyncIterator[None]:
     with tempfile.TemporaryFile() as log:
-        process = spawn(command, log, env={**(env or {}), "PTS_DATABASE_URL": url})
+        process = spawn([sys.executable, *arguments], log, env=env)
         try:
             try:
-                await wait_healthy(process, port, log)
+                await wait_healthy(process, port, log, guard=guard)
             except ServerFailed as exc:
                 raise BenchError(f"the bench server failed: {exc}") from None
-            yield port
+            yield
         finally:
             stop_process(process)
             if process.returncode not in (0, -signal.SIGTERM, None):
                 logger.warning("bench server exited %s:\n%s", process.returncode, output_of(log))
+
+
+# -- the bench's own queries ------------------------------------------------------------------
+
+
+@functools.cache
+def bench_queries() -> dict[str, str]:
+    """The named queries of ``sql/bench.sql``: what the benchmarks ask Postgres themselves
+    (filling tables, counting rows and commits), beside what they measure through pts."""
+    return parse_queries((sql_dir() / "bench.sql").read_text(encoding="utf-8"))
 
 
 # -- running ------------------------------------------------------------------------------------

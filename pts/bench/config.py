@@ -22,6 +22,7 @@ MAX_STREAM_TOKENS = 100_000
 """Most tokens per stream of ``pts bench fanout``."""
 MAX_STREAMS = 1_000
 SERVERS = ("both", "pts", "reference")
+PTS_WORKERS = ("1", "2", "both")
 REFERENCE_STORES = ("memory", "file", "both")
 TIMEOUT_HELP = "Give up after this many seconds overall."
 SECONDS = click.FloatRange(min=0, min_open=True)
@@ -46,7 +47,7 @@ def option(default: Any, help: str, type: Any = None, **more: Any) -> Any:
     return field(default=default, metadata={"cli": Option(help, type, **more)})
 
 
-def _within_ranges(config: Any) -> None:
+def check_ranges(config: Any) -> None:
     """Every field with an option within its flag's range or choices (ValueError if not)."""
     for f in fields(config):
         spec = f.metadata.get("cli")
@@ -59,7 +60,7 @@ def _within_ranges(config: Any) -> None:
                 raise ValueError(f"{f.name}: {exc.message}") from None
 
 
-def _parameters(config: Any) -> dict[str, Any]:
+def reported_parameters(config: Any) -> dict[str, Any]:
     """A config's parameters as reported (no URL: it may hold a password)."""
     params = asdict(config)
     del params["dsn"]
@@ -143,7 +144,7 @@ class DrivenConfig:
 
     def __post_init__(self) -> None:
         answer_tokens(self.tokens, self.sentences)  # validates both
-        _within_ranges(self)
+        check_ranges(self)
         if self.naive_requests > self.requests:
             raise ValueError("naive_requests must be between 0 and requests")
 
@@ -151,7 +152,7 @@ class DrivenConfig:
         """The query string naming the answer."""
         return f"?tokens={self.tokens}&sentences={self.sentences}"
 
-    parameters = _parameters
+    parameters = reported_parameters
 
 
 # -- pts bench fanout --------------------------------------------------------------------
@@ -221,7 +222,7 @@ class FanoutConfig:
 
     def __post_init__(self) -> None:
         stream_tokens(0, self.sentences, self.tokens_per_sentence)  # validates both
-        _within_ranges(self)
+        check_ranges(self)
         if self.subscribers < self.streams:
             raise ValueError("subscribers must be at least streams (one per stream)")
 
@@ -238,7 +239,7 @@ class FanoutConfig:
     def scaling(self) -> bool:
         return self.max_subscribers > self.subscribers
 
-    parameters = _parameters
+    parameters = reported_parameters
 
 
 # -- pts bench protocol ------------------------------------------------------------------
@@ -251,6 +252,12 @@ class ProtocolConfig:
     dsn: str | None = None
     """The Postgres server pts's bench database is created on (needed with pts)."""
     servers: str = option("both", "Which servers to measure.", click.Choice(SERVERS))
+    pts_workers: str = option(
+        "1",
+        "Worker processes of pts serve: 1, 2, or both (each its own server and database, "
+        "measured side by side).",
+        click.Choice(PTS_WORKERS),
+    )
     reference_store: str = option(
         "memory",
         "The reference server's store: in memory (its default) or files (fdatasync per append).",
@@ -297,19 +304,23 @@ class ProtocolConfig:
     timeout: float = option(600.0, TIMEOUT_HELP, SECONDS)
 
     def __post_init__(self) -> None:
-        _within_ranges(self)
+        check_ranges(self)
         if self.reference_url is not None and self.reference_store != "memory":
             raise ValueError("reference_store is for a started reference, not reference_url")
-        if "pts" in self.targets and self.dsn is None:
+        if any(t.startswith("pts") for t in self.targets) and self.dsn is None:
             raise ValueError("measuring pts needs dsn (the Postgres to create its database on)")
         if self.catchup_bytes < 1 or self.catchup_chunk < 1:
             raise ValueError("catchup_bytes and catchup_chunk must be at least 1")
 
     @property
     def targets(self) -> list[str]:
-        """The servers measured, in order: ``pts``, then ``reference-url`` (at
-        ``reference_url``) or the started ``reference``, ``reference-file``."""
-        names = ["pts"] if self.servers in ("both", "pts") else []
+        """The servers measured, in order: ``pts`` (1 worker), ``pts-2`` (2 workers),
+        then ``reference-url`` (at ``reference_url``) or the started ``reference``,
+        ``reference-file``."""
+        names = []
+        if self.servers in ("both", "pts"):
+            names += ["pts"] if self.pts_workers in ("1", "both") else []
+            names += ["pts-2"] if self.pts_workers in ("2", "both") else []
         if self.servers in ("both", "reference"):
             if self.reference_url is not None:
                 names.append("reference-url")
@@ -320,46 +331,62 @@ class ProtocolConfig:
                     names.append("reference-file")
         return names
 
-    parameters = _parameters
+    parameters = reported_parameters
 
 
-# -- pts bench cluster -------------------------------------------------------------------
+# -- pts bench growth --------------------------------------------------------------------
+
+
+def counts(text: str | tuple[int, ...]) -> tuple[int, ...]:
+    """``"10,1000"`` as ``(10, 1000)``: ascending counts of at least 1 (ValueError if not)."""
+    try:
+        values = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else text
+    except ValueError:
+        values = ()
+    if not values or values[0] < 1 or list(values) != sorted(set(values)):
+        raise ValueError(f"{text!r}: give ascending counts of at least 1, comma separated")
+    return values
+
+
+def _counts(default: str, help: str) -> Any:
+    return option(
+        counts(default), help, str, flag_default=default, convert=counts, metavar="N,N,..."
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterConfig:
-    """The parameters of one run of ``pts bench cluster``."""
+class GrowthConfig:
+    """The parameters of one run of ``pts bench growth``."""
 
     dsn: str
-    nodes: int = option(4, "pts processes on the one database (3 or more).", click.IntRange(3, 20))
-    streams_per_node: int = option(
-        3, "Answers each live node drives per phase.", click.IntRange(1, 100)
+    stream_counts: tuple[int, ...] = _counts(
+        "10,1000,10000", "Streams the appends are spread over, one level each (cumulative)."
     )
-    subscribers_per_stream: int = option(
-        2, "SSE subscribers per answer, on the other nodes.", click.IntRange(1, 100)
+    appends: int = option(
+        3000, "Appends per level at --concurrency connections.", click.IntRange(1, 1_000_000)
     )
-    sentences: int = option(20, "Sentences per answer.", click.IntRange(1, 4000))
-    tokens_per_sentence: int = option(
-        10, "Tokens per sentence (~5 bytes each).", click.IntRange(1, 1000)
+    sequential_appends: int = option(
+        300, "Sequential appends per level (one connection).", click.IntRange(1, 100_000)
     )
-    pace: float = option(
-        0.02,
-        "Seconds between two tokens of an answer (each gap 0.5-1.5x this).",
-        click.FloatRange(0, 10),
+    concurrency: int = option(75, "Connections appending at once.", click.IntRange(1, 2000))
+    stream_appends: tuple[int, ...] = _counts(
+        "1000,10000,100000", "Appends one stream grows to, one stream per level."
     )
-    stale_after: float = option(
-        3.0, "The nodes' stale_after: a killed node's answers time out after it.", SECONDS
+    table_rows: tuple[int, ...] = _counts(
+        "10,1000000", "Chunk rows in the table, the first all the measured stream's own."
     )
-    timeout: float = option(600.0, TIMEOUT_HELP, SECONDS)
-    seed: int = 0
+    tail_reads: int = option(200, "Tail reads timed per measurement.", click.IntRange(1, 100_000))
+    catchup_reads: int = option(5, "Catch-up reads timed per measurement.", click.IntRange(1, 1000))
+    payload: int = option(100, "Bytes per append.", click.IntRange(24, 100_000))
+    timeout: float = option(900.0, TIMEOUT_HELP, SECONDS)
 
     def __post_init__(self) -> None:
-        stream_tokens(0, self.sentences, self.tokens_per_sentence)  # validates both
-        _within_ranges(self)
+        check_ranges(self)
+        for name in ("stream_counts", "stream_appends", "table_rows"):
+            counts(getattr(self, name))
+        if self.stream_counts[-1] > 1_000_000 or self.table_rows[-1] > 100_000_000:
+            raise ValueError("at most 1,000,000 streams and 100,000,000 table rows")
+        if self.stream_appends[-1] * self.payload > 1_000_000_000:
+            raise ValueError("a stream of at most 1 GB (stream_appends x payload)")
 
-    @property
-    def production_s(self) -> float:
-        """About how long one answer takes to produce (seconds)."""
-        return self.sentences * self.tokens_per_sentence * self.pace
-
-    parameters = _parameters
+    parameters = reported_parameters

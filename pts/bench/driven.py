@@ -54,7 +54,7 @@ from typing import Any
 import asyncpg
 
 from pts.bench.client import REQUEST_GUARD, BenchError, http_request
-from pts.bench.common import Progress, bench_database, bench_server, run_benchmark
+from pts.bench.common import Progress, bench_database, bench_queries, bench_server, run_benchmark
 from pts.bench.config import DrivenConfig, answer_tokens
 from pts.bench.driven_app import APP_FACTORY
 from pts.bench.driven_report import Batch, Kind, Sample, check, results
@@ -238,16 +238,13 @@ async def _chunk_rows(
 ) -> dict[uuid.UUID, tuple[int, int]]:
     """Per stream: rows in ``pts.chunks`` and the bytes they hold.
 
-    The one query of its own this benchmark makes: no store call counts a
-    stream's rows (the figure that shows what flushing per sentence saves).
+    The one query of its own this benchmark makes (``bench_chunk_rows`` of
+    ``sql/bench.sql``): no store call counts a stream's rows (the figure that
+    shows what flushing per sentence saves).
     """
     conn = await asyncpg.connect(url, timeout=15)
     try:
-        records = await conn.fetch(
-            "SELECT stream_id, count(*) AS n, sum(octet_length(data)) AS bytes "
-            "FROM pts.chunks WHERE stream_id = ANY($1::uuid[]) GROUP BY stream_id",
-            list(stream_ids),
-        )
+        records = await conn.fetch(bench_queries()["bench_chunk_rows"], list(stream_ids))
     finally:
         await conn.close()
     return {r["stream_id"]: (int(r["n"]), int(r["bytes"])) for r in records}

@@ -5,9 +5,12 @@
   and final status sends one NOTIFY ``{"id", "size", "status", "closed"}``).
 - :func:`listening`: that LISTEN connection.
 - :class:`Samples`, :func:`sample_connections`, :func:`probe_lag`: a server's
-  connections to its database (``pg_stat_activity``; the one query of its own
-  the bench makes, as no store call counts another process's connections) and
-  the load loop's lag, over time.
+  connections to its database (``pg_stat_activity``, by ``bench_server_connections``
+  of ``sql/bench.sql``, as no store call counts another process's connections)
+  and the load loop's lag, over time.
+- :class:`PostgresCounts`, :func:`counting`: the transactions a database
+  committed (``pg_stat_database``) and the NOTIFYs on pts's channels over a
+  phase of load, for transactions and NOTIFYs per append.
 - :func:`machine_cpu`, :func:`port_range`: from ``/proc`` (Linux; None elsewhere).
 """
 
@@ -25,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from pts.bench.client import BenchError
+from pts.bench.common import bench_queries
 
 CHANNEL = "pts_v1"
 """The channel pts NOTIFYs every committed change of a stream on (its wire format, v1)."""
@@ -32,6 +36,11 @@ SAMPLE_INTERVAL = 0.1
 """How often pg_stat_activity is sampled (seconds)."""
 LAG_PROBE = 0.005
 """How often the load loop's lag is probed (seconds)."""
+CHANNELS = ("pts_v1", "pts_v2")
+"""pts's notification channels: one change per NOTIFY (v1), a JSON array of changes (v2)."""
+STATS_SETTLE = 10.5
+"""Seconds a database must be quiet before its ``pg_stat_database`` counts are whole: a
+backend reports when it goes idle, at most once a second, else within 10 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,84 @@ async def listening(url: str, clock: CommitClock) -> AsyncIterator[asyncpg.Conne
 
 
 @dataclass(slots=True)
+class PostgresCounts:
+    """What one database committed and notified: read :meth:`settled` before and after a phase.
+
+    The transactions are the database's ``xact_commit`` (read on an admin
+    connection to another database, so the reads count nowhere) and the
+    cluster's transaction ids assigned (the transactions that wrote); every
+    transaction of the database counts, the server's background upkeep too (a
+    sweep every few seconds), a small share of a phase of thousands of appends.
+    """
+
+    admin: asyncpg.Connection[Any]
+    database: str
+    notifies: int = 0
+    changes: int = 0
+    """Stream changes the NOTIFYs carried (one per v1 payload, the array's length in v2)."""
+
+    def on_notify(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        """The asyncpg listener callback, for both channels."""
+        self.notifies += 1
+        if channel == "pts_v2":
+            changes = json.loads(str(payload))
+            self.changes += len(changes) if isinstance(changes, list) else 1
+        else:
+            self.changes += 1
+
+    async def settled(self) -> tuple[int, int, int, int]:
+        """``(transactions, next xid, notifies, changes)`` after STATS_SETTLE quiet seconds."""
+        await asyncio.sleep(STATS_SETTLE)
+        queries = bench_queries()
+        value = await self.admin.fetchval(queries["bench_xact_commit"], self.database)
+        xid = await self.admin.fetchval(queries["bench_next_xid"])
+        return int(value or 0), int(xid), self.notifies, self.changes
+
+    @staticmethod
+    def per_append(
+        before: tuple[int, int, int, int], after: tuple[int, int, int, int], appends: int
+    ) -> dict[str, Any]:
+        """The deltas between two :meth:`settled` readings, and each per append.
+
+        ``transactions`` counts every commit in the database, read-only ones
+        too (lookups, the pool's reset of a released connection);
+        ``writing_transactions`` those that were given a transaction id, which
+        is to say wrote something, in the whole cluster (other databases' too).
+        """
+        transactions, xids, notifies, changes = (b - a for a, b in zip(before, after, strict=True))
+        return {
+            "appends": appends,
+            "transactions": transactions,
+            "writing_transactions": xids,
+            "transactions_per_append": transactions / appends,
+            "writing_transactions_per_append": xids / appends,
+            "notifies": notifies,
+            "stream_changes": changes,
+            "notifies_per_append": notifies / appends,
+            "changes_per_notify": changes / notifies if notifies else 0.0,
+        }
+
+
+@contextlib.asynccontextmanager
+async def counting(admin_dsn: str, url: str, database: str) -> AsyncIterator[PostgresCounts]:
+    """:class:`PostgresCounts` of ``database`` (at ``url``), LISTENing on both channels."""
+    admin = await asyncpg.connect(admin_dsn, timeout=15)
+    try:
+        counts = PostgresCounts(admin, database)
+        listener = await asyncpg.connect(url, timeout=15)
+        try:
+            for channel in CHANNELS:
+                await listener.add_listener(channel, counts.on_notify)
+            yield counts
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.close(timeout=5)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close(timeout=5)
+
+
+@dataclass(slots=True)
 class Samples:
     """Server connections (pg_stat_activity) and the load loop's lag, over time."""
 
@@ -126,11 +213,7 @@ async def sample_connections(
 ) -> None:
     """Every SAMPLE_INTERVAL: the client connections to ``database`` but those whose
     ``application_name`` is ``exclude``."""
-    query = (
-        "SELECT count(*) AS open, count(*) FILTER (WHERE state = 'active') AS active "
-        "FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' "
-        "AND application_name IS DISTINCT FROM $2"
-    )
+    query = bench_queries()["bench_server_connections"]
     while True:
         row = await conn.fetchrow(query, database, exclude)
         assert row is not None

@@ -10,11 +10,11 @@ started, in a pts checkout, by the checkout's launcher
 default store keeps streams in memory; ``reference_store="file"`` adds its
 file-backed store, which fdatasyncs every append).
 
-**Servers.** pts: uvicorn, one worker, ``pts.http.app:create_app`` with
-``PTS_NO_AUTH=1`` (what ``pts serve --no-auth`` runs), in a subprocess, on a
-fresh ``pts_bench_<random>`` database (dropped at the end), so every append
-goes to Postgres. The reference: the launcher in a subprocess (it becomes
-``node tests/reference_server.mjs``). Both bind 127.0.0.1 on free ports and
+**Servers.** pts: ``pts serve --no-auth`` (one worker; with
+``pts_workers="2"`` or ``"both"`` also ``--workers 2``, each its own server),
+in a subprocess, on a fresh ``pts_bench_<random>`` database each (dropped at
+the end), so every append goes to Postgres. The reference: the launcher in a
+subprocess (it becomes ``node tests/reference_server.mjs``). Both bind 127.0.0.1 on free ports and
 are always terminated.
 
 **Client.** This process, one asyncio event loop, the minimal HTTP/1.1 client
@@ -33,6 +33,10 @@ turn (pts first), on its own streams:
 - *throughput*: ``concurrency`` connections, each appending ``concurrent_appends``
   times to its own stream (one warm-up append each first), all released at
   once; ops/s = appends / (last response - release). Criterion: >= 1,000 ops/s.
+  On pts also *Postgres per append*: the database's committed transactions
+  (``pg_stat_database.xact_commit``) and the NOTIFYs on ``pts_v1``/``pts_v2``
+  (and the stream changes they carry) between two readings around the
+  measured appends, each taken after 10.5 s of quiet (the statistics lag).
 - *catch-up read*: a stream filled with ``catchup_bytes`` in appends of
   ``catchup_chunk`` bytes, then read ``catchup_reads`` times from
   ``offset=-1``, following ``Stream-Next-Offset`` until
@@ -72,14 +76,15 @@ from pts.bench.client import BenchError
 from pts.bench.common import (
     Progress,
     bench_database,
-    bench_server,
     machine,
+    pts_serve,
     raise_open_files_limit,
     run_benchmark,
     server_info,
 )
 from pts.bench.config import ProtocolConfig
-from pts.bench.protocol_load import MEASUREMENTS, Peer
+from pts.bench.probes import PostgresCounts, counting
+from pts.bench.protocol_load import MEASUREMENTS, Peer, throughput
 from pts.bench.protocol_report import LABELS, ROWS, speedup
 from pts.testing.process import HOST, STARTUP_GUARD, output_of, spawn, stop_process
 
@@ -203,23 +208,34 @@ async def _run(config: ProtocolConfig, progress: Progress) -> dict[str, Any]:
                     + (", dataDir" if data_dir else "")
                     + "}).start()",
                 }
-        if "pts" in targets:
+        counts: dict[str, PostgresCounts] = {}
+        for target in (t for t in targets if t.startswith("pts")):
             assert config.dsn is not None  # checked by ProtocolConfig
+            workers = 2 if target == "pts-2" else 1
             db = await stack.enter_async_context(bench_database(config.dsn, progress))
-            progress(f"starting pts ({PTS_APP}, PTS_NO_AUTH=1) on {db.info['database']}")
-            port = await stack.enter_async_context(
-                bench_server(db.url, PTS_APP, env={"PTS_NO_AUTH": "1"})
+            progress(f"starting pts serve --no-auth --workers {workers} on {db.info['database']}")
+            port = await stack.enter_async_context(pts_serve(db.url, workers))
+            counts[target] = await stack.enter_async_context(
+                counting(config.dsn, db.url, db.info["database"])
             )
-            peers["pts"] = Peer(HOST, port)
-            servers["pts"] = {
+            peers[target] = Peer(HOST, port)
+            servers[target] = {
                 **server_info(PTS_APP),
+                "runner": f"pts serve --no-auth --workers {workers} in a subprocess",
+                "workers": workers,
                 "access_control": "none (PTS_NO_AUTH=1, as pts serve --no-auth)",
                 "database": {**db.info, "fresh": db.fresh},
             }
         for kind, measure in MEASUREMENTS:
             for target in targets:
                 progress(f"{kind}: {LABELS[target]}")
-                results[target][kind] = await measure(config, peers[target], f"b{run_id}")
+                name = f"b{run_id}"
+                if kind == "throughput" and target in counts:
+                    # Also the database's transactions and NOTIFYs (~20 s of quiet around it).
+                    figures = await throughput(config, peers[target], name, counts[target])
+                else:
+                    figures = await measure(config, peers[target], name)
+                results[target][kind] = figures
     servers = {target: servers[target] for target in targets}
     return _results(config, servers, results, time.monotonic() - started)
 
@@ -239,11 +255,12 @@ def _results(
             "throughput_met": figures["throughput"]["ops_per_s"] >= TARGET_OPS,
         }
     comparison: dict[str, dict[str, float]] = {}
-    if "pts" in results:
+    mine = next((t for t in results if t.startswith("pts")), None)
+    if mine is not None:
         for target in results:
-            if target != "pts":
+            if not target.startswith("pts"):
                 comparison[target] = {
-                    key: speedup(results["pts"], results[target], key) for key, *_ in ROWS
+                    key: speedup(results[mine], results[target], key) for key, *_ in ROWS
                 }
     return {
         "benchmark": "protocol",
@@ -261,6 +278,9 @@ def _results(
             "sse_first_event": "a reader connected at the tail (offset=now, first control "
             "event received); latency = the append request's write -> arrival at the reader "
             "of the data event completing that append's bytes",
+            "postgres": "pg_stat_database.xact_commit delta of the server's database and the "
+            "NOTIFYs on pts_v1/pts_v2 received by a LISTEN connection, around the measured "
+            "appends (each reading after 10.5 s of quiet), divided by the appends",
             "sse_connect": "new connection; latency = before the TCP connect -> arrival of "
             "the first control event (offset=now on a stream at its tail)",
         },

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 from pts.bench.client import BenchError, HttpConnection, SseParser
 from pts.bench.common import percentiles
 from pts.bench.config import ProtocolConfig
+from pts.bench.probes import PostgresCounts
 
 __all__ = ["MEASUREMENTS", "Peer", "filler", "payload"]
 
@@ -154,8 +155,14 @@ async def sequential(config: ProtocolConfig, peer: Peer, name: str) -> dict[str,
     }
 
 
-async def throughput(config: ProtocolConfig, peer: Peer, name: str) -> dict[str, Any]:
-    """``concurrency`` connections appending to as many streams at once: ops/s."""
+async def throughput(
+    config: ProtocolConfig, peer: Peer, name: str, counts: PostgresCounts | None = None
+) -> dict[str, Any]:
+    """``concurrency`` connections appending to as many streams at once: ops/s.
+
+    With ``counts`` (pts), also its database's transactions and NOTIFYs over
+    the measured appends alone: read once it is quiet, before and after them.
+    """
     paths = [f"{peer.streams}/{name}-tp-{i}" for i in range(config.concurrency)]
     conns = [peer.connection() for _ in paths]
     latencies: list[float] = []
@@ -182,6 +189,8 @@ async def throughput(config: ProtocolConfig, peer: Peer, name: str) -> dict[str,
             asyncio.create_task(client(c, p, i))
             for i, (c, p) in enumerate(zip(conns, paths, strict=True))
         ]
+        before = await counts.settled() if counts is not None else None
+        postgres: dict[str, Any] | None = None
         await asyncio.sleep(0)  # every client waits on the release now
         cpu0, start = time.process_time(), time.perf_counter()
         release.set()
@@ -195,6 +204,9 @@ async def throughput(config: ProtocolConfig, peer: Peer, name: str) -> dict[str,
             raise
         elapsed = max(ends) - start
         cpu = time.process_time() - cpu0
+        if counts is not None and before is not None:
+            appended = config.concurrency * config.concurrent_appends
+            postgres = counts.per_append(before, await counts.settled(), appended)
         for i, (conn, path) in enumerate(zip(conns, paths, strict=True)):
             back, _pages = await read_all(conn, path)
             expected = b"".join(
@@ -213,6 +225,7 @@ async def throughput(config: ProtocolConfig, peer: Peer, name: str) -> dict[str,
         "ops_per_s": total / elapsed,
         "latency_ms": percentiles(latencies, (50, 90, 99), scale=1000),
         "client_cpu_pct": 100 * cpu / elapsed,
+        **({"postgres": postgres} if postgres is not None else {}),
     }
 
 

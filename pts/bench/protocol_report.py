@@ -10,6 +10,7 @@ __all__ = ["LABELS", "ROWS", "format_report", "speedup"]
 
 LABELS = {
     "pts": "pts",
+    "pts-2": "pts (2 workers)",
     "reference": "reference (memory)",
     "reference-file": "reference (file)",
     "reference-url": "reference (URL)",
@@ -37,6 +38,16 @@ ROWS: list[tuple[str, str, str, bool]] = [
 ]
 
 
+POSTGRES_ROWS = [
+    # key in throughput.postgres, label, format
+    ("transactions_per_append", "  Postgres transactions per append", "{:.3f}"),
+    ("writing_transactions_per_append", "    of which wrote (cluster-wide xids)", "{:.3f}"),
+    ("notifies_per_append", "  NOTIFYs per append", "{:.3f}"),
+    ("changes_per_notify", "  stream changes per NOTIFY", "{:.1f}"),
+]
+"""Rows only pts has (its database's counts over the throughput run): n/a elsewhere."""
+
+
 def speedup(pts: dict[str, Any], other: dict[str, Any], key: str) -> float:
     """How many times better pts is on ``key`` (above 1: pts is better)."""
     higher = next(h for k, _l, _u, h in ROWS if k == key)
@@ -62,6 +73,20 @@ def _ratio(speedup: float) -> str:
     return f"{1 / speedup:.2f}x worse"
 
 
+def _postgres(figures: dict[str, Any], name: str, form: str) -> str:
+    counted = figures["throughput"].get("postgres")
+    return "n/a" if counted is None else form.format(counted[name])
+
+
+def _workers(results: dict[str, Any]) -> list[str]:
+    if not {"pts", "pts-2"} <= set(results):
+        return []
+    one, two = (results[t]["throughput"]["ops_per_s"] for t in ("pts", "pts-2"))
+    return [
+        f"  pts serve --workers 2: {two:,.0f} appends/s, {two / one:.2f}x 1 worker's {one:,.0f}"
+    ]
+
+
 def format_report(result: dict[str, Any]) -> str:
     """The figures as a readable table, pts next to the reference server."""
     p, m, servers = result["parameters"], result["machine"], result["servers"]
@@ -72,15 +97,16 @@ def format_report(result: dict[str, Any]) -> str:
         f"  machine: {m['cpu_count']} CPUs, Python {m['python']}, {m['platform']}",
         f"  client:  {result['client']}",
     ]
-    if "pts" in servers:
-        srv, db = servers["pts"], servers["pts"]["database"]
+    for target in (t for t in targets if t.startswith("pts")):
+        srv, db = servers[target], servers[target]["database"]
         lines.append(
-            f"  pts:     {srv['runner']} ({srv['loop']}, {srv['http']}), driver {srv['driver']}; "
+            f"  {LABELS[target]}: {srv['runner']} ({srv['loop']}, {srv['http']}), "
+            f"driver {srv['driver']}; "
             f"Postgres {db['server_version']} (fsync {db['fsync']}, synchronous_commit "
             f"{db['synchronous_commit']}), {'fresh' if db['fresh'] else 'shared'} database"
         )
     for target in targets:
-        if target != "pts":
+        if not target.startswith("pts"):
             srv = servers[target]
             lines.append(
                 f"  {LABELS[target]}: the server at {srv['url']} (given, not started by the bench)"
@@ -103,7 +129,12 @@ def format_report(result: dict[str, Any]) -> str:
         row = [label, *(_cell(_value(results[t], key), unit) for t in targets)]
         row += [_ratio(speedups[t][key]) for t in speedups]
         rows.append(row)
+        if key == "throughput.latency_ms.p99":
+            for name, text, form in POSTGRES_ROWS:
+                cells = [_postgres(results[t], name, form) for t in targets]
+                rows.append([text, *cells, *("" for _ in speedups)])
     lines += table(header, rows)
+    lines += _workers(results)
     criteria = result["criteria"]
     lines.append("")
     lines.append(
@@ -126,6 +157,7 @@ def format_report(result: dict[str, Any]) -> str:
             f"{LABELS[t]} {results[t]['throughput']['client_cpu_pct']:.0f} %" for t in targets
         )
         + " (of one core)",
+        f"  Postgres per append (pts only): {method['postgres']}",
         f"  every stream read back exactly as appended; {result['elapsed_s']:.1f} s in all",
     ]
     return "\n".join(lines)

@@ -383,6 +383,7 @@ PROTOCOL_ARGS = (
     "--timeout", "90",
 )  # fmt: skip
 ROWS = ("append latency p50", "append throughput", "catch-up read", "SSE first event p50")
+POSTGRES_ROWS = ("Postgres transactions per append", "NOTIFYs per append")
 
 
 def test_payloads_are_distinct_ascii_of_the_given_size() -> None:
@@ -468,6 +469,26 @@ def _check_protocol_figures(figures: dict[str, Any], targets: list[str]) -> None
         assert events["append_to_data_ms"]["n"] == 3
         assert events["connect_to_control_ms"]["n"] == 2
         assert set(figures["criteria"]["met"][target]) == {"p50_met", "p99_met", "throughput_met"}
+        if target.startswith("pts"):
+            _check_postgres_counts(tp["postgres"])
+        else:
+            assert "postgres" not in tp  # pts only
+
+
+def _check_postgres_counts(counted: dict[str, Any]) -> None:
+    """pts's transactions and NOTIFYs over the throughput appends: counts, not speeds."""
+    assert counted["appends"] == 6
+    # Every append commits (on its own or in a batch) and is announced.
+    assert counted["transactions"] >= counted["writing_transactions"] >= 1
+    assert counted["transactions_per_append"] > 0
+    assert counted["transactions_per_append"] == counted["transactions"] / 6
+    assert counted["notifies"] >= 1
+    assert counted["notifies_per_append"] == counted["notifies"] / 6
+    # A NOTIFY is sent at a commit that changed a stream: never more than the commits.
+    assert counted["notifies_per_append"] <= counted["transactions_per_append"] + 1
+    # Each NOTIFY carries at least one stream change; together, one per append at least.
+    assert counted["stream_changes"] >= max(counted["notifies"], 6)
+    assert counted["changes_per_notify"] >= 1
 
 
 def _reference_installed() -> bool:
@@ -490,6 +511,9 @@ def test_bench_protocol_measures_the_reference_server(tmp_path: Path) -> None:
         assert row in result.stdout
     assert "reference (memory)" in result.stdout
     assert "reference (file)" in result.stdout
+    for row in POSTGRES_ROWS:  # pts's own rows: n/a for the reference servers
+        line = next(line for line in result.stdout.splitlines() if row in line)
+        assert line.split()[-2:] == ["n/a", "n/a"]
     figures: dict[str, Any] = json.loads(out.read_text())
     _check_protocol_figures(figures, ["reference", "reference-file"])
     assert figures["servers"]["reference"]["store"] == "memory"
@@ -498,21 +522,28 @@ def test_bench_protocol_measures_the_reference_server(tmp_path: Path) -> None:
     assert figures["pts_speedup"] == {}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_bench_protocol_measures_pts(db_url: str, tmp_path: Path) -> None:
     out = tmp_path / "protocol.json"
     result = run_cli(
-        "bench", "protocol", "--servers", "pts", *PROTOCOL_ARGS,
-        "--dsn", db_url, "--json", str(out),
+        "bench", "protocol", "--servers", "pts", "--pts-workers", "both", *PROTOCOL_ARGS,
+        "--timeout", "200",  # two servers, each waiting ~20 s for Postgres's statistics
+        "--dsn", db_url, "--json", str(out), timeout=230,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    for row in ROWS:
+    for row in (*ROWS, *POSTGRES_ROWS):
         assert row in result.stdout
+    assert "pts serve --workers 2:" in result.stdout  # appends/s, 2 workers vs 1
     assert f"figures written to {out}" in result.stdout
     figures: dict[str, Any] = json.loads(out.read_text())
-    _check_protocol_figures(figures, ["pts"])
-    assert figures["servers"]["pts"]["database"]["fresh"] is True
-    assert "PTS_NO_AUTH=1" in figures["servers"]["pts"]["access_control"]
+    _check_protocol_figures(figures, ["pts", "pts-2"])
+    for target, workers in (("pts", 1), ("pts-2", 2)):
+        server = figures["servers"][target]
+        assert server["database"]["fresh"] is True
+        assert "PTS_NO_AUTH=1" in server["access_control"]
+        assert server["workers"] == workers
+        assert f"pts serve --no-auth --workers {workers}" in server["runner"]
+    assert figures["pts_speedup"] == {}
 
 
 def test_bench_protocol_without_the_reference_server_says_how_to_get_it(tmp_path: Path) -> None:
