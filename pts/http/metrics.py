@@ -240,6 +240,9 @@ def metrics_route(registry: CollectorRegistry, path: str = "/metrics") -> HTTPRo
     @get(path, sync_to_thread=False, include_in_schema=False)
     def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        # Litestar adds the charset of a text/ type itself: said once, not twice.
+        if content_type.startswith("text/"):
+            content_type = content_type.replace("; charset=utf-8", "")
         return Response(encoder(registry), media_type=content_type)
 
     return metrics

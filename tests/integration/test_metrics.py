@@ -34,7 +34,8 @@ class Scraper:
     async def scrape(self) -> dict[str, float]:
         response = await self.client.get("/metrics")
         assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        content_type = response.headers["content-type"]
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8", content_type
         values: dict[str, float] = {}
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
@@ -132,7 +133,9 @@ async def test_openmetrics_when_the_scraper_asks_for_it(
         "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
     )
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0"), content_type
+    assert content_type.count("charset") == 1, content_type
     assert response.text.rstrip().endswith("# EOF")
     assert "# TYPE pts_appends counter" in response.text
 
