@@ -258,8 +258,7 @@ class Hub:
             than this is taken into an empty buffer).
         :param page_bytes: the most bytes one read asks the store for.
         :param poll_interval: a tail that heard nothing for this long re-reads anyway.
-        :param counters: where the tails count their failed reads and deliveries
-            (the component's, for ``pts.stats()``).
+        :param counters: where the tails count failed reads and deliveries (``pts.stats()``).
         """
         if buffer_size < 1 or buffer_bytes < 1 or page_bytes < 1:
             raise ValueError("buffer_size, buffer_bytes and page_bytes must be at least 1")
