@@ -28,7 +28,7 @@ from pts.live.hub import READ_PAGE_BYTES, SUBSCRIBER_BUFFER_BYTES, Hub
 from pts.models import StreamStatus
 from pts.opening import open_store
 from pts.operations import StreamOperations
-from pts.settings import Driver, Settings
+from pts.settings import Driver, PoolMode, Settings
 from pts.stats import Counters, LiveStream, Stats
 from pts.store import SQLStore, Store, validate
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE
@@ -71,6 +71,11 @@ class PersistentTextStreaming(StreamOperations):
         finish (default ``PTS_SHUTDOWN_GRACE``, else 5); then they end ``error``.
         ``pts serve`` and ``pts demo`` apply it from the first Ctrl+C (see
         :mod:`pts.http.shutdown`); a second Ctrl+C ends them at once.
+    :param drain_timeout: seconds the answers still running get to finish when
+        the server is sent SIGTERM, a rolling deploy's drain (default
+        ``PTS_DRAIN_TIMEOUT``, else 120): meanwhile new drives get 503
+        ``draining`` with ``Retry-After`` and subscribers are ended at once (they
+        reconnect to another node); then they end ``error``.
     :param pending_timeout: seconds a ``pending`` stream may wait for a driver
         (no change since it was created) before the sweeper ends it ``timeout``
         (default 600; ``None``: never). Subscribers see the ``timeout`` and end.
@@ -81,6 +86,13 @@ class PersistentTextStreaming(StreamOperations):
         its changes reach subscribers in process, and nothing is migrated,
         resolved or started. A SQL store needs ``dsn`` too, for the listener.
         Either way the component opens and closes it.
+    :param listen_dsn: where the one LISTEN connection goes (default
+        ``PTS_LISTEN_DATABASE_URL``, else ``dsn``): a direct URL when ``dsn``
+        goes through a transaction pooler, which cannot keep a LISTEN.
+    :param pool_mode: ``"transaction"`` when ``dsn`` is a pooler in transaction
+        pooling mode (PgBouncer): no prepared statement then outlives its
+        transaction, and ``listen_dsn`` is required (default ``PTS_POOL_MODE``,
+        else ``"session"``).
     """
 
     def __init__(
@@ -97,6 +109,7 @@ class PersistentTextStreaming(StreamOperations):
         pool_max_size: int | None = None,
         sweeper: bool = True,
         shutdown_grace: float | None = None,
+        drain_timeout: float | None = None,
         subscriber_buffer: int = 256,
         poll_interval: float = 3.0,
         subscriber_buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
@@ -104,6 +117,8 @@ class PersistentTextStreaming(StreamOperations):
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
         pending_timeout: float | None = 600.0,
         store: Store | None = None,
+        listen_dsn: str | None = None,
+        pool_mode: PoolMode | None = None,
     ) -> None:
         if isinstance(store, SQLStore) and dsn is None:
             raise ConfigurationError(
@@ -113,6 +128,8 @@ class PersistentTextStreaming(StreamOperations):
         if store is not None and not isinstance(store, SQLStore | MemoryStore):
             raise ConfigurationError("store= takes a pts.testing.MemoryStore or a SQL store")
         self._dsn = dsn
+        self._listen_dsn = listen_dsn
+        self._pool_mode = pool_mode
         self.driver: Driver = driver
         self.flush = flush or FlushPolicy()
         if stale_after <= 0 or sweep_interval <= 0 or outage_limit < 0:
@@ -131,6 +148,11 @@ class PersistentTextStreaming(StreamOperations):
         if not 0 <= shutdown_grace < math.inf:
             raise ValueError("shutdown_grace must be a finite number of seconds, at least 0")
         self.shutdown_grace: float = shutdown_grace
+        if drain_timeout is None:
+            drain_timeout = Settings.from_env().drain_timeout
+        if not 0 <= drain_timeout < math.inf:
+            raise ValueError("drain_timeout must be a finite number of seconds, at least 0")
+        self.drain_timeout: float = drain_timeout
         if subscriber_buffer < 1 or subscriber_buffer_bytes < 1 or read_page_bytes < 1:
             raise ValueError(
                 "subscriber_buffer, subscriber_buffer_bytes and read_page_bytes must be at least 1"
@@ -163,6 +185,7 @@ class PersistentTextStreaming(StreamOperations):
         self._writers = WriterRegistry(self._upkeep.spawn)
         self._drives = Drives()
         self._stopping = False  # set by pts.http.shutdown when the server begins to stop
+        self._draining = False  # ... on SIGTERM: a rolling deploy's drain
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -195,6 +218,15 @@ class PersistentTextStreaming(StreamOperations):
         if self._store is not None:
             return
         settings = Settings.from_env()
+        pool_mode = self._pool_mode or settings.pool_mode
+        listen_dsn = self._listen_dsn or settings.listen_database_url
+        on_database = not isinstance(self._given_store, MemoryStore)
+        if listen_dsn is None and pool_mode == "transaction" and on_database:
+            raise ConfigurationError(
+                "PTS_POOL_MODE=transaction: the pool's URL goes through a transaction pooler, "
+                "where LISTEN does not work; set PTS_LISTEN_DATABASE_URL (or listen_dsn=) "
+                "to a direct connection"
+            )
         store, self._dsn = await open_store(
             self._given_store,
             self._dsn,
@@ -203,6 +235,7 @@ class PersistentTextStreaming(StreamOperations):
             max_size=self._pool_max_size or settings.pool_max_size,
             max_stream_size=self.max_stream_size,
             migrate=migrate,
+            pool_mode=pool_mode,
         )
         self._store = store
         self._hub = Hub(
@@ -220,20 +253,21 @@ class PersistentTextStreaming(StreamOperations):
         feed.on_change(self._upkeep.on_notification)
         feed.on_reconnect(self._hub.on_reconnect)
         feed.on_reconnect(self._upkeep.on_reconnect)
-        await feed.start(store, self._dsn)
+        await feed.start(store, listen_dsn or self._dsn)
         self._upkeep.start(sweeper=self.sweeper_enabled)
         _OPEN.add(self)
 
     async def close(self) -> None:
         """Stop the background tasks and close the pool. Idempotent.
 
-        Generations still running get ``shutdown_grace`` seconds to finish;
-        the rest end with status ``error``.
+        Generations still running get ``shutdown_grace`` seconds to finish
+        (``drain_timeout`` in a drain: :meth:`begin_stopping`); the rest end
+        with status ``error``.
         """
         if self._store is None:
             return
         _OPEN.discard(self)
-        await self._drives.wind_down(self.shutdown_grace)
+        await self._drives.wind_down(self.drain_timeout if self._draining else self.shutdown_grace)
         self._writers.abandon_all()
         await self._upkeep.stop()
         await self._feed.stop()
@@ -284,9 +318,19 @@ class PersistentTextStreaming(StreamOperations):
 
     # -- stopping a server (pts.http.shutdown drives these) ---------------------
 
-    def begin_stopping(self) -> None:
-        """The server running this process begins to stop: see :attr:`stopping`."""
+    def begin_stopping(self, *, drain: bool = False) -> None:
+        """The server running this process begins to stop: see :attr:`stopping`.
+
+        New drives are refused from now on (Draining: 503 with Retry-After).
+        ``drain`` (SIGTERM: a rolling deploy) also ends every subscription now,
+        so its clients reconnect to another node, and :meth:`close` then gives
+        the generations still running ``drain_timeout`` instead of
+        ``shutdown_grace``.
+        """
         self._stopping = True
+        if drain:
+            self._draining = True
+            self.end_subscriptions()
 
     async def stop_answers(self, reason: str, within: float) -> None:
         """End every stream this process writes now: status ``error`` with ``reason``.

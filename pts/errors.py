@@ -147,6 +147,24 @@ class StoreUnavailable(PTSError):
     """
 
 
+class Draining(PTSError):
+    """A new answer was asked of a server that is draining (SIGTERM: a rolling deploy).
+
+    Answered 503 ``draining`` with ``Retry-After``, so that a load balancer or
+    the client tries another node; the stream is left ``pending`` for it.
+    """
+
+    retry_after: int = 1
+    """Seconds the client should wait before it retries (on another node)."""
+
+    def __init__(self, stream_id: uuid.UUID) -> None:
+        super().__init__(
+            f"this server is shutting down and starts no new answer; "
+            f"retry stream {stream_id} on another node"
+        )
+        self.stream_id = stream_id
+
+
 class PersistenceFailed(PTSError):
     """Text could not be persisted: the database stayed unreachable past the outage limit.
 

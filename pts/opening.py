@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from pts.database import resolve_dsn
-from pts.settings import Driver, Settings
+from pts.settings import Driver, PoolMode, Settings
 from pts.store import SQLStore, Store, create_store
 from pts.store.migrations import check_schema
 from pts.store.migrations import migrate as run_migrations
@@ -28,6 +28,7 @@ async def open_store(
     max_size: int,
     max_stream_size: int | None,
     migrate: bool | None,
+    pool_mode: PoolMode = "session",
 ) -> tuple[Store, str | None]:
     """The opened store and the database URL it uses (``None`` for a MemoryStore).
 
@@ -49,7 +50,12 @@ async def open_store(
         given
         if isinstance(given, SQLStore)
         else create_store(
-            dsn, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+            dsn,
+            driver,
+            min_size=min_size,
+            max_size=max_size,
+            max_stream_size=max_stream_size,
+            pool_mode=pool_mode,
         )
     )
     await store.open()

@@ -19,7 +19,14 @@ from litestar.response import Stream
 
 from pts.body import PagedBody, read_body
 from pts.driving import AnyRequest, Drives, Generate, driving_response, keep_body
-from pts.errors import AlreadyDriven, InvalidInput, InvalidOffset, InvalidTransition, PTSError
+from pts.errors import (
+    AlreadyDriven,
+    Draining,
+    InvalidInput,
+    InvalidOffset,
+    InvalidTransition,
+    PTSError,
+)
 from pts.flush import FlushPolicy
 from pts.live.hub import Chunk, Hub
 from pts.live.subscribe import Update, subscribe_text
@@ -46,6 +53,7 @@ class StreamOperations:
     _hub: Hub | None
     _drives: Drives
     _writers: WriterRegistry
+    _stopping: bool
     counters: Counters
 
     @property
@@ -196,7 +204,13 @@ class StreamOperations:
         return ui_response(replay(chunks, lambda: self.store.get_stream(stream_id)), stream_id)
 
     async def _claim(self, stream_id: uuid.UUID) -> StreamInfo:
-        """``pending -> streaming``, for one driver only: else AlreadyDriven."""
+        """``pending -> streaming``, for one driver only: else AlreadyDriven.
+
+        Draining when this server is stopping: the stream stays ``pending`` for
+        another node to drive.
+        """
+        if self._stopping:
+            raise Draining(stream_id)
         try:
             return await self.store.claim(stream_id)
         except InvalidTransition as exc:

@@ -13,23 +13,40 @@ from pts.errors import ConfigurationError
 
 Driver: TypeAlias = Literal["asyncpg", "psycopg"]
 DRIVERS: tuple[Driver, ...] = ("asyncpg", "psycopg")
+PoolMode: TypeAlias = Literal["session", "transaction"]
+POOL_MODES: tuple[PoolMode, ...] = ("session", "transaction")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting pts reads from the environment, with its default.
 
-    ========================  ===============================================
-    ``PTS_DATABASE_URL``      Postgres URL; falls back to ``DATABASE_URL``;
-                              with neither, an embedded Postgres is started.
-    ``PTS_DRIVER``            ``asyncpg`` (default) or ``psycopg``.
-    ``PTS_POOL_MIN_SIZE``     connections kept open per process (default 1).
-    ``PTS_POOL_MAX_SIZE``     most connections per process (default 10).
-    ``PTS_DATA_DIR``          where the embedded Postgres keeps its data
-                              (default ``.pts`` in the working directory).
-    ``PTS_SHUTDOWN_GRACE``    seconds live answers get to finish when the
-                              server stops (default 5; see pts.http.shutdown).
-    ========================  ===============================================
+    ============================  ===============================================
+    ``PTS_DATABASE_URL``          Postgres URL; falls back to ``DATABASE_URL``;
+                                  with neither, an embedded Postgres is started.
+    ``PTS_DRIVER``                ``asyncpg`` (default) or ``psycopg``.
+    ``PTS_POOL_MIN_SIZE``         connections kept open per process (default 1).
+    ``PTS_POOL_MAX_SIZE``         most connections per process (default 10).
+    ``PTS_DATA_DIR``              where the embedded Postgres keeps its data
+                                  (default ``.pts`` in the working directory).
+    ``PTS_SHUTDOWN_GRACE``        seconds live answers get to finish when the
+                                  server stops on Ctrl+C (default 5; see
+                                  pts.http.shutdown).
+    ``PTS_DRAIN_TIMEOUT``         seconds live answers get to finish when the
+                                  server is sent SIGTERM: a rolling deploy's
+                                  drain (default 120; see pts.http.shutdown).
+    ``PTS_POOL_MODE``             ``session`` (default) or ``transaction``: set
+                                  ``transaction`` when the URL reaches Postgres
+                                  through a pooler in transaction pooling mode
+                                  (PgBouncer ``pool_mode = transaction``): pts then
+                                  uses no prepared statements that outlive a
+                                  transaction, on either driver.
+    ``PTS_LISTEN_DATABASE_URL``   where the one LISTEN connection per process
+                                  goes (default: ``PTS_DATABASE_URL``). LISTEN
+                                  needs a session of its own: with
+                                  ``PTS_POOL_MODE=transaction`` give a direct URL
+                                  (or a session-mode pool's).
+    ============================  ===============================================
     """
 
     database_url: str | None = None
@@ -38,6 +55,9 @@ class Settings:
     pool_max_size: int = 10
     data_dir: Path = Path(".pts")
     shutdown_grace: float = 5.0
+    drain_timeout: float = 120.0
+    pool_mode: PoolMode = "session"
+    listen_database_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
@@ -52,8 +72,16 @@ class Settings:
             )
         if not 0 <= self.shutdown_grace < math.inf:
             raise ConfigurationError("the shutdown grace must be a finite number of seconds >= 0")
+        if not 0 <= self.drain_timeout < math.inf:
+            raise ConfigurationError("the drain timeout must be a finite number of seconds >= 0")
+        if self.pool_mode not in POOL_MODES:
+            raise ConfigurationError(
+                f"unknown pool mode {self.pool_mode!r}: choose one of {', '.join(POOL_MODES)}"
+            )
         if self.database_url is not None:
             check_dsn(self.database_url)
+        if self.listen_database_url is not None:
+            check_dsn(self.listen_database_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +93,12 @@ class Settings:
             raise ConfigurationError(
                 f"PTS_DRIVER={driver!r} is not a driver: choose one of {', '.join(DRIVERS)}"
             )
+        pool_mode = env.get("PTS_POOL_MODE") or "session"
+        if pool_mode not in POOL_MODES:
+            raise ConfigurationError(
+                f"PTS_POOL_MODE={pool_mode!r} is not a pool mode: "
+                f"choose one of {', '.join(POOL_MODES)}"
+            )
         return cls(
             database_url=url,
             driver=driver,
@@ -72,6 +106,9 @@ class Settings:
             pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
             data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
             shutdown_grace=_seconds(env, "PTS_SHUTDOWN_GRACE", 5.0),
+            drain_timeout=_seconds(env, "PTS_DRAIN_TIMEOUT", 120.0),
+            pool_mode=pool_mode,
+            listen_database_url=env.get("PTS_LISTEN_DATABASE_URL") or None,
         )
 
 

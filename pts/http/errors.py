@@ -40,6 +40,7 @@ from pts.errors import (
     ConfigurationError,
     ContentTypeMismatch,
     DeletedStreamConflict,
+    Draining,
     DurableStreamsNotSupported,
     InvalidChunk,
     InvalidInput,
@@ -105,6 +106,7 @@ ERRORS: dict[type[PTSError], tuple[int, str]] = {
     StreamTooLarge: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "stream_too_large"),
     StoreUnavailable: (HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"),
     PersistenceFailed: (HTTP_503_SERVICE_UNAVAILABLE, "persistence_failed"),
+    Draining: (HTTP_503_SERVICE_UNAVAILABLE, "draining"),
     SchemaNotMigrated: (HTTP_500_INTERNAL_SERVER_ERROR, "schema_not_migrated"),
     ConfigurationError: (HTTP_500_INTERNAL_SERVER_ERROR, "configuration_error"),
     DurableStreamsNotSupported: (HTTP_501_NOT_IMPLEMENTED, "not_implemented"),
@@ -144,9 +146,10 @@ def error_content(exc: PTSError, *, debug: bool) -> tuple[int, dict[str, Any], d
 
     The body is ``{"error": kind, "detail": message}``;
     :class:`~pts.errors.InvalidTransition` adds the stream's ``status`` and
-    ``size``. Headers: 401 adds ``WWW-Authenticate: Bearer``, a protocol error
-    its own. A 500's detail shows its message only in ``debug`` (it may quote
-    settings), else it points at the server log.
+    ``size``. Headers: 401 adds ``WWW-Authenticate: Bearer``, a draining
+    server's 503 ``Retry-After``, a protocol error its own. A 500's detail
+    shows its message only in ``debug`` (it may quote settings), else it
+    points at the server log.
     """
     status_code, kind = error_status(exc)
     detail = str(exc) or kind.replace("_", " ")
@@ -163,6 +166,8 @@ def error_content(exc: PTSError, *, debug: bool) -> tuple[int, dict[str, Any], d
     headers = dict(exc.headers) if isinstance(exc, ProtocolError) else {}
     if status_code == HTTP_401_UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, Draining):
+        headers["Retry-After"] = str(exc.retry_after)
     return status_code, content, headers
 
 

@@ -55,6 +55,7 @@ from litestar.types import Receive, Scope, Send
 from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError, PTSError, SchemaNotMigrated
 from pts.http.access import ADMIN_TOKEN_ENV, Access, Action, Authorize
+from pts.http.drain import follow_sigterm
 from pts.http.durable import DurableStreams, ProtocolSettings
 from pts.http.errors import error_response, internal_error_response
 from pts.http.routes import StreamRoutes
@@ -187,9 +188,11 @@ class PTSPlugin(InitPluginProtocol):
             # The one line to act on, logged on its own (the server's traceback follows).
             logger.error("pts cannot start: %s", exc)
             raise SchemaNotMigrated(str(exc)) from None
+        restore_sigterm = follow_sigterm(self.pts)
         try:
             yield
         finally:
+            restore_sigterm()
             await self.pts.close()
 
     def _provide_pts(self) -> PersistentTextStreaming:

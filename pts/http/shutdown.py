@@ -32,20 +32,22 @@ its place. It goes through phases:
     left to wait for).
 
 Why ``error``, not ``aborted``: ``aborted`` means someone stopped the answer
-on purpose (its ``abort_reason`` is theirs); an answer cut short by the server
-going away is incomplete through no reader's choice, the way a failing
-generator's is, and pts already ends such answers ``error`` when it shuts
-down (:data:`pts.SHUTDOWN_MESSAGE`).
+on purpose; one cut short by the server going away is incomplete through no
+reader's choice, as a failing generator's is (:data:`pts.SHUTDOWN_MESSAGE`).
 
 A SIGINT less than :data:`DUPLICATE_WINDOW` after the first is taken as the
 same Ctrl+C delivered twice (``uv run`` without a terminal forwards the
 signal its process group already received), so the waiting line is printed
 after that window: from then on, Ctrl+C stops at once.
 
-This is one process's shutdown. With ``--workers N``, uvicorn's supervisor
-process runs plain uvicorn servers in the workers (see the README).
-Draining for rolling deploys (refusing new drives with 503 while the answers
-finish) grows from here: new phases of the same coordinator.
+A SIGTERM (a rolling deploy, an orchestrator's stop) drains instead: the
+same phases, but the live answers get the *drain time* (``drain_timeout``,
+``PTS_DRAIN_TIMEOUT``, 120 s by default), new drives are refused (503
+``draining``, ``Retry-After``), and every subscription ends at once, so its
+clients reconnect to another node and read on from the table there.
+
+With ``--workers N``, uvicorn's supervisor runs plain uvicorn servers in the
+workers: the plugin drains them on SIGTERM (:mod:`pts.http.drain`).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from pts.core import PersistentTextStreaming, open_instances
+from pts.core import open_instances
 from pts.settings import Settings
 
 __all__ = [
+    "DRAIN_OVER",
     "DUPLICATE_WINDOW",
     "GRACE_OVER",
     "INTERRUPTED",
@@ -87,15 +90,18 @@ INTERRUPTED = "the server stopped (interrupted) before the answer ended"
 GRACE_OVER = "the server stopped before the answer ended: its shutdown grace of {grace:g} s ran out"
 """The error of an answer still running when the grace ran out (``.format(grace=...)``)."""
 
-DEFAULT_GRACE = 5.0
-"""The grace when no :class:`~pts.core.PersistentTextStreaming` is open (seconds)."""
+DRAIN_OVER = "the server stopped before the answer ended: its drain time of {grace:g} s ran out"
+"""The error of an answer still running when a SIGTERM's drain time ran out."""
+
+DEFAULT_GRACE, DEFAULT_DRAIN = 5.0, 120.0
+"""The grace and the drain time (seconds) when no PersistentTextStreaming is open."""
 
 DUPLICATE_WINDOW = 0.5
 """A SIGINT this soon after the first one is the same Ctrl+C, delivered twice (seconds)."""
 
 STOP_TIMEOUT = 1.0
-"""How long the final writes of the answers a stop cuts, and the responses it ends, may
-take (seconds); past it, what is left is cut (the sweeper ends a stream not written)."""
+"""Seconds the final writes of the answers a stop cuts, and the responses it ends, may
+take; then what is left is cut (the sweeper ends a stream not written)."""
 
 _POLL = 0.05
 
@@ -123,8 +129,10 @@ class Shutdown:
 
     :param server: the uvicorn server it stops.
     :param echo: where the waiting line goes (default: stderr).
-    :param grace: seconds the live answers get (default: the largest
-        ``shutdown_grace`` of the open PersistentTextStreaming instances).
+    :param grace: seconds the live answers get after a Ctrl+C (default: the
+        largest ``shutdown_grace`` of the open PersistentTextStreaming instances).
+    :param drain: seconds they get after a SIGTERM (default: the largest
+        ``drain_timeout`` of the open instances).
     """
 
     def __init__(
@@ -133,6 +141,7 @@ class Shutdown:
         *,
         echo: Callable[[str], None] | None = None,
         grace: float | None = None,
+        drain: float | None = None,
     ) -> None:
         self.server = server
         self.phase = Phase.RUNNING
@@ -143,6 +152,7 @@ class Shutdown:
         self._began: float | None = None  # loop time of the first signal
         self._forced = False  # a second Ctrl+C: stop now
         self._wake: asyncio.Event | None = None
+        self._drain = drain
 
     # -- signals (called in the signal handler: only set flags, hand over to the loop)
 
@@ -192,9 +202,25 @@ class Shutdown:
         graces = [pts.shutdown_grace for pts in open_instances()]
         return max(graces) if graces else DEFAULT_GRACE
 
-    @staticmethod
-    def _instances() -> list[PersistentTextStreaming]:
-        return open_instances()
+    @property
+    def drain(self) -> float:
+        """Seconds the live answers get from a SIGTERM on (a rolling deploy's drain)."""
+        if self._drain is not None:
+            return self._drain
+        drains = [pts.drain_timeout for pts in open_instances()]
+        return max(drains) if drains else DEFAULT_DRAIN
+
+    @property
+    def draining(self) -> bool:
+        """The stop began with SIGTERM: a deploy's drain (Ctrl+C is a person's stop)."""
+        return self._first_signal is not None and self._first_signal[0] == signal.SIGTERM
+
+    @property
+    def wait(self) -> float:
+        """Seconds the live answers get: the drain time after SIGTERM, else the grace."""
+        return self.drain if self.draining else self.grace
+
+    _instances = staticmethod(open_instances)
 
     def live_answers(self) -> int:
         """Streams this process is writing."""
@@ -223,9 +249,10 @@ class Shutdown:
             parts.append(_plural(requests, "request"))
         if not parts:
             return None
+        verb, again = ("draining", "SIGTERM") if self.draining else ("stopping", "Ctrl+C")
         return (
-            f"pts: stopping: waiting for {' and '.join(parts)}, up to {self.grace:g} s; "
-            "Ctrl+C again to stop now"
+            f"pts: {verb}: waiting for {' and '.join(parts)}, up to {self.wait:g} s; "
+            f"{again} again to stop now"
         )
 
     def _announce(self) -> None:
@@ -255,14 +282,16 @@ class Shutdown:
             self._began = loop.time()
         if self.phase is Phase.RUNNING:
             self.phase = Phase.DRAINING
-        deadline = self._began + self.grace
+        deadline = self._began + self.wait
         logger.info("Shutting down")
         for listening in getattr(server, "servers", []):
             listening.close()
         for sock in sockets or []:
             sock.close()
         for instance in self._instances():
-            instance.begin_stopping()
+            # In a drain, subscriptions end now: another node serves them from the
+            # table (Last-Event-ID, their offset) rather than hold this one up.
+            instance.begin_stopping(drain=self.draining)
         # Idle keep-alive connections close now; busy ones after their response.
         for connection in list(server.server_state.connections):
             connection.shutdown()
@@ -271,7 +300,11 @@ class Shutdown:
             await self._pause(min(_POLL, deadline - loop.time()))
 
         self.phase = Phase.STOPPING
-        reason = INTERRUPTED if self._forced else GRACE_OVER.format(grace=self.grace)
+        reason = (
+            INTERRUPTED
+            if self._forced
+            else (DRAIN_OVER if self.draining else GRACE_OVER).format(grace=self.wait)
+        )
         instances = self._instances()
         await asyncio.gather(*(pts.stop_answers(reason, STOP_TIMEOUT) for pts in instances))
         for instance in instances:
@@ -352,10 +385,12 @@ def run(app: Any, **options: Any) -> None:
     """
     config = uvicorn.Config(app, **options)
     if config.workers > 1 or config.should_reload:
-        # Plain uvicorn workers wait for every open response (an SSE subscriber never
-        # ends) before the app's shutdown: bound that by the grace at least.
-        grace = math.ceil(Settings.from_env().shutdown_grace)
-        uvicorn.run(app, **{"timeout_graceful_shutdown": grace, **options})
+        # Plain uvicorn workers wait for every open response before the app's
+        # shutdown: the plugin ends its subscribers on SIGTERM (pts.http.drain), and
+        # the drain time bounds the driving responses.
+        settings = Settings.from_env()
+        wait = math.ceil(max(settings.drain_timeout, settings.shutdown_grace))
+        uvicorn.run(app, **{"timeout_graceful_shutdown": wait, **options})
         return
     server = Server(config)
     server.run()

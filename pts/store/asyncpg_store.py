@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from pts.errors import StoreUnavailable
+from pts.settings import PoolMode
 from pts.store import validate
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE
 from pts.store.queries import queries
@@ -27,7 +28,13 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 class AsyncpgStore(SQLStore):
-    """A :class:`~pts.store.base.Store` on an asyncpg connection pool."""
+    """A :class:`~pts.store.base.Store` on an asyncpg connection pool.
+
+    With ``pool_mode="transaction"`` (``dsn`` is PgBouncer in transaction
+    pooling mode) the statement cache is off: asyncpg's cached statements are
+    named and live in one server session, which the pooler hands to other
+    clients between transactions ("prepared statement does not exist").
+    """
 
     driver = "asyncpg"
 
@@ -38,8 +45,10 @@ class AsyncpgStore(SQLStore):
         min_size: int = 1,
         max_size: int = 10,
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+        pool_mode: PoolMode = "session",
     ) -> None:
         self.dsn = dsn
+        self.pool_mode: PoolMode = pool_mode
         self.max_stream_size = validate.max_stream_size(max_stream_size)
         self.min_size = min_size
         self.max_size = max_size
@@ -49,9 +58,14 @@ class AsyncpgStore(SQLStore):
     async def open(self) -> None:
         if self._pool is not None:
             return
+        # asyncpg's default cache (100 statements), unless behind a transaction pooler.
+        cache_size = 0 if self.pool_mode == "transaction" else 100
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                statement_cache_size=cache_size,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc

@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pts.errors import StoreUnavailable
+from pts.settings import PoolMode
 from pts.store import validate
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE
 from pts.store.queries import queries
@@ -26,7 +27,13 @@ def to_psycopg(sql: str) -> str:
 
 
 class PsycopgStore(SQLStore):
-    """A :class:`~pts.store.base.Store` on a psycopg 3 async connection pool."""
+    """A :class:`~pts.store.base.Store` on a psycopg 3 async connection pool.
+
+    With ``pool_mode="transaction"`` (``dsn`` is PgBouncer in transaction
+    pooling mode) psycopg prepares nothing on the server (``prepare_threshold``
+    None): a prepared statement lives in one server session, which the pooler
+    hands to other clients between transactions.
+    """
 
     driver = "psycopg"
 
@@ -37,8 +44,10 @@ class PsycopgStore(SQLStore):
         min_size: int = 1,
         max_size: int = 10,
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+        pool_mode: PoolMode = "session",
     ) -> None:
         self.dsn = dsn
+        self.pool_mode: PoolMode = pool_mode
         self.max_stream_size = validate.max_stream_size(max_stream_size)
         self.min_size = min_size
         self.max_size = max_size
@@ -48,11 +57,13 @@ class PsycopgStore(SQLStore):
     async def open(self) -> None:
         if self._pool is not None:
             return
+        # psycopg prepares a query on the server from its 5th execution, unless told not to.
+        prepare = {"prepare_threshold": None} if self.pool_mode == "transaction" else {}
         pool = AsyncConnectionPool(
             self.dsn,
             min_size=max(self.min_size, 1),
             max_size=self.max_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **prepare},
             open=False,
             timeout=30.0,
         )

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Concatenate, ParamSpec, TypeVar
 
 from pts.database import resolve_dsn
-from pts.settings import Driver, Settings
+from pts.settings import Driver, PoolMode, Settings
 from pts.store import create_store
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE, Store
 from pts.store.migrations import check_schema, migrate
@@ -60,7 +60,8 @@ class SyncStore:
     ``PTS_DATABASE_URL``, else ``DATABASE_URL``, else the embedded Postgres
     (started if needed, and migrated). ``driver`` defaults to psycopg, the
     usual choice in sync code bases; ``max_stream_size`` caps each stream's
-    size as in :func:`~pts.store.create_store`. Raises SchemaNotMigrated if a
+    size as in :func:`~pts.store.create_store`; ``pool_mode`` (default
+    ``PTS_POOL_MODE``) as there too. Raises SchemaNotMigrated if a
     configured database lacks the pts schema (run ``pts migrate``).
     """
 
@@ -72,7 +73,10 @@ class SyncStore:
         min_size: int = 1,
         max_size: int = 4,
         max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE,
+        pool_mode: PoolMode | None = None,
     ) -> None:
+        if pool_mode is None:
+            pool_mode = Settings.from_env().pool_mode
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pts-sync-store", daemon=True
@@ -81,7 +85,12 @@ class SyncStore:
         try:
             url = self._run(_resolve(dsn))
             self._store = create_store(
-                url, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
+                url,
+                driver,
+                min_size=min_size,
+                max_size=max_size,
+                max_stream_size=max_stream_size,
+                pool_mode=pool_mode,
             )
             self._run(self._store.open())
             try:

@@ -6,7 +6,10 @@ database from ``PTS_DATABASE_URL``), as ``pts serve`` serves its app:
 - ``POST /drive/{id}``: drives stream ``id`` (the plugin's ``POST /streams``
   creates it), a token every few milliseconds, forever;
 - ``POST /background``: starts an answer no request holds (a writer in a task,
-  as the demo's server-driven answers are) and returns its stream id.
+  as the demo's server-driven answers are) and returns its stream id;
+- ``POST /answer/{id}``: drives stream ``id`` with :data:`ANSWER`, a token every
+  :data:`TOKEN_GAP` seconds (a few seconds long), printing ``generation ID`` when
+  its generation starts (the test counts generations).
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ TOKEN_GAP = 0.02
 """Seconds between two tokens of an endless answer."""
 
 
+ANSWER = "".join(f"Sentence {i} of the answer that outlives a deploy. " for i in range(20))
+"""A finite answer: 160 tokens, TOKEN_GAP apart."""
+
+
+async def finite(_request: Request[Any, Any, Any], stream_id: uuid.UUID, append: Append) -> None:
+    print(f"generation {stream_id}", flush=True)
+    for word in ANSWER.split(" ")[:-1]:
+        await append(word + " ")
+        await asyncio.sleep(TOKEN_GAP)
+
+
 async def endless(_request: Request[Any, Any, Any], _stream_id: uuid.UUID, append: Append) -> None:
     """A generation that never ends by itself: one sentence after another."""
     while True:
@@ -46,6 +60,10 @@ def create_app() -> Litestar:
     @post("/drive/{stream_id:uuid}")
     async def drive(request: Request[Any, Any, Any], stream_id: uuid.UUID) -> Stream:
         return await pts.stream(request, stream_id, endless)
+
+    @post("/answer/{stream_id:uuid}")
+    async def answer(request: Request[Any, Any, Any], stream_id: uuid.UUID) -> Stream:
+        return await pts.stream(request, stream_id, finite)
 
     @post("/background")
     async def start_background() -> dict[str, str]:
@@ -73,7 +91,7 @@ def create_app() -> Litestar:
         return {"ok": True}
 
     return Litestar(
-        route_handlers=[drive, start_background, healthz],
+        route_handlers=[drive, answer, start_background, healthz],
         plugins=[PTSPlugin(pts, authorize=allow_everything)],
     )
 

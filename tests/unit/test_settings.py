@@ -16,6 +16,13 @@ def test_defaults() -> None:
     assert s.driver == "asyncpg"
     assert (s.pool_min_size, s.pool_max_size) == (1, 10)
     assert s.data_dir == Path(".pts")
+    assert (s.pool_mode, s.listen_database_url) == ("session", None)
+
+
+def test_pool_mode_and_listen_url_are_read() -> None:
+    env = {"PTS_POOL_MODE": "transaction", "PTS_LISTEN_DATABASE_URL": "postgresql://db/x"}
+    s = Settings.from_env(env)
+    assert (s.pool_mode, s.listen_database_url) == ("transaction", "postgresql://db/x")
 
 
 def test_pts_database_url_wins_over_database_url() -> None:
@@ -47,6 +54,8 @@ def test_values_are_read() -> None:
         ({"PTS_POOL_MAX_SIZE": "ten"}, "PTS_POOL_MAX_SIZE"),
         ({"PTS_POOL_MIN_SIZE": "5", "PTS_POOL_MAX_SIZE": "2"}, "exceeds"),
         ({"PTS_DATABASE_URL": "host=localhost dbname=x"}, "postgresql://"),
+        ({"PTS_POOL_MODE": "statement"}, "PTS_POOL_MODE"),
+        ({"PTS_LISTEN_DATABASE_URL": "host=db dbname=x"}, "postgresql://"),
     ],
 )
 def test_bad_values_fail_clearly(env: dict[str, str], message: str) -> None:
