@@ -165,7 +165,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "pts_draining",
         "gauge",
-        "1 once the server running this process began to stop (SIGTERM, Ctrl+C), else 0.",
+        "1 once the server running this process began to stop or drain (SIGTERM, Ctrl+C): "
+        "new drives are refused (503 draining), else 0.",
         lambda s: _flag(s.stopping),
     ),
     MetricSpec(
