@@ -197,6 +197,14 @@ def _positive_seconds(_ctx: click.Context, _param: click.Parameter, value: float
     help="Per worker: answer 503 to new requests while this many connections (SSE and "
     "long-polls included) or requests are open.",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=None,
+    envvar="PTS_METRICS",
+    show_envvar=True,
+    help="Serve GET /metrics (Prometheus, no access check: keep it off the public network). "
+    "Default: on when prometheus-client is installed (pip install 'pts[metrics]').",
+)
 def serve(
     host: str,
     port: int,
@@ -209,8 +217,9 @@ def serve(
     header_timeout: float,
     timeout_keep_alive: int,
     limit_concurrency: int,
+    metrics: bool | None,
 ) -> None:
-    """Serve the pts HTTP API (/streams, /v1/stream, /healthz) with uvicorn.
+    """Serve the pts HTTP API (/streams, /v1/stream, /healthz, /metrics) with uvicorn.
 
     The database is resolved once here (starting the embedded Postgres if none
     is configured) and migrated before any worker starts; workers get its URL
@@ -222,7 +231,7 @@ def serve(
     whose Host header is not a loopback one, or whose Origin is neither a
     loopback one nor a --cors-origin.
     """
-    from pts.http.app import CORS_ORIGINS_ENV, cors_origins_from_env
+    from pts.http.app import CORS_ORIGINS_ENV, METRICS_ENV, cors_origins_from_env, metrics_from_env
     from pts.http.serving import (
         FILES_BESIDES_CONNECTIONS,
         header_timeout_protocol,
@@ -233,8 +242,11 @@ def serve(
 
     if cors_origins:
         os.environ[CORS_ORIGINS_ENV] = " ".join(cors_origins)
+    if metrics is not None:  # else unset (click read it): on when prometheus-client is there
+        os.environ[METRICS_ENV] = "1" if metrics else "0"
     try:
         cors_origins_from_env()  # checked once here, not in every worker
+        metrics_from_env()
     except PTSError as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -29,7 +29,7 @@ from pts.models import StreamStatus
 from pts.opening import open_store
 from pts.operations import StreamOperations
 from pts.settings import Driver, PoolMode, Settings
-from pts.stats import LiveStream, Stats
+from pts.stats import Counters, LiveStream, Stats
 from pts.store import SQLStore, Store, validate
 from pts.store.base import DEFAULT_MAX_STREAM_SIZE
 from pts.testing import MemoryStore
@@ -175,6 +175,9 @@ class PersistentTextStreaming(StreamOperations):
         self._given_store = store
         if store is not None:
             self.max_stream_size = store.max_stream_size
+        self.counters = Counters()
+        """The totals the parts keep as they work (appends, flushes, deliveries, errors):
+        read them in :meth:`stats`."""
         self._hub: Hub | None = None
         self._store: Store | None = None
         self._feed = ChangeFeed()  # a fresh one per open(); kept after close() for stats()
@@ -241,6 +244,7 @@ class PersistentTextStreaming(StreamOperations):
             buffer_bytes=self.subscriber_buffer_bytes,
             page_bytes=self.read_page_bytes,
             poll_interval=self.poll_interval,
+            counters=self.counters,
         )
         # Notifications lost while the listener was away: every tail re-reads
         # from its offset, and our writers are re-checked.
@@ -276,7 +280,7 @@ class PersistentTextStreaming(StreamOperations):
 
     def stats(self) -> Stats:
         """A snapshot of what this process's component holds and has done (see Stats)."""
-        hub, feed = self._hub, self._feed
+        hub, feed, counters = self._hub, self._feed, self.counters
         return Stats(
             open=self._store is not None,
             stopping=self._stopping,
@@ -289,6 +293,13 @@ class PersistentTextStreaming(StreamOperations):
             notifications=feed.notifications,
             listener_connected=self._store is not None and feed.connected,
             listener_reconnects=feed.reconnects,
+            appends=counters.appends,
+            bytes_persisted=counters.bytes_persisted,
+            database_errors=counters.database_errors,
+            outage_retries=counters.outage_retries,
+            flush_seconds=counters.flush_seconds.snapshot(),
+            flush_bytes=counters.flush_bytes.snapshot(),
+            delivery_seconds=counters.delivery_seconds.snapshot(),
         )
 
     def live_stream(self, stream_id: uuid.UUID) -> LiveStream | None:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pts.errors import OffsetConflict, PersistenceFailed, StoreUnavailable, StreamClosed
 from pts.models import StreamStatus
+from pts.stats import Counters
 from pts.store.base import Store
 
 logger = logging.getLogger("pts.flush")
@@ -161,6 +162,10 @@ class Flusher:
     fewer, larger writes, never a queue). While the database is unreachable the
     piece is retried with backoff, keeping everything in order; after
     ``outage_limit`` seconds the flusher gives up with PersistenceFailed.
+
+    Each committed append, its size and how long it took are added to
+    ``counters`` (the component's, for ``pts.stats()``), and so are the
+    attempts that failed and the retries.
     """
 
     def __init__(
@@ -173,8 +178,10 @@ class Flusher:
         outage_limit: float = 30.0,
         on_failure: Callable[[BaseException], None] | None = None,
         buffer: FlushBuffer | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.store = store
+        self.counters = Counters() if counters is None else counters
         self.stream_id = stream_id
         self.policy = policy
         self.outage_limit = outage_limit
@@ -276,14 +283,17 @@ class Flusher:
             return
         first_failure: float | None = None
         delay = 0.05
+        started = _now()
         while True:
             try:
                 self.persisted = await self.store.append(
                     self.stream_id, data, offset=self.persisted, finish=finish, reason=reason
                 )
                 self.appends += 1
+                self.counters.flushed(len(data), _now() - started)
                 return
             except StoreUnavailable as exc:
+                self.counters.database_errors += 1
                 now = _now()
                 if first_failure is None:
                     first_failure = now
@@ -298,6 +308,7 @@ class Flusher:
                     ) from exc
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
+                self.counters.outage_retries += 1
             except (OffsetConflict, StreamClosed):
                 # After a failed attempt the append may have committed anyway
                 # (the connection broke after COMMIT): then this is success.
@@ -305,6 +316,7 @@ class Flusher:
                     logger.info("stream %s: the retried append had committed", self.stream_id)
                     self.persisted += len(data)
                     self.appends += 1
+                    self.counters.flushed(len(data), _now() - started)
                     return
                 raise
 

@@ -31,6 +31,7 @@ from pts.flush import FlushPolicy
 from pts.live.hub import Chunk, Hub
 from pts.live.subscribe import Update, subscribe_text
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
+from pts.stats import Counters
 from pts.store import Store, validate
 from pts.store.base import DEFAULT_CONTENT_TYPE
 from pts.ui.drive import require_ui_stream, start_ui_drive, ui_response
@@ -53,6 +54,7 @@ class StreamOperations:
     _drives: Drives
     _writers: WriterRegistry
     _stopping: bool
+    counters: Counters
 
     @property
     def writers(self) -> WriterRegistry:

@@ -8,7 +8,121 @@ that none of them reaches into its private parts.
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass
+
+__all__ = [
+    "BYTE_BUCKETS",
+    "SECOND_BUCKETS",
+    "Counters",
+    "Distribution",
+    "Histogram",
+    "LiveStream",
+    "Stats",
+]
+
+SECOND_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the buckets of :attr:`Stats.flush_seconds` and
+:attr:`Stats.delivery_seconds`: a commit on a local Postgres takes about a
+millisecond, an outage's retries seconds."""
+
+BYTE_BUCKETS: tuple[float, ...] = (
+    16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576,
+)  # fmt: skip
+"""Upper bounds (bytes) of the buckets of :attr:`Stats.flush_bytes`: a sentence is
+~100 bytes, ``FlushPolicy.max_bytes`` 4 KiB by default."""
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """A :class:`Histogram` at one moment: how many observations fell in each bucket.
+
+    ``counts[i]`` counts the values ``<= bounds[i]`` and above ``bounds[i - 1]``;
+    the last of the ``len(bounds) + 1`` counts, those above every bound.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        """Observations in all."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= it)`` for every bound and ``inf``, as Prometheus
+        writes a histogram's buckets."""
+        running = 0
+        out: list[tuple[float, int]] = []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class Histogram:
+    """A distribution kept cheaply as it happens: a bisect and two additions per value.
+
+    The component's parts observe into one (once per flush, once per delivery:
+    never per token); :meth:`snapshot` is what :class:`Stats` reports.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        if list(bounds) != sorted(set(bounds)):
+            raise ValueError("a histogram's bounds must be increasing")
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count ``value`` (in the first bucket whose bound is at least ``value``)."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def snapshot(self) -> Distribution:
+        """The counts so far."""
+        return Distribution(self.bounds, tuple(self.counts), self.sum)
+
+
+class Counters:
+    """The totals one component's parts keep as they work (what :class:`Stats` reports).
+
+    One instance per component, handed to its flushers, its hub and its
+    background work; each adds to it on its own path (an integer increment, a
+    histogram observation per flush or delivery), so ``pts.stats()`` stays the
+    one place these are read, and metrics are built on it.
+    """
+
+    __slots__ = (
+        "appends",
+        "bytes_persisted",
+        "database_errors",
+        "delivery_seconds",
+        "flush_bytes",
+        "flush_seconds",
+        "outage_retries",
+    )
+
+    def __init__(self) -> None:
+        self.appends = 0
+        self.bytes_persisted = 0
+        self.database_errors = 0
+        self.outage_retries = 0
+        self.flush_seconds = Histogram(SECOND_BUCKETS)
+        self.flush_bytes = Histogram(BYTE_BUCKETS)
+        self.delivery_seconds = Histogram(SECOND_BUCKETS)
+
+    def flushed(self, nbytes: int, seconds: float) -> None:
+        """A flusher's append committed ``nbytes`` after ``seconds`` (retries included)."""
+        self.appends += 1
+        self.bytes_persisted += nbytes
+        self.flush_bytes.observe(nbytes)
+        self.flush_seconds.observe(seconds)
 
 
 @dataclass(frozen=True)
@@ -16,8 +130,10 @@ class Stats:
     """What one process's component holds and has done, at one moment.
 
     Counts (``writers`` … ``subscribers``) are current; totals
-    (``tail_reads``, ``notifications``, ``listener_reconnects``) only grow,
-    from :meth:`~pts.PersistentTextStreaming.open` on.
+    (``tail_reads``, ``notifications``, ``listener_reconnects``, ``appends`` …
+    ``outage_retries``) and distributions only grow: the listener's from
+    :meth:`~pts.PersistentTextStreaming.open` on, the rest from the component's
+    construction.
     """
 
     open: bool
@@ -43,6 +159,24 @@ class Stats:
     """The LISTEN connection is up (always True with a MemoryStore, which has none)."""
     listener_reconnects: int
     """LISTEN connections re-established after the first one."""
+    appends: int
+    """Appends this process's flushers committed (driven answers and writers; not
+    the Durable Streams protocol's own appends)."""
+    bytes_persisted: int
+    """Bytes those appends persisted."""
+    database_errors: int
+    """Database operations of this process's own work that failed: a flusher's append
+    attempt (through an outage, each attempt), a tail's read, a heartbeat or sweep."""
+    outage_retries: int
+    """Appends a flusher retried after the database was unavailable (StoreUnavailable)."""
+    flush_seconds: Distribution
+    """Seconds from a flush's first append attempt to its commit (retries included)."""
+    flush_bytes: Distribution
+    """Bytes per committed flush (the final one, which sets the status, may be 0)."""
+    delivery_seconds: Distribution
+    """Seconds from a change notification's arrival at a stream's tail here to the
+    new bytes handed to that stream's subscribers (the tail's database read and
+    the wait for it), once per read that brought bytes after a notification."""
 
 
 @dataclass(frozen=True)

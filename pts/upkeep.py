@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from pts.live.notification import Notification
 from pts.logsafe import safe, warn_throttled
 from pts.models import StreamStatus
+from pts.stats import Counters
 from pts.store.base import Store
 from pts.writing import WriterRegistry
 
@@ -49,6 +50,9 @@ class UpkeepOwner(Protocol):
 
     @property
     def pending_timeout(self) -> float | None: ...
+
+    @property
+    def counters(self) -> Counters: ...
 
 
 class Upkeep:
@@ -100,7 +104,7 @@ class Upkeep:
             ids = owner.writers.ids()
             if not ids:
                 continue
-            alive = await _quietly(owner.store.heartbeat(ids), "heartbeat")
+            alive = await _quietly(owner.store.heartbeat(ids), "heartbeat", owner.counters)
             if alive is None:
                 continue
             # A writer whose stream is no longer streaming was finished
@@ -116,24 +120,29 @@ class Upkeep:
         while True:
             # Jitter keeps the sweepers of many processes from running in step.
             await asyncio.sleep(owner.sweep_interval * random.uniform(0.8, 1.2))
-            swept = await _quietly(owner.store.timeout_stale(owner.stale_after), "sweep")
+            swept = await _quietly(
+                owner.store.timeout_stale(owner.stale_after), "sweep", owner.counters
+            )
             for info in swept or ():
                 logger.warning("stream %s timed out: its driver stopped heartbeating", info.id)
             if owner.pending_timeout is not None:
                 # Pending pts streams nobody drove: end them, so their readers end too.
                 unclaimed = await _quietly(
-                    owner.store.timeout_pending(owner.pending_timeout), "pending timeout"
+                    owner.store.timeout_pending(owner.pending_timeout),
+                    "pending timeout",
+                    owner.counters,
                 )
                 for info in unclaimed or ():
                     logger.info("stream %s timed out: nobody drove it", info.id)
             # Expired and deleted streams no live fork needs (Durable Streams TTLs).
-            await _quietly(owner.store.collect_garbage(), "garbage collection")
+            await _quietly(owner.store.collect_garbage(), "garbage collection", owner.counters)
 
 
-async def _quietly(work: Awaitable[T], what: str) -> T | None:
-    """Run background ``work``; log a failure instead of killing the loop."""
+async def _quietly(work: Awaitable[T], what: str, counters: Counters) -> T | None:
+    """Run background ``work``; log (and count) a failure instead of killing the loop."""
     try:
         return await work
     except Exception as exc:  # noqa: BLE001 - a background loop must survive anything
+        counters.database_errors += 1
         warn_throttled(logger, what, "%s failed: %s", what, safe(exc))
         return None

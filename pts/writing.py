@@ -26,6 +26,7 @@ from pts.errors import (
 )
 from pts.flush import FlushBuffer, Flusher, FlushPolicy
 from pts.models import StreamInfo, StreamStatus
+from pts.stats import Counters
 from pts.store import validate
 from pts.store.base import Store
 
@@ -126,6 +127,9 @@ class WriterOwner(Protocol):
     @property
     def writers(self) -> WriterRegistry: ...
 
+    @property
+    def counters(self) -> Counters: ...
+
 
 class StreamWriter:
     """Writes one stream; text is persisted on sentence boundaries, not per write.
@@ -157,6 +161,7 @@ class StreamWriter:
             outage_limit=pts.outage_limit,
             on_failure=self._on_flush_failure,
             buffer=buffer,
+            counters=pts.counters,
         )
         self.flusher.start()
         self._cap = pts.store.max_stream_size

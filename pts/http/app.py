@@ -1,8 +1,10 @@
-"""The standalone pts server (what ``pts serve`` runs): the plugin's routes and ``/healthz``."""
+"""The standalone pts server (what ``pts serve`` runs): the plugin's routes, ``/healthz``
+and ``/metrics``."""
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import math
 import os
@@ -16,13 +18,14 @@ from pts.core import PersistentTextStreaming
 from pts.errors import ConfigurationError
 from pts.http.access import Authorize, allow_everything
 from pts.http.noauth import LoopbackGuard
-from pts.http.plugin import PTSPlugin
+from pts.http.plugin import METRICS_EXTRA, PTSPlugin
 from pts.settings import Settings
 
 __all__ = [
     "CORS_ORIGINS_ENV",
     "DEFAULT_LONG_POLL_TIMEOUT",
     "LONG_POLL_TIMEOUT_ENV",
+    "METRICS_ENV",
     "NO_AUTH_ENV",
     "NO_AUTH_WARNED_ENV",
     "cors_origins_from_env",
@@ -30,6 +33,7 @@ __all__ = [
     "freeze_gc",
     "healthz",
     "long_poll_timeout_from_env",
+    "metrics_from_env",
     "no_auth_from_env",
 ]
 
@@ -45,6 +49,10 @@ DEFAULT_LONG_POLL_TIMEOUT = 30.0
 
 NO_AUTH_WARNED_ENV = "PTS_NO_AUTH_WARNED"
 """Set to ``1`` by ``pts serve --no-auth``, which warned once already: workers do not repeat it."""
+
+METRICS_ENV = "PTS_METRICS"
+"""``1``: serve ``/metrics`` (``pts serve --metrics``); ``0``: not (``--no-metrics``);
+unset or ``auto``: serve it when prometheus-client is installed."""
 
 CORS_ORIGINS_ENV = "PTS_CORS_ORIGINS"
 """Browser origins allowed (``pts serve --cors-origin``), comma or space separated."""
@@ -81,6 +89,24 @@ def no_auth_from_env() -> bool:
     raise ConfigurationError(
         f"{NO_AUTH_ENV}={os.environ[NO_AUTH_ENV]!r} is not a flag: use 1 or 0 (true/false)"
     )
+
+
+def metrics_from_env() -> bool:
+    """``PTS_METRICS`` as a flag; unset or ``auto``: whether prometheus-client is installed.
+
+    ConfigurationError if malformed, or ``1`` without prometheus-client.
+    """
+    raw = os.environ.get(METRICS_ENV, "").strip().lower()
+    installed = importlib.util.find_spec("prometheus_client") is not None
+    if raw in ("", "auto"):
+        if not installed:
+            logger.info("no /metrics: prometheus-client is not installed (%s)", METRICS_EXTRA)
+        return installed
+    if raw not in _TRUE | _FALSE:
+        raise ConfigurationError(f"{METRICS_ENV}={raw!r} is not a flag: use 1, 0 or auto")
+    if raw in _TRUE and not installed:
+        raise ConfigurationError(f"metrics need the prometheus-client package: {METRICS_EXTRA}")
+    return raw in _TRUE
 
 
 def long_poll_timeout_from_env() -> float:
@@ -124,8 +150,10 @@ def create_app(
     no_auth: bool | None = None,
     long_poll_timeout: float | None = None,
     cors_origins: Sequence[str] | None = None,
+    metrics: bool | None = None,
 ) -> Litestar:
-    """A Litestar app serving pts: :class:`~pts.plugin.PTSPlugin` at ``/streams`` and ``/healthz``.
+    """A Litestar app serving pts: :class:`~pts.plugin.PTSPlugin` at ``/streams``, ``/healthz``
+    and ``/metrics``.
 
     With no ``pts``, one is built from the environment (``PTS_DATABASE_URL`` /
     ``DATABASE_URL``, else the embedded Postgres; ``PTS_DRIVER``). Without
@@ -147,6 +175,10 @@ def create_app(
                                (``*``, the protocol's default) with access
                                control; with ``--no-auth``, none but loopback
                                pages, which get no CORS headers.
+    ``PTS_METRICS``            ``1``: serve ``GET /metrics`` (Prometheus;
+                               ``metrics``), ``0``: not; unset or ``auto``
+                               (default): when prometheus-client is installed.
+                               It has no access check: see the README.
     ========================== ==================================================
 
     Without access control, every request must name a loopback ``Host``
@@ -163,6 +195,8 @@ def create_app(
         long_poll_timeout = long_poll_timeout_from_env()
     if cors_origins is None:
         cors_origins = cors_origins_from_env()
+    if metrics is None:
+        metrics = metrics_from_env()
     middleware: list[LoopbackGuard] = []
     # With access control, CORS is the protocol's ("*": no cookies are involved).
     cors: Sequence[str] | Literal["*"] | None = "*" if cors_origins is None else cors_origins
@@ -179,7 +213,11 @@ def create_app(
     if pts is None:
         pts = PersistentTextStreaming(driver=Settings.from_env().driver)
     plugin = PTSPlugin(
-        pts, authorize=authorize, long_poll_timeout=long_poll_timeout, cors_origins=cors
+        pts,
+        authorize=authorize,
+        long_poll_timeout=long_poll_timeout,
+        cors_origins=cors,
+        metrics=metrics,
     )
     return Litestar(
         route_handlers=[healthz],

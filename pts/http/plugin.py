@@ -15,6 +15,8 @@ One plugin wires everything an app needs::
   ``litestar.di``; a bare ``pts: PersistentTextStreaming`` works too, but
   Litestar 2.25 deprecates undeclared dependencies with a warning);
 - **routes** under ``path`` (default ``/streams``): create, read, cancel, delete;
+- **metrics** (``metrics=True``, needs ``pip install 'pts[metrics]'``): ``GET
+  /metrics`` in the Prometheus text format (:mod:`pts.http.metrics`);
 - **error mapping** for the whole app: every :class:`~pts.errors.PTSError` a
   handler raises becomes a JSON response ``{"error": kind, "detail": message}``
   with the status of the one table, :data:`pts.http.errors.ERRORS` (shared with
@@ -45,7 +47,7 @@ from typing import Any, Literal, TypeAlias, cast
 from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.di import Provide
-from litestar.handlers import ASGIRouteHandler, asgi
+from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
 from litestar.plugins import InitPluginProtocol
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
@@ -59,11 +61,14 @@ from pts.http.errors import error_response, internal_error_response
 from pts.http.routes import StreamRoutes
 from pts.models import StreamInfo
 
-__all__ = ["PTSPlugin"]
+__all__ = ["METRICS_EXTRA", "PTSPlugin"]
 
 logger = logging.getLogger("pts.plugin")
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
+
+METRICS_EXTRA = "pip install 'pts[metrics]'"
+"""What brings prometheus-client, which ``metrics=True`` needs."""
 
 
 # -- the plugin -------------------------------------------------------------------
@@ -91,6 +96,12 @@ class PTSPlugin(InitPluginProtocol):
         schema that is missing or older than the code, unmigrated, fails the
         app's startup with :class:`~pts.errors.SchemaNotMigrated` (one line
         saying what to run), never a 500 at the first request.
+    :param metrics: mount ``GET {metrics_path}``: this component's figures
+        (``pts.stats()``) and the process's, in the Prometheus text format
+        (:mod:`pts.http.metrics`). Needs prometheus-client (``pip install
+        'pts[metrics]'``): ConfigurationError without it. The route has no
+        access check of its own: the app's guards and middleware apply.
+    :param metrics_path: where the metrics are mounted.
 
     Routes (``{id}`` is a stream's UUID; malformed → 400, unknown → 404):
 
@@ -115,9 +126,15 @@ class PTSPlugin(InitPluginProtocol):
         max_body_size: int = 10 * 1024 * 1024,
         cors_origins: Sequence[str] | Literal["*"] | None = "*",
         migrate: bool | None = None,
+        metrics: bool = False,
+        metrics_path: str = "/metrics",
     ) -> None:
         if long_poll_timeout <= 0:
             raise ConfigurationError("long_poll_timeout must be positive")
+        self.metrics_route: HTTPRouteHandler | None = (
+            _metrics_route(pts, "/" + metrics_path.strip("/")) if metrics else None
+        )
+        """``GET /metrics`` (``metrics=True``), else ``None``."""
         self.pts = pts
         self.path = "/" + path.strip("/")
         self.access = Access.from_env(authorize)
@@ -151,6 +168,8 @@ class PTSPlugin(InitPluginProtocol):
         app_config.route_handlers.append(self.routes.router())
         if self.durable_streams_path is not None:
             app_config.route_handlers.append(self._durable_streams(self.durable_streams_path))
+        if self.metrics_route is not None:
+            app_config.route_handlers.append(self.metrics_route)
         # An app's own handler for PTSError, if it registered one, wins.
         app_config.exception_handlers.setdefault(PTSError, error_response)
         # Anything else unexpected: logged, and answered in JSON. Registered for
@@ -223,3 +242,16 @@ class PTSPlugin(InitPluginProtocol):
             await app(cast("dict[str, Any]", scope), receive, send)  # type: ignore[arg-type]
 
         return durable_streams
+
+
+def _metrics_route(pts: PersistentTextStreaming, path: str) -> HTTPRouteHandler:
+    """``GET path`` with ``pts``'s metrics; ConfigurationError without prometheus-client."""
+    try:
+        import prometheus_client  # noqa: F401 - the optional extra, checked before use
+    except ImportError:
+        raise ConfigurationError(
+            f"metrics need the prometheus-client package: {METRICS_EXTRA}"
+        ) from None
+    from pts.http.metrics import metrics_route, registry_for
+
+    return metrics_route(registry_for(pts), path)

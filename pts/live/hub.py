@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator
@@ -31,7 +32,7 @@ from pts.errors import StreamNotFound
 from pts.live.notification import Notification
 from pts.logsafe import safe, warn_throttled
 from pts.models import StreamStatus
-from pts.stats import LiveStream
+from pts.stats import Counters, LiveStream
 from pts.store.base import Store
 
 logger = logging.getLogger("pts.hub")
@@ -167,10 +168,14 @@ class _Tail:
         self.closed = False
         self.reads = 0
         self._missed = False  # notified before start_at(): read once started
+        # When the first notification not yet read for arrived: Stats.delivery_seconds's start.
+        self._notified_at: float | None = None
         self._dirty = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"pts-tail-{stream_id}")
 
     def notify(self) -> None:
+        if self._notified_at is None:
+            self._notified_at = time.monotonic()
         self._dirty.set()
 
     def start_at(self, offset: int, status: StreamStatus, closed: bool) -> None:
@@ -195,6 +200,8 @@ class _Tail:
             if self.offset is None:
                 self._missed = self._missed or notified  # not started: start_at() reads
                 continue
+            # A notification arriving during this read is measured from its own time.
+            notified_at, self._notified_at = self._notified_at, None
             try:
                 read = await self.hub.store.read(
                     self.stream_id, self.offset, max_bytes=self.hub.page_bytes
@@ -204,6 +211,7 @@ class _Tail:
                     sub.offer(None)
                 return
             except Exception as exc:  # noqa: BLE001 - keep tailing: retry after poll_interval
+                self.hub.counters.database_errors += 1
                 warn_throttled(
                     logger,
                     "tail read",
@@ -225,6 +233,8 @@ class _Tail:
             self.offset, self.status, self.closed = read.next_offset, read.status, read.closed
             for sub in list(self.subscribers):
                 sub.offer(chunk)
+            if notified_at is not None and read.data:
+                self.hub.counters.delivery_seconds.observe(time.monotonic() - notified_at)
 
     def close(self) -> None:
         self._task.cancel()
@@ -241,12 +251,14 @@ class Hub:
         buffer_bytes: int = SUBSCRIBER_BUFFER_BYTES,
         page_bytes: int = READ_PAGE_BYTES,
         poll_interval: float = 2.0,
+        counters: Counters | None = None,
     ) -> None:
         """:param buffer_size: updates buffered per subscriber at most.
         :param buffer_bytes: bytes buffered per subscriber at most (one chunk larger
             than this is taken into an empty buffer).
         :param page_bytes: the most bytes one read asks the store for.
         :param poll_interval: a tail that heard nothing for this long re-reads anyway.
+        :param counters: where the tails count failed reads and deliveries (``pts.stats()``).
         """
         if buffer_size < 1 or buffer_bytes < 1 or page_bytes < 1:
             raise ValueError("buffer_size, buffer_bytes and page_bytes must be at least 1")
@@ -255,6 +267,7 @@ class Hub:
         self.buffer_bytes = buffer_bytes
         self.page_bytes = page_bytes
         self.poll_interval = poll_interval
+        self.counters = Counters() if counters is None else counters
         self.tails: dict[uuid.UUID, _Tail] = {}
         self.ending = False
         self.reads = 0

@@ -184,6 +184,14 @@ async def test_outage_keeps_text_in_order_and_retries(store: SQLStore) -> None:
     read = await store.read(flusher.stream_id)
     assert read.data == b"One. Two. Three. Four."
     assert read.status is StreamStatus.DONE
+    # Counted for pts.stats(): three failed attempts, each retried; the commits.
+    counters = flusher.counters
+    assert (counters.database_errors, counters.outage_retries) == (3, 3)
+    assert counters.appends == len(counting.appends)
+    assert counters.bytes_persisted == len(read.data)
+    flushes = counters.flush_seconds.snapshot()
+    assert flushes.count == counters.appends
+    assert counters.flush_bytes.snapshot().sum == len(read.data)
 
 
 async def test_lost_acknowledgement_is_not_duplicated(store: SQLStore) -> None:
@@ -194,6 +202,10 @@ async def test_lost_acknowledgement_is_not_duplicated(store: SQLStore) -> None:
     await flusher.finish(StreamStatus.DONE)
     read = await store.read(flusher.stream_id)
     assert read.data == b"Committed but unacknowledged. Next."
+    # The append that had committed counts once, as a commit.
+    assert flusher.counters.appends == len(counting.appends)
+    assert flusher.counters.bytes_persisted == len(read.data)
+    assert (flusher.counters.database_errors, flusher.counters.outage_retries) == (1, 1)
 
 
 async def test_outage_past_the_limit_fails_clearly(store: SQLStore) -> None:
@@ -203,6 +215,11 @@ async def test_outage_past_the_limit_fails_clearly(store: SQLStore) -> None:
     with pytest.raises(PersistenceFailed, match="unreachable"):
         await flusher.finish(StreamStatus.DONE)
     assert (await store.get_stream(flusher.stream_id)).size == 0
+    # Every failed attempt counted; the last one was given up, not retried.
+    counters = flusher.counters
+    assert counters.database_errors >= 2
+    assert counters.outage_retries == counters.database_errors - 1
+    assert (counters.appends, counters.bytes_persisted) == (0, 0)
 
 
 async def _until(predicate: object) -> None:

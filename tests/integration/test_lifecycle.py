@@ -117,6 +117,13 @@ async def test_database_restart_mid_stream_loses_nothing(
             body = await pts.get_stream_body(stream_id)
             assert body.text == expected
             assert body.size == len(expected.encode())
+            # The outage shows in pts.stats() (and so in /metrics): failed appends,
+            # retried; the persisted bytes counted once.
+            stats = pts.stats()
+            assert stats.outage_retries >= 1, stats
+            assert stats.database_errors >= stats.outage_retries
+            assert stats.bytes_persisted == body.size
+            assert stats.flush_seconds.count == stats.appends
         finally:
             await harness.client.aclose()
 

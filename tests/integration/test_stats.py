@@ -105,6 +105,15 @@ async def test_stats_follow_a_stream_as_it_is_driven_and_watched(
     done = pts.stats()
     assert (done.writers, done.drives, done.tails, done.subscribers) == (0, 0, 0, 0)
     assert pts.live_stream(stream_id) is None
+    # What the work did: the flusher's commits (what /metrics shows), one flush
+    # observed per commit, and the watcher's deliveries after notifications.
+    assert (idle.appends, idle.bytes_persisted, idle.flush_seconds.count) == (0, 0, 0)
+    assert done.appends >= 2  # the first sentence, then the rest with the status
+    assert done.bytes_persisted == len(b"Hello there. Bye.")
+    assert done.flush_seconds.count == done.flush_bytes.count == done.appends
+    assert done.flush_bytes.sum == done.bytes_persisted
+    assert done.delivery_seconds.count >= 1
+    assert (done.database_errors, done.outage_retries) == (0, 0)
 
 
 async def test_stats_of_a_writer_and_after_close(component: PersistentTextStreaming) -> None:

@@ -2,7 +2,8 @@
 
 A package that arrives only as another package's dependency can vanish with
 that package's next release; the library may import only its runtime
-dependencies, the tests and the demo also the dev group.
+dependencies and its optional extras (``pts[metrics]``: imported lazily, where
+the extra is used), the tests and the demo also the dev group.
 """
 
 from __future__ import annotations
@@ -72,8 +73,11 @@ def _undeclared(folder: str, allowed: set[str]) -> list[str]:
 
 
 def _declared() -> tuple[set[str], set[str]]:
+    """The runtime dependencies with the optional extras', and the dev group."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     runtime = _names(project["project"]["dependencies"])
+    for requirements in project["project"].get("optional-dependencies", {}).values():
+        runtime |= _names(requirements)
     dev = _names(project["dependency-groups"]["dev"])
     return runtime, dev
 
