@@ -390,7 +390,9 @@ def run(app: Any, **options: Any) -> None:
         # the drain time bounds the driving responses.
         settings = Settings.from_env()
         wait = math.ceil(max(settings.drain_timeout, settings.shutdown_grace))
-        uvicorn.run(app, **{"timeout_graceful_shutdown": wait, **options})
+        # A worker still importing under load must not be taken for dead (uvicorn's 5 s).
+        defaults = {"timeout_graceful_shutdown": wait, "timeout_worker_healthcheck": 30}
+        uvicorn.run(app, **{**defaults, **options})
         return
     server = Server(config)
     server.run()
