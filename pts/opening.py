@@ -52,6 +52,8 @@ async def open_store(
             dsn, driver, min_size=min_size, max_size=max_size, max_stream_size=max_stream_size
         )
     )
+    if settings.notify_v1:
+        store.notify_v1 = True  # PTS_NOTIFY_V1: a rolling upgrade from before 0004
     await store.open()
     try:
         # Here, not at the first request: a missing table would be a 500 there.

@@ -29,6 +29,11 @@ class Settings:
                               (default ``.pts`` in the working directory).
     ``PTS_SHUTDOWN_GRACE``    seconds live answers get to finish when the
                               server stops (default 5; see pts.http.shutdown).
+    ``PTS_NOTIFY_V1``         ``1``/``true``: batches of appends announce their
+                              streams on ``pts_v1`` (one NOTIFY per stream)
+                              rather than ``pts_v2``, for a rolling upgrade
+                              while processes from before migration 0004 still
+                              listen (default off).
     ========================  ===============================================
     """
 
@@ -38,6 +43,7 @@ class Settings:
     pool_max_size: int = 10
     data_dir: Path = Path(".pts")
     shutdown_grace: float = 5.0
+    notify_v1: bool = False
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
@@ -72,6 +78,7 @@ class Settings:
             pool_max_size=_int(env, "PTS_POOL_MAX_SIZE", 10),
             data_dir=Path(env.get("PTS_DATA_DIR", ".pts")),
             shutdown_grace=_seconds(env, "PTS_SHUTDOWN_GRACE", 5.0),
+            notify_v1=_bool(env, "PTS_NOTIFY_V1", False),
         )
 
 
@@ -86,6 +93,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value < math.inf:  # nan fails both
         raise ConfigurationError(f"{name}={raw!r} is not a number of seconds (0 or more)")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
