@@ -124,6 +124,11 @@ class GroupCommit(Generic[T, R]):
             await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
 
     @property
+    def pending(self) -> int:
+        """Items submitted that no batch has taken yet."""
+        return sum(1 for waiting in self._pending if not waiting.future.done())
+
+    @property
     def in_flight(self) -> int:
         """Batches started and not yet answered."""
         return len(self._tasks)
