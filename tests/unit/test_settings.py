@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert s.driver == "asyncpg"
     assert (s.pool_min_size, s.pool_max_size) == (1, 10)
     assert s.data_dir == Path(".pts")
+    assert s.notify_v1 is False
 
 
 def test_pts_database_url_wins_over_database_url() -> None:
@@ -41,12 +42,20 @@ def test_values_are_read() -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("true", True), (" On ", True), ("0", False), ("no", False)]
+)
+def test_notify_v1_is_a_boolean(raw: str, value: bool) -> None:
+    assert Settings.from_env({"PTS_NOTIFY_V1": raw}).notify_v1 is value
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"PTS_DRIVER": "sqlite"}, "PTS_DRIVER"),
         ({"PTS_POOL_MAX_SIZE": "ten"}, "PTS_POOL_MAX_SIZE"),
         ({"PTS_POOL_MIN_SIZE": "5", "PTS_POOL_MAX_SIZE": "2"}, "exceeds"),
         ({"PTS_DATABASE_URL": "host=localhost dbname=x"}, "postgresql://"),
+        ({"PTS_NOTIFY_V1": "maybe"}, "PTS_NOTIFY_V1"),
     ],
 )
 def test_bad_values_fail_clearly(env: dict[str, str], message: str) -> None:
