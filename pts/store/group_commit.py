@@ -105,7 +105,8 @@ class GroupCommit(Generic[T, R]):
         self._pending: list[_Waiting[T, R]] = []
         self._busy: dict[Hashable, int] = {}  # key -> items of it in flight
         self._tasks: set[asyncio.Task[bool]] = set()
-        self._starting = 0  # batch tasks created that have not taken their items yet
+        # The batch task created that has not taken its items yet (they will be its).
+        self._starter: asyncio.Task[bool] | None = None
 
     async def submit(self, item: T) -> R:
         """Commit ``item`` (with whatever else is submitted meanwhile); its own result.
@@ -137,14 +138,16 @@ class GroupCommit(Generic[T, R]):
 
     def _maybe_start(self) -> None:
         # A task that has not taken its items yet will take these too.
-        if self._pending and not self._starting and len(self._tasks) < self.max_in_flight:
-            self._starting += 1
+        if self._pending and self._starter is None and len(self._tasks) < self.max_in_flight:
             task = asyncio.create_task(self._run(), name="pts-group-commit")
+            self._starter = task
             self._tasks.add(task)
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[bool]) -> None:
         self._tasks.discard(task)
+        if self._starter is task:  # cancelled before it ran (its loop is closing)
+            self._starter = None
         # A task that took nothing (every pending key was in flight) starts no other:
         # the batch holding those keys does, when it finishes.
         if task.cancelled() or task.exception() is not None or task.result():
@@ -175,7 +178,7 @@ class GroupCommit(Generic[T, R]):
         return batch
 
     async def _run(self) -> bool:
-        self._starting -= 1
+        self._starter = None
         batch = self._take()
         try:
             if batch:

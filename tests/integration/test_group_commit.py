@@ -19,10 +19,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from pts.core import PersistentTextStreaming
 from pts.errors import OffsetConflict, StreamClosed, StreamNotFound, StreamTooLarge
 from pts.live.listener import Listener
 from pts.live.notification import Notification
 from pts.models import AppendOutcome, Producer, StreamStatus
+from pts.settings import Driver
 from pts.store import SQLStore
 from tests.support.waiting import until
 
@@ -282,3 +284,18 @@ async def test_with_notify_v1_a_batch_announces_each_stream_on_pts_v1(
     assert channels.payloads["pts_v2"] == []
     assert store.append_queue.stats.batches == 1
     assert all(channels.sizes()[str(s.id)] == 2 for s in streams)
+
+
+async def test_pts_notify_v1_from_the_environment_reaches_the_store(
+    db_url: str, driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setting, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv("PTS_NOTIFY_V1", setting)
+        pts = PersistentTextStreaming(dsn=db_url, driver=driver, sweeper=False)
+        await pts.open()
+        try:
+            store = pts.store
+            assert isinstance(store, SQLStore)
+            assert store.notify_v1 is expected
+        finally:
+            await pts.close()
