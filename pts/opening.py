@@ -58,6 +58,8 @@ async def open_store(
             pool_mode=pool_mode,
         )
     )
+    if settings.notify_v1:
+        store.notify_v1 = True  # PTS_NOTIFY_V1: a rolling upgrade from before 0004
     await store.open()
     try:
         # Here, not at the first request: a missing table would be a 500 there.

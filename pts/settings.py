@@ -46,6 +46,11 @@ class Settings:
                                   needs a session of its own: with
                                   ``PTS_POOL_MODE=transaction`` give a direct URL
                                   (or a session-mode pool's).
+    ``PTS_NOTIFY_V1``             ``1``/``true``: batches of appends announce their
+                                  streams on ``pts_v1`` (one NOTIFY per stream)
+                                  rather than ``pts_v2``, for a rolling upgrade
+                                  while processes from before migration 0004 still
+                                  listen (default off).
     ============================  ===============================================
     """
 
@@ -58,6 +63,7 @@ class Settings:
     drain_timeout: float = 120.0
     pool_mode: PoolMode = "session"
     listen_database_url: str | None = None
+    notify_v1: bool = False
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
@@ -109,6 +115,7 @@ class Settings:
             drain_timeout=_seconds(env, "PTS_DRAIN_TIMEOUT", 120.0),
             pool_mode=pool_mode,
             listen_database_url=env.get("PTS_LISTEN_DATABASE_URL") or None,
+            notify_v1=_bool(env, "PTS_NOTIFY_V1", False),
         )
 
 
@@ -123,6 +130,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value < math.inf:  # nan fails both
         raise ConfigurationError(f"{name}={raw!r} is not a number of seconds (0 or more)")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -68,6 +68,15 @@ WITH updated AS (
 )
 SELECT size FROM updated;
 
+-- name: append_batch
+-- Several appends in one transaction (pts.append_batch_v1): arrays of stream ids,
+-- offsets, bytes, final statuses and reasons; $6 the size cap, $7 whether to notify
+-- on pts_v1 (PTS_NOTIFY_V1) rather than pts_v2. One row per append: `ord` (from 1)
+-- and the new size, NULL where the append matched nothing (then ask append_state).
+SELECT ord, size
+  FROM pts.append_batch_v1($1::uuid[], $2::bigint[], $3::bytea[], $4::text[], $5::text[],
+                           $6::bigint, $7::boolean);
+
 -- name: append_state
 -- Why an append matched no row: the stream's current size and state.
 SELECT size, status, closed FROM pts.streams WHERE id = $1;
@@ -220,6 +229,15 @@ SELECT outcome, stream_id
 SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq
   FROM pts.ds_append_v2($1::text, $2::bytea, $3::text, $4::boolean, $5::text, $6::text,
                         $7::bigint, $8::bigint, $9::bigint);
+
+-- name: ds_append_batch
+-- Several protocol appends in one transaction (pts.ds_append_batch_v1): the
+-- arguments of ds_append as arrays, then the size cap and whether to notify on
+-- pts_v1 rather than pts_v2. One row per append, `ord` (from 1) its place.
+SELECT ord, outcome, stream_id, size, closed, epoch, seq, expected_seq
+  FROM pts.ds_append_batch_v1($1::text[], $2::bytea[], $3::text[], $4::boolean[],
+                              $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+                              $9::bigint, $10::boolean);
 
 -- name: ds_collect
 -- Removes streams nobody can reach any more: expired or deleted, with no live

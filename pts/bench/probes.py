@@ -31,7 +31,9 @@ from pts.bench.client import BenchError
 from pts.bench.common import bench_queries
 
 CHANNEL = "pts_v1"
-"""The channel pts NOTIFYs every committed change of a stream on (its wire format, v1)."""
+"""The channel pts NOTIFYs a committed change of a stream on (its wire format, v1)."""
+BATCH_CHANNEL = "pts_v2"
+"""The channel of a group-committed batch: a JSON array of v1 objects, one per stream."""
 SAMPLE_INTERVAL = 0.1
 """How often pg_stat_activity is sampled (seconds)."""
 LAG_PROBE = 0.005
@@ -70,7 +72,11 @@ class CommitClock:
     def on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         """The asyncpg listener callback."""
         now = self.clock()
-        note = json.loads(str(payload))
+        data = json.loads(str(payload))
+        for note in data if isinstance(data, list) else [data]:
+            self._record(now, note)
+
+    def _record(self, now: float, note: dict[str, Any]) -> None:
         notes = self.notes.get(uuid.UUID(note["id"]))
         if notes is None:
             return
@@ -108,6 +114,7 @@ async def listening(url: str, clock: CommitClock) -> AsyncIterator[asyncpg.Conne
     conn = await asyncpg.connect(url, timeout=15)
     try:
         await conn.add_listener(CHANNEL, clock.on_notify)
+        await conn.add_listener(BATCH_CHANNEL, clock.on_notify)
         yield conn
     finally:
         with contextlib.suppress(Exception):

@@ -1,10 +1,13 @@
 """The one LISTEN connection per process: Postgres notifications in, handler calls out.
 
 Every committed change of a stream's size, status or closed flag makes Postgres
-send a small JSON notification on the channel ``pts_v1`` (see ``sql/schema.sql``).
-A :class:`Listener` keeps one dedicated connection listening on that channel and
-calls its handlers for each notification, so a process needs one connection for
-all its subscribers rather than one per subscriber.
+send a small JSON notification (see ``sql/schema.sql``): on the channel
+``pts_v1``, one per change, from the row trigger (plain SQL writers, processes
+from before migration 0004); on ``pts_v2``, a JSON array naming every stream a
+group-committed batch of appends changed (several when it would pass 8000
+bytes). A :class:`Listener` keeps one dedicated connection listening on both
+and calls its handlers once per stream named, so a process needs one
+connection for all its subscribers rather than one per subscriber.
 
 Notifications are fire-and-forget: those sent while the connection is down are
 lost. The listener therefore reconnects on its own and then calls its reconnect
@@ -23,7 +26,12 @@ from typing import Any
 
 import asyncpg
 
-from pts.live.notification import Notification, NotificationHandler, ReconnectHandler
+from pts.live.notification import (
+    Notification,
+    NotificationHandler,
+    ReconnectHandler,
+    parse_batch,
+)
 from pts.store.queries import queries
 
 __all__ = ["Listener", "Notification", "NotificationHandler", "ReconnectHandler"]
@@ -32,7 +40,8 @@ logger = logging.getLogger("pts.listener")
 
 
 class Listener:
-    """One dedicated autocommit asyncpg connection (NOT from a pool) that LISTENs on CHANNEL.
+    """One dedicated autocommit asyncpg connection (NOT from a pool) that LISTENs on
+    ``channel`` (one change per notification) and ``batch_channel`` (batches).
 
     A pooled connection would be handed to other code between uses and lose its
     LISTEN; hence a connection of its own, kept for the life of the listener::
@@ -53,6 +62,7 @@ class Listener:
     """
 
     CHANNEL = "pts_v1"
+    BATCH_CHANNEL = "pts_v2"
 
     reconnects: int
     """Connections established after :meth:`start` returned (each one called the
@@ -63,6 +73,7 @@ class Listener:
         dsn: str,
         *,
         channel: str = CHANNEL,
+        batch_channel: str | None = BATCH_CHANNEL,
         probe_interval: float = 5.0,
         probe_timeout: float = 2.0,
         backoff_initial: float = 0.05,
@@ -75,6 +86,7 @@ class Listener:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
         self.dsn = dsn
         self.channel = channel
+        self.batch_channel = batch_channel
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self.backoff_initial = backoff_initial
@@ -273,6 +285,8 @@ class Listener:
             async with asyncio.timeout(self.connect_timeout):
                 # add_listener issues LISTEN itself (with the channel quoted).
                 await conn.add_listener(self.channel, self._on_notify)
+                if self.batch_channel is not None:
+                    await conn.add_listener(self.batch_channel, self._on_notify)
         except BaseException:
             conn.terminate()
             raise
@@ -319,17 +333,29 @@ class Listener:
 
     # -- callbacks -----------------------------------------------------------------
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        """asyncpg's callback (scheduled on the loop): parse, then call every handler."""
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        """asyncpg's callback (scheduled on the loop): parse, then call every handler
+        (once per stream a batch names)."""
         # Any notification proves the connection alive: postpone the probe.
         self._last_activity = asyncio.get_running_loop().time()
+        if not isinstance(payload, str):
+            logger.warning("pts listener ignored a notification whose payload is not str")
+            return
+        if channel == self.batch_channel:
+            notifications, problems = parse_batch(payload)
+            for problem in problems:
+                logger.warning("pts listener skipped a malformed batch entry (%s)", problem)
+            for notification in notifications:
+                self._deliver(notification)
+            return
         try:
-            if not isinstance(payload, str):
-                raise ValueError(f"payload is {type(payload).__name__}, not str")
             notification = Notification.from_payload(payload)
         except ValueError as exc:
             logger.warning("pts listener ignored a malformed notification %r: %s", payload, exc)
             return
+        self._deliver(notification)
+
+    def _deliver(self, notification: Notification) -> None:
         # A snapshot: a handler may add or remove handlers while we iterate.
         for handler in tuple(self._handlers.values()):
             try:

@@ -12,12 +12,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Notification", "NotificationHandler", "ReconnectHandler"]
+__all__ = ["Notification", "NotificationHandler", "ReconnectHandler", "parse_batch"]
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One change of a stream, as announced by Postgres on the ``pts_v1`` channel."""
+    """One change of a stream, as announced by Postgres: alone on the ``pts_v1``
+    channel, or as an entry of a batch on ``pts_v2`` (:func:`parse_batch`)."""
 
     stream_id: uuid.UUID
     size: int
@@ -37,6 +38,12 @@ class Notification:
             data = json.loads(payload)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc}") from exc
+        return cls.from_object(data)
+
+    @classmethod
+    def from_object(cls, data: object) -> Notification:
+        """The notification a parsed JSON object ``{"id", "size", "status", "closed"}``
+        stands for; ValueError when it is not such an object."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         stream_id, size, status, closed = (
@@ -55,6 +62,34 @@ class Notification:
         if not isinstance(closed, bool):
             raise ValueError("'closed' is not a boolean")
         return cls(stream_id=uuid.UUID(stream_id), size=size, status=status, closed=closed)
+
+
+def parse_batch(payload: str) -> tuple[list[Notification], list[str]]:
+    """The notifications of a ``pts_v2`` payload, and what was wrong with it.
+
+    The payload is a JSON array of the ``pts_v1`` objects, one per stream a
+    committed batch changed. Checked, not trusted (anyone may NOTIFY): a
+    malformed entry is reported in the second list and skipped, the others are
+    still returned; a stream named twice is returned once, with its last entry.
+    A payload that is not a JSON array yields no notification and one problem.
+    """
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        return [], [f"not JSON: {exc}"]
+    if not isinstance(data, list):
+        return [], ["not a JSON array"]
+    found: dict[uuid.UUID, Notification] = {}
+    problems: list[str] = []
+    for index, entry in enumerate(data):
+        try:
+            note = Notification.from_object(entry)
+        except ValueError as exc:
+            problems.append(f"entry {index}: {exc}")
+            continue
+        found.pop(note.stream_id, None)  # the last entry wins, in its place
+        found[note.stream_id] = note
+    return list(found.values()), problems
 
 
 NotificationHandler = Callable[[Notification], None]

@@ -72,6 +72,7 @@ class AsyncpgStore(SQLStore):
 
     async def close(self) -> None:
         if self._pool is not None:
+            await self.drain_appends()
             pool, self._pool = self._pool, None
             await pool.close()
 

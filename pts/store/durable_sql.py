@@ -6,16 +6,26 @@ stream's row lock); this side checks the arguments and turns rows into records.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import cast
+from typing import TypeAlias, cast
 
 from pts.errors import InvalidInput, StreamNotFound, StreamTooLarge
 from pts.models import AppendOutcome, AppendResult, CreateOutcome, DurableLookup, Producer
 from pts.store import validate as v
-from pts.store.rows import stream_info
+from pts.store.group_commit import GroupCommit
+from pts.store.rows import Row, stream_info
 from pts.store.runner import QueryRunner
+
+_DSAppend: TypeAlias = tuple[
+    str, bytes, str, bool, "str | None", "str | None", "int | None", "int | None"
+]
+"""A protocol append as the queue holds it: the arguments of ``pts.ds_append_v2``
+but the size cap (path, bytes, media type, close, Stream-Seq, producer, epoch, seq)."""
+_DS_COLUMNS = ("outcome", "stream_id", "size", "closed", "epoch", "seq", "expected_seq")
 
 
 class DurableStreamsSQL(QueryRunner):
@@ -109,19 +119,18 @@ class DurableStreamsSQL(QueryRunner):
             v.integer("producer epoch", producer.epoch)
             v.integer("producer seq", producer.seq)
         data = bytes(data)
-        row = await self._fetchrow(
-            "ds_append",
-            path,
-            data,
-            media_type.lower(),
-            close,
-            stream_seq,
-            None if producer is None else producer.id,
-            None if producer is None else producer.epoch,
-            None if producer is None else producer.seq,
-            self.max_stream_size,
+        row = await self.ds_append_queue.submit(
+            (
+                path,
+                data,
+                media_type.lower(),
+                close,
+                stream_seq,
+                None if producer is None else producer.id,
+                None if producer is None else producer.epoch,
+                None if producer is None else producer.seq,
+            )
         )
-        assert row is not None
         size = row["size"]
         if row["outcome"] == "too_large":
             assert self.max_stream_size is not None
@@ -135,6 +144,37 @@ class DurableStreamsSQL(QueryRunner):
             seq=cast("int | None", row["seq"]),
             expected_seq=cast("int | None", row["expected_seq"]),
         )
+
+    @functools.cached_property
+    def ds_append_queue(self) -> GroupCommit[_DSAppend, Row]:
+        """The group-commit queue of :meth:`ds_append`: each answer the row of
+        ``pts.ds_append_v2`` (outcome, stream_id, size, closed, epoch, seq, expected_seq)."""
+        return GroupCommit(
+            self._ds_append_batch,
+            self._ds_append_one,
+            key=lambda item: item[0],
+            size=lambda item: len(item[1]),
+            max_in_flight=self.batches_in_flight,
+        )
+
+    async def _ds_append_one(self, item: _DSAppend) -> Row:
+        row = await self._fetchrow("ds_append", *item, self.max_stream_size)
+        assert row is not None
+        return row
+
+    async def _ds_append_batch(self, items: Sequence[_DSAppend]) -> list[Row]:
+        columns = list(zip(*items, strict=True))
+        rows = await self._fetch(
+            "ds_append_batch",
+            *(list(column) for column in columns),
+            self.max_stream_size,
+            self.notify_v1,
+        )
+        answers: list[Row | None] = [None] * len(items)
+        for row in rows:
+            answers[cast(int, row["ord"]) - 1] = {c: row[c] for c in _DS_COLUMNS}
+        assert all(answer is not None for answer in answers), "an append got no answer"
+        return cast(list[Row], answers)
 
     async def ds_delete(self, stream_id: uuid.UUID) -> str:
         try:

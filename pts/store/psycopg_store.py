@@ -76,6 +76,7 @@ class PsycopgStore(SQLStore):
 
     async def close(self) -> None:
         if self._pool is not None:
+            await self.drain_appends()
             pool, self._pool = self._pool, None
             await pool.close()
 

@@ -27,6 +27,12 @@ class QueryRunner(ABC):
 
     driver: str = ""
     max_stream_size: int | None = DEFAULT_MAX_STREAM_SIZE
+    notify_v1: bool = False
+    """Batches of appends notify on ``pts_v1``, one notification per stream, rather
+    than on ``pts_v2`` (``PTS_NOTIFY_V1``: a rolling upgrade from before 0004)."""
+    batches_in_flight: int = 2
+    """How many group-commit batches of one kind (driven appends, protocol appends)
+    may be in flight at once (:mod:`pts.store.group_commit`)."""
 
     @abstractmethod
     async def open(self) -> None:

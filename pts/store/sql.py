@@ -7,10 +7,11 @@ are those of ``sql/queries.sql``, the rows are read by column name.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import TypeAlias, cast
 
 from pts.errors import (
     ClientIdTaken,
@@ -33,8 +34,12 @@ from pts.store.base import (
     pending_timeout_message,
 )
 from pts.store.durable_sql import DurableStreamsSQL
+from pts.store.group_commit import GroupCommit
 from pts.store.rows import stream_info
 from pts.store.runner import UniqueViolation
+
+_Append: TypeAlias = tuple[uuid.UUID, int, bytes, "str | None", "str | None"]
+"""A driven append as the queue holds it: stream, offset, bytes, final status, reason."""
 
 
 class SQLStore(DurableStreamsSQL, Store):
@@ -48,6 +53,10 @@ class SQLStore(DurableStreamsSQL, Store):
     would pass it raises StreamTooLarge and stores nothing. The check runs in
     the append's own statement, under the row lock, so concurrent appends
     cannot pass it together.
+
+    Appends are group-committed (:mod:`pts.store.group_commit`): those that
+    arrive while a commit is in flight share the next transaction, each answered
+    on its own once its data committed.
     """
 
     async def create_stream(
@@ -132,17 +141,10 @@ class SQLStore(DurableStreamsSQL, Store):
         v.optional_text("reason", reason)
         data = bytes(data)
         cap = self.max_stream_size
-        row = await self._fetchrow(
-            "append",
-            stream_id,
-            offset,
-            data,
-            None if finish is None else str(finish),
-            reason,
-            cap,
-        )
-        if row is not None:
-            return cast(int, row["size"])
+        item = (stream_id, offset, data, None if finish is None else str(finish), reason)
+        size = await self.append_queue.submit(item)
+        if size is not None:
+            return size
         state = await self._fetchrow("append_state", stream_id)
         if state is None:
             raise StreamNotFound(stream_id)
@@ -152,6 +154,40 @@ class SQLStore(DurableStreamsSQL, Store):
         if size == offset and cap is not None and size + len(data) > cap:
             raise StreamTooLarge(stream_id, size, len(data), cap)
         raise OffsetConflict(stream_id, offset, size)
+
+    @functools.cached_property
+    def append_queue(self) -> GroupCommit[_Append, int | None]:
+        """The group-commit queue of :meth:`append`: each answer the stream's new
+        size, or None when the append matched nothing (then :meth:`append` asks why)."""
+        return GroupCommit(
+            self._append_batch,
+            self._append_one,
+            key=lambda item: item[0],
+            size=lambda item: len(item[2]),
+            max_in_flight=self.batches_in_flight,
+        )
+
+    async def _append_one(self, item: _Append) -> int | None:
+        row = await self._fetchrow("append", *item, self.max_stream_size)
+        return None if row is None else cast(int, row["size"])
+
+    async def _append_batch(self, items: Sequence[_Append]) -> list[int | None]:
+        columns = list(zip(*items, strict=True))
+        rows = await self._fetch(
+            "append_batch",
+            *(list(column) for column in columns),
+            self.max_stream_size,
+            self.notify_v1,
+        )
+        sizes: list[int | None] = [None] * len(items)
+        for row in rows:
+            sizes[cast(int, row["ord"]) - 1] = cast("int | None", row["size"])
+        return sizes
+
+    async def drain_appends(self) -> None:
+        """Wait until every append submitted has its answer (before the pool closes)."""
+        await self.append_queue.drain()
+        await self.ds_append_queue.drain()
 
     async def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -237,6 +238,42 @@ async def test_malformed_notification_is_logged_and_ignored(
         r for r in caplog.records if r.name == "pts.listener" and r.levelno == logging.WARNING
     ]
     assert len(warnings) == 2
+    assert listener.connected
+
+
+async def test_a_batched_notification_wakes_each_stream_it_names_once(
+    listener: Listener,
+    admin: asyncpg.Connection[Any],
+    store: SQLStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inbox = Inbox()
+    listener.add_handler(inbox)
+    ids = [uuid.uuid4() for _ in range(4)]
+    entries: list[object] = [
+        {"id": str(i), "size": n, "status": "streaming", "closed": False} for n, i in enumerate(ids)
+    ]
+    # Checked, not trusted: malformed entries are skipped, the rest delivered; a stream
+    # named twice is delivered once, with its last entry.
+    entries[1:1] = [{"id": "nope"}, "text", {"id": str(ids[0]), "size": True}]
+    entries.append({"id": str(ids[3]), "size": 9, "status": "done", "closed": True})
+    await admin.execute("SELECT pg_notify('pts_v2', $1)", json.dumps(entries))
+    await admin.execute("SELECT pg_notify('pts_v2', $1)", "not json")
+    await admin.execute("SELECT pg_notify('pts_v2', $1)", '{"id": "not a list"}')
+    info = await store.create_stream()  # on pts_v1, committed after the batches
+    while (await inbox.next()).stream_id != info.id:
+        pass
+    assert inbox.received == [
+        Notification(ids[0], 0, "streaming", False),
+        Notification(ids[1], 1, "streaming", False),
+        Notification(ids[2], 2, "streaming", False),
+        Notification(ids[3], 9, "done", True),
+        Notification(info.id, 0, "pending", False),
+    ]
+    warnings = [
+        r for r in caplog.records if r.name == "pts.listener" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 5  # three bad entries, two bad payloads
     assert listener.connected
 
 

@@ -17,6 +17,7 @@ def test_defaults() -> None:
     assert (s.pool_min_size, s.pool_max_size) == (1, 10)
     assert s.data_dir == Path(".pts")
     assert (s.pool_mode, s.listen_database_url) == ("session", None)
+    assert s.notify_v1 is False
 
 
 def test_pool_mode_and_listen_url_are_read() -> None:
@@ -48,6 +49,13 @@ def test_values_are_read() -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("true", True), (" On ", True), ("0", False), ("no", False)]
+)
+def test_notify_v1_is_a_boolean(raw: str, value: bool) -> None:
+    assert Settings.from_env({"PTS_NOTIFY_V1": raw}).notify_v1 is value
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"PTS_DRIVER": "sqlite"}, "PTS_DRIVER"),
@@ -56,6 +64,7 @@ def test_values_are_read() -> None:
         ({"PTS_DATABASE_URL": "host=localhost dbname=x"}, "postgresql://"),
         ({"PTS_POOL_MODE": "statement"}, "PTS_POOL_MODE"),
         ({"PTS_LISTEN_DATABASE_URL": "host=db dbname=x"}, "postgresql://"),
+        ({"PTS_NOTIFY_V1": "maybe"}, "PTS_NOTIFY_V1"),
     ],
 )
 def test_bad_values_fail_clearly(env: dict[str, str], message: str) -> None:
