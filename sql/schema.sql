@@ -463,3 +463,9 @@ BEGIN
     RETURN 'deleted';
 END;
 $$;
+
+-- Issue 15: retention (0006)
+-- `pts prune` deletes finished streams oldest first, in batches, from this index.
+CREATE INDEX streams_finished_at_idx
+    ON pts.streams (finished_at)
+    WHERE status IN ('done', 'error', 'timeout', 'aborted') AND deleted_at IS NULL;

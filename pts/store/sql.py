@@ -33,11 +33,12 @@ from pts.store.base import (
     pending_timeout_message,
 )
 from pts.store.durable_sql import DurableStreamsSQL
+from pts.store.retention_sql import RetentionSQL
 from pts.store.rows import stream_info
 from pts.store.runner import UniqueViolation
 
 
-class SQLStore(DurableStreamsSQL, Store):
+class SQLStore(DurableStreamsSQL, RetentionSQL, Store):
     """The shared implementation of :class:`Store` over a driver's ``_fetch``.
 
     Every method validates its arguments (:mod:`pts.store.validate`) before any
@@ -60,6 +61,7 @@ class SQLStore(DurableStreamsSQL, Store):
         metadata: Metadata | None = None,
         owner: str | None = None,
         expires_at: datetime | None = None,
+        ttl: float | None = None,
     ) -> StreamInfo:
         metadata_json = v.new_stream(
             initial=status,
@@ -69,6 +71,7 @@ class SQLStore(DurableStreamsSQL, Store):
             meta=metadata,
             owner=owner,
             expires_at=expires_at,
+            ttl=ttl,
         )
         try:
             row = await self._fetchrow(
@@ -80,6 +83,7 @@ class SQLStore(DurableStreamsSQL, Store):
                 metadata_json,
                 owner,
                 expires_at,
+                None if ttl is None else float(ttl),
             )
         except UniqueViolation as exc:
             if exc.constraint == "streams_client_id_key" and client_id is not None:

@@ -133,7 +133,8 @@ async def test_migration_3_repairs_rows_python_cannot_read(databases: DatabaseFa
             )
         finally:
             await conn.close()
-        assert [m.version for m in await migrate(url)] == [3]
+        # 3 and every later one (retention's 0006 and on).
+        assert [m.version for m in await migrate(url)] == [m.version for m in list_migrations()[2:]]
         store = create_store(url, "asyncpg")
         await store.open()
         try:
