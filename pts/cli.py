@@ -1,5 +1,5 @@
 """The ``pts`` command line: ``demo``, ``migrate``, ``db``, ``serve``, ``tail``, ``write``,
-``bench``."""
+``prune``, ``bench``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 
 from pts.bench.commands import bench
 from pts.cli_options import dsn_option, settings_for
+from pts.cli_prune import prune
 from pts.database import resolve_dsn, stop_embedded
 from pts.errors import PTSError
 from pts.http.loopback import is_loopback_host as is_loopback_host
@@ -382,6 +383,7 @@ def demo(host: str, port: int, dsn: str | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+main.add_command(prune)
 main.add_command(bench)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from litestar import Response
@@ -77,10 +78,25 @@ class StreamOperations:
         *,
         owner: str | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
+        ttl: float | None = None,
+        expires_at: datetime | None = None,
     ) -> uuid.UUID:
-        """Create a ``pending`` stream; returns its id. Raises ClientIdTaken."""
+        """Create a ``pending`` stream; returns its id. Raises ClientIdTaken.
+
+        With ``ttl`` (seconds after creation, by the database's clock) or
+        ``expires_at`` (not both: InvalidInput), the stream and its text are
+        deleted by the sweeper's garbage collection once that time has passed:
+        at its first sweep after, or, if the stream is being driven then, at
+        the first sweep after it finishes (an answer is never cut off). Until
+        it is collected it reads as before.
+        """
         info = await self.store.create_stream(
-            client_id=client_id, metadata=metadata, owner=owner, content_type=content_type
+            client_id=client_id,
+            metadata=metadata,
+            owner=owner,
+            content_type=content_type,
+            ttl=ttl,
+            expires_at=expires_at,
         )
         return info.id
 
@@ -224,10 +240,14 @@ class StreamOperations:
         *,
         owner: str | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
+        ttl: float | None = None,
+        expires_at: datetime | None = None,
     ) -> StreamWriter:
         """Create a stream and return its writer (``await writer.write(text)``, ``close()``).
 
         The stream starts ``streaming``. Raises ClientIdTaken if ``client_id`` is in use.
+        ``ttl`` / ``expires_at``: as for :meth:`create_stream` (never collected
+        while the writer still writes).
         """
         info = await self.store.create_stream(
             client_id=client_id,
@@ -235,6 +255,8 @@ class StreamOperations:
             owner=owner,
             content_type=content_type,
             status=StreamStatus.STREAMING,
+            ttl=ttl,
+            expires_at=expires_at,
         )
         return StreamWriter(self, info)
 

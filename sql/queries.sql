@@ -19,9 +19,12 @@ created_at, updated_at, heartbeat_at, finished_at, expires_at, metadata::text AS
 owner, ttl_seconds, forked_from, fork_offset, fork_sub_offset, deleted_at
 
 -- name: create_stream
+-- $8, a TTL in seconds (the caller gives it or $7, not both), expires the stream
+-- $8 seconds from now by the database's clock, as every other time pts records.
 INSERT INTO pts.streams (client_id, path, content_type, status, metadata, owner, expires_at,
                          heartbeat_at)
-VALUES ($1, $2, $3, $4::text, $5::jsonb, $6, $7,
+VALUES ($1, $2, $3, $4::text, $5::jsonb, $6,
+        coalesce($7::timestamptz, now() + make_interval(secs => $8::float8)),
         CASE WHEN $4::text = 'streaming' THEN now() END)
 RETURNING {stream_columns};
 
@@ -243,14 +246,40 @@ SELECT ord, outcome, stream_id, size, closed, epoch, seq, expected_seq
 -- Removes streams nobody can reach any more: expired or deleted, with no live
 -- fork (and then their ancestors that became unreachable). Returns how many.
 -- Both candidate sets come from partial indexes; those still held by live
--- forks are passed over, so they never crowd out the collectable ones.
+-- forks are passed over, so they never crowd out the collectable ones. An
+-- expired stream that is still 'streaming' is no candidate: its driver would
+-- lose the answer mid-write; it goes at the first collection after it ends.
 SELECT coalesce(sum(pts.ds_collect_v1(dead.id)), 0)::bigint AS collected
   FROM (SELECT id
-          FROM ((SELECT id FROM pts.streams WHERE expires_at <= now())
+          FROM ((SELECT id FROM pts.streams WHERE expires_at <= now() AND status <> 'streaming')
                 UNION
                 (SELECT id FROM pts.streams WHERE deleted_at IS NOT NULL)) candidates
          WHERE NOT pts.ds_referenced_v1(id)
          LIMIT $1::int) dead;
+
+-- name: prune
+-- Retention (`pts prune`): deletes up to $2 finished streams whose finished_at is
+-- before $1, oldest first, each as pts.ds_delete_v1 deletes one (soft-deleted
+-- while live forks still read its bytes; a soft-deleted stream is no candidate
+-- again, so batch after batch makes progress). SKIP LOCKED: a row another
+-- transaction holds (a delete, a concurrent prune) is left for a later batch,
+-- never waited for, so one batch is one short transaction. The candidates come
+-- from streams_finished_at_idx (sql/migrations/0006_retention.sql).
+SELECT count(*) FILTER (WHERE pts.ds_delete_v1(doomed.id) <> 'not_found') AS pruned
+  FROM (SELECT id
+          FROM pts.streams
+         WHERE status IN ('done', 'error', 'timeout', 'aborted') AND deleted_at IS NULL
+           AND finished_at < $1::timestamptz
+         ORDER BY finished_at
+         LIMIT $2::int
+           FOR UPDATE SKIP LOCKED) doomed;
+
+-- name: count_prunable
+-- How many streams `prune` would delete for $1 (`pts prune --dry-run`).
+SELECT count(*) AS prunable
+  FROM pts.streams
+ WHERE status IN ('done', 'error', 'timeout', 'aborted') AND deleted_at IS NULL
+   AND finished_at < $1::timestamptz;
 
 -- name: migrations_lock
 -- Held until the migration transaction ends: concurrent `pts migrate` runs queue up.

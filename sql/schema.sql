@@ -648,3 +648,9 @@ BEGIN
     PERFORM pts.notify_batch_v1(changed, p_notify_v1);
 END;
 $$;
+
+-- Issue 15: retention (0006)
+-- `pts prune` deletes finished streams oldest first, in batches, from this index.
+CREATE INDEX streams_finished_at_idx
+    ON pts.streams (finished_at)
+    WHERE status IN ('done', 'error', 'timeout', 'aborted') AND deleted_at IS NULL;

@@ -65,6 +65,8 @@ class CreateStream:
 
     client_id: str | None = None
     metadata: dict[str, Any] | None = None
+    ttl: float | None = None
+    """Seconds until the stream expires (see :meth:`~pts.PersistentTextStreaming.create_stream`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,9 @@ class StreamRoutes:
             """Create a pending stream."""
             body = data or CreateStream()
             stream_id = await pts.create_stream(
-                client_id=body.client_id, metadata=cast("Metadata | None", body.metadata)
+                client_id=body.client_id,
+                metadata=cast("Metadata | None", body.metadata),
+                ttl=body.ttl,
             )
             return CreatedStream(id=stream_id)
 

@@ -73,8 +73,15 @@ class Store(Protocol):
         metadata: Metadata | None = None,
         owner: str | None = None,
         expires_at: datetime | None = None,
+        ttl: float | None = None,
     ) -> StreamInfo:
-        """Create a stream. Raises ClientIdTaken / PathTaken if those are in use."""
+        """Create a stream. Raises ClientIdTaken / PathTaken if those are in use.
+
+        ``ttl`` (seconds, more than 0; not with ``expires_at``) sets ``expires_at``
+        to the store's now plus ``ttl``: a fixed expiry, not renewed by access. An
+        expired stream is deleted by :meth:`collect_garbage`, never while it is
+        ``streaming``: a driven stream that expires is removed once it finishes.
+        """
         ...
 
     @abstractmethod
@@ -225,5 +232,25 @@ class Store(Protocol):
 
     @abstractmethod
     async def collect_garbage(self, limit: int = 100) -> int:
-        """Remove up to ``limit`` expired or deleted streams no live fork needs."""
+        """Remove up to ``limit`` expired or deleted streams no live fork needs.
+
+        An expired stream that is still ``streaming`` stays until it finishes."""
+        ...
+
+    @abstractmethod
+    async def prune(self, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` finished streams (done, error, timeout, aborted) whose
+        ``finished_at`` is before ``finished_before``, oldest first, in one short
+        transaction; returns how many went.
+
+        Each goes as with :meth:`delete_stream`: one whose bytes live forks still
+        read is soft-deleted (counted, and never a candidate again). Streams
+        another transaction holds are skipped, not waited for, so it is safe
+        while serving; call it until it returns 0 (``pts prune`` does).
+        """
+        ...
+
+    @abstractmethod
+    async def count_prunable(self, finished_before: datetime) -> int:
+        """How many streams :meth:`prune` would delete for ``finished_before`` (a dry run)."""
         ...

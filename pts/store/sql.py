@@ -35,6 +35,7 @@ from pts.store.base import (
 )
 from pts.store.durable_sql import DurableStreamsSQL
 from pts.store.group_commit import GroupCommit
+from pts.store.retention_sql import RetentionSQL
 from pts.store.rows import stream_info
 from pts.store.runner import UniqueViolation
 
@@ -42,7 +43,7 @@ _Append: TypeAlias = tuple[uuid.UUID, int, bytes, "str | None", "str | None"]
 """A driven append as the queue holds it: stream, offset, bytes, final status, reason."""
 
 
-class SQLStore(DurableStreamsSQL, Store):
+class SQLStore(DurableStreamsSQL, RetentionSQL, Store):
     """The shared implementation of :class:`Store` over a driver's ``_fetch``.
 
     Every method validates its arguments (:mod:`pts.store.validate`) before any
@@ -69,6 +70,7 @@ class SQLStore(DurableStreamsSQL, Store):
         metadata: Metadata | None = None,
         owner: str | None = None,
         expires_at: datetime | None = None,
+        ttl: float | None = None,
     ) -> StreamInfo:
         metadata_json = v.new_stream(
             initial=status,
@@ -78,6 +80,7 @@ class SQLStore(DurableStreamsSQL, Store):
             meta=metadata,
             owner=owner,
             expires_at=expires_at,
+            ttl=ttl,
         )
         try:
             row = await self._fetchrow(
@@ -89,6 +92,7 @@ class SQLStore(DurableStreamsSQL, Store):
                 metadata_json,
                 owner,
                 expires_at,
+                None if ttl is None else float(ttl),
             )
         except UniqueViolation as exc:
             if exc.constraint == "streams_client_id_key" and client_id is not None:

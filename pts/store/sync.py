@@ -152,6 +152,8 @@ class SyncStore:
     ds_append = _blocking(Store.ds_append)
     ds_delete = _blocking(Store.ds_delete)
     collect_garbage = _blocking(Store.collect_garbage)
+    prune = _blocking(Store.prune)
+    count_prunable = _blocking(Store.count_prunable)
 
 
 async def _resolve(dsn: str | None) -> str:

@@ -180,6 +180,7 @@ def new_stream(
     meta: object,
     owner: str | None,
     expires_at: datetime | None,
+    ttl: float | None = None,
 ) -> str:
     """Check what creates a stream (every store does it alike); returns the metadata's JSON."""
     if initial not in (StreamStatus.PENDING, StreamStatus.STREAMING):
@@ -193,7 +194,33 @@ def new_stream(
     metadata_json = metadata(meta)
     optional_text("owner", owner)
     optional_moment("expires_at", expires_at)
+    stream_ttl(ttl, expires_at)
     return metadata_json
+
+
+def stream_ttl(value: object, expires_at: object) -> float | None:
+    """A new stream's fixed TTL (``create_stream(ttl=...)``): seconds, more than 0, whose
+    expiry (now + TTL) stays before :data:`LATEST`; never given with ``expires_at``."""
+    if value is None:
+        return None
+    if expires_at is not None:
+        raise InvalidInput("give ttl or expires_at, not both")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidInput(f"ttl must be a number of seconds, not {type(value).__name__}")
+    room = (LATEST - datetime.now(UTC)).total_seconds() - 86400
+    allowed = f"ttl must be more than 0 and at most {room:.0f} seconds"
+    if isinstance(value, int) and value.bit_length() >= 200:  # float() of it may overflow
+        raise InvalidInput(f"{allowed}, not a {value.bit_length()}-bit number")
+    number = float(value)
+    if not (math.isfinite(number) and 0 < number <= room):
+        raise InvalidInput(f"{allowed}, not {value!r}")
+    return number
+
+
+def prune_args(finished_before: object, limit: object) -> None:
+    """The arguments of :meth:`~pts.store.base.Store.prune`."""
+    moment("finished_before", finished_before)
+    integer("limit", limit, minimum=1, maximum=INT4_MAX)
 
 
 def sweep_args(seconds_: float, limit: int) -> None:
@@ -232,9 +259,11 @@ __all__ = [
     "metadata",
     "moment",
     "new_stream",
+    "prune_args",
     "seconds",
     "status",
     "stream_id",
+    "stream_ttl",
     "sweep_args",
     "text",
 ]

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pts.errors import (
     ClientIdTaken,
@@ -21,12 +21,7 @@ from pts.errors import (
     StreamTooLarge,
 )
 from pts.live.notification import NotificationHandler
-from pts.models import (
-    Metadata,
-    ReadResult,
-    StreamInfo,
-    StreamStatus,
-)
+from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
 from pts.store import validate as v
 from pts.store.base import (
     DEFAULT_CONTENT_TYPE,
@@ -42,7 +37,12 @@ from pts.testing.rows import (
     Clock,
     StoreClock,
     StoredStream,
+    collectable,
+    expiry,
+    prunable,
     reason_fields,
+    stale,
+    unclaimed,
 )
 
 __all__ = ["MemoryStore"]
@@ -120,6 +120,7 @@ class MemoryStore(DurableStreamsRefused, Store):
         metadata: Metadata | None = None,
         owner: str | None = None,
         expires_at: datetime | None = None,
+        ttl: float | None = None,
     ) -> StreamInfo:
         """Create a stream. Raises ClientIdTaken / PathTaken if those are in use."""
         metadata_json = v.new_stream(
@@ -130,6 +131,7 @@ class MemoryStore(DurableStreamsRefused, Store):
             meta=metadata,
             owner=owner,
             expires_at=expires_at,
+            ttl=ttl,
         )
         stored_metadata = json.loads(metadata_json)
         if client_id is not None and client_id in self._by_client_id:
@@ -152,7 +154,7 @@ class MemoryStore(DurableStreamsRefused, Store):
             updated_at=now,
             heartbeat_at=now if status is StreamStatus.STREAMING else None,
             finished_at=None,
-            expires_at=None if expires_at is None else expires_at.astimezone(UTC),
+            expires_at=expiry(now, expires_at, ttl),
             metadata=stored_metadata,
             owner=owner,
         )
@@ -309,14 +311,7 @@ class MemoryStore(DurableStreamsRefused, Store):
     def _stale(self, stale_after: float, limit: int) -> list[StoredStream]:
         v.sweep_args(stale_after, limit)
         cutoff = self._now() - timedelta(seconds=stale_after)
-        stale = [
-            s
-            for s in self._streams.values()
-            if s.info.status is StreamStatus.STREAMING
-            and s.info.heartbeat_at is not None
-            and s.info.heartbeat_at < cutoff
-        ]
-        return sorted(stale, key=lambda s: s.heartbeat_at)[:limit]
+        return stale(self._streams.values(), cutoff)[:limit]
 
     async def find_stale(self, stale_after: float, limit: int = 100) -> list[StreamInfo]:
         """Streaming streams whose last heartbeat is older than ``stale_after`` seconds."""
@@ -331,14 +326,7 @@ class MemoryStore(DurableStreamsRefused, Store):
         ``pending_after`` seconds since their last change."""
         v.sweep_args(pending_after, limit)
         cutoff = self._now() - timedelta(seconds=pending_after)
-        waiting = [
-            s
-            for s in self._streams.values()
-            if s.info.status is StreamStatus.PENDING
-            and s.info.path is None
-            and s.info.updated_at < cutoff
-        ]
-        waiting = sorted(waiting, key=lambda s: s.info.updated_at)[:limit]
+        waiting = unclaimed(self._streams.values(), cutoff)[:limit]
         return self._time_out(waiting, pending_timeout_message(pending_after))
 
     def _time_out(self, streams: Iterable[StoredStream], message: str) -> list[StreamInfo]:
@@ -364,15 +352,23 @@ class MemoryStore(DurableStreamsRefused, Store):
         """Remove up to ``limit`` expired streams (deleted ones are already gone: the
         in-memory store has no forks to hold them)."""
         v.integer("limit", limit, minimum=1, maximum=v.INT4_MAX)
-        now = self._now()
-        expired = [
-            s.info.id
-            for s in self._streams.values()
-            if s.info.expires_at is not None and s.info.expires_at <= now
-        ][:limit]
-        for stream_id in expired:
-            self._remove(stream_id)
+        expired = collectable(self._streams.values(), self._now())[:limit]
+        for info in expired:
+            self._remove(info.id)
         return len(expired)
+
+    async def prune(self, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` streams that finished before ``finished_before``."""
+        v.prune_args(finished_before, limit)
+        doomed = prunable(self._streams.values(), finished_before)[:limit]
+        for info in doomed:
+            self._remove(info.id)
+        return len(doomed)
+
+    async def count_prunable(self, finished_before: datetime) -> int:
+        """How many streams :meth:`prune` would delete."""
+        v.prune_args(finished_before, 1)
+        return len(prunable(self._streams.values(), finished_before))
 
     def _remove(self, stream_id: uuid.UUID) -> None:
         info = self._streams.pop(stream_id).info

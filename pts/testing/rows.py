@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +12,12 @@ __all__ = [
     "Clock",
     "StoreClock",
     "StoredStream",
+    "collectable",
+    "expiry",
+    "prunable",
     "reason_fields",
+    "stale",
+    "unclaimed",
 ]
 
 Clock = Callable[[], datetime]
@@ -56,3 +61,53 @@ def reason_fields(status: StreamStatus, reason: str | None) -> dict[str, object]
     if status in (StreamStatus.ERROR, StreamStatus.TIMEOUT):
         return {"error": reason}
     return {}
+
+
+def expiry(now: datetime, expires_at: datetime | None, ttl: float | None) -> datetime | None:
+    """A new stream's ``expires_at``: as given, or ``ttl`` seconds from ``now``."""
+    if ttl is not None:
+        return now + timedelta(seconds=ttl)
+    return None if expires_at is None else expires_at.astimezone(UTC)
+
+
+def collectable(streams: Iterable[StoredStream], now: datetime) -> list[StreamInfo]:
+    """The expired streams garbage collection removes: not while they are ``streaming``."""
+    return [
+        s.info
+        for s in streams
+        if s.info.expires_at is not None
+        and s.info.expires_at <= now
+        and s.info.status is not StreamStatus.STREAMING
+    ]
+
+
+def prunable(streams: Iterable[StoredStream], finished_before: datetime) -> list[StreamInfo]:
+    """The finished streams that finished before ``finished_before``, oldest first."""
+    found = [
+        s.info
+        for s in streams
+        if s.info.finished_at is not None
+        and s.info.status.finished
+        and s.info.finished_at < finished_before
+    ]
+    return sorted(found, key=lambda info: info.finished_at or finished_before)
+
+
+def stale(streams: Iterable[StoredStream], cutoff: datetime) -> list[StoredStream]:
+    """The ``streaming`` streams whose last heartbeat is before ``cutoff``, oldest first."""
+    found = [
+        s for s in streams if s.info.status is StreamStatus.STREAMING and s.heartbeat_at < cutoff
+    ]
+    return sorted(found, key=lambda s: s.heartbeat_at)
+
+
+def unclaimed(streams: Iterable[StoredStream], cutoff: datetime) -> list[StoredStream]:
+    """The pts streams (no path) left ``pending`` since before ``cutoff``, oldest first."""
+    waiting = [
+        s
+        for s in streams
+        if s.info.status is StreamStatus.PENDING
+        and s.info.path is None
+        and s.info.updated_at < cutoff
+    ]
+    return sorted(waiting, key=lambda s: s.info.updated_at)

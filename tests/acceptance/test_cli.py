@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pts.store.migrations import list_migrations
+
 
 def run_pts(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -42,9 +44,12 @@ def workdir(tmp_path: Path, bare_env: dict[str, str]) -> Iterator[Path]:
 
 @pytest.mark.timeout(120)
 def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[str, str]) -> None:
+    migrations = list_migrations()
     first = run_pts("migrate", cwd=workdir, env=bare_env)
     assert first.returncode == 0, first.stderr
-    assert "applied 3 migration(s): 0001_initial, 0002_durable_streams, 0003_" in first.stdout
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations)
+    assert f"applied {len(migrations)} migration(s): {names}" in first.stdout
+    assert "0001_initial, 0002_durable_streams, 0003_" in first.stdout
     assert (workdir / ".pts" / "pgdata" / "PG_VERSION").exists()
 
     second = run_pts("migrate", cwd=workdir, env=bare_env)
@@ -57,7 +62,7 @@ def test_migrate_twice_on_the_embedded_database(workdir: Path, bare_env: dict[st
     assert url.startswith("postgresql://")
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM pts.schema_migrations").fetchone()
-        assert row == (3,)
+        assert row == (len(migrations),)
 
     stop = run_pts("db", "--stop", cwd=workdir, env=bare_env)
     assert stop.returncode == 0, stop.stderr

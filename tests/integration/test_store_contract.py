@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -27,10 +27,13 @@ from pts import (
     StreamNotFound,
     StreamStatus,
 )
+from pts.models import StreamInfo
 from pts.settings import Driver
 from pts.store import SQLStore, create_store
+from tests.support.waiting import until
 
 S = StreamStatus
+FINISHED = [S.DONE, S.ERROR, S.TIMEOUT, S.ABORTED]
 
 
 async def test_create_and_get(store: SQLStore) -> None:
@@ -502,5 +505,155 @@ async def test_a_touching_lookup_returns_the_renewed_expiry(store: SQLStore, db_
         renewed = await conn.fetchval("SELECT expires_at FROM pts.streams WHERE id = $1", stream_id)
         assert renewed - stored > timedelta(minutes=30)
         assert touched.stream.expires_at == renewed  # the lookup reports what it stored
+    finally:
+        await conn.close()
+
+
+# -- retention (issue 15): create_stream(ttl=...), collect_garbage, prune ------------
+
+
+async def test_a_ttl_expires_the_stream_that_long_after_its_creation(store: SQLStore) -> None:
+    info = await store.create_stream(ttl=90)
+    assert info.expires_at is not None
+    assert info.expires_at - info.created_at == timedelta(seconds=90)  # one clock, one now
+    fractional = await store.create_stream(ttl=1.5, status=S.STREAMING)
+    assert fractional.expires_at is not None
+    assert fractional.expires_at - fractional.created_at == timedelta(seconds=1.5)
+    assert (await store.get_stream(info.id)).expires_at == info.expires_at
+    assert (await store.create_stream()).expires_at is None
+
+
+@pytest.mark.parametrize(
+    "ttl", [0, -1, 0.0, float("nan"), float("inf"), "60", True, 10**300, 10**12 * 86400]
+)
+async def test_a_bad_ttl_is_refused_and_creates_nothing(store: SQLStore, ttl: object) -> None:
+    with pytest.raises(InvalidInput, match="ttl"):
+        await store.create_stream(client_id="t", ttl=ttl)  # type: ignore[arg-type]
+    with pytest.raises(StreamNotFound):
+        await store.get_stream_by_client_id("t")
+
+
+async def test_ttl_and_expires_at_are_exclusive(store: SQLStore) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(InvalidInput, match="not both"):
+        await store.create_stream(ttl=60, expires_at=later)
+
+
+async def test_an_expired_stream_is_collected_but_not_while_it_streams(store: SQLStore) -> None:
+    idle = await store.create_stream(ttl=0.001)
+    driven = await store.create_stream(ttl=0.001, status=S.STREAMING)
+    size = await store.append(driven.id, "une réponse ".encode(), offset=0)
+
+    async def idle_collected() -> bool:
+        await store.collect_garbage()
+        try:
+            await store.get_stream(idle.id)
+        except StreamNotFound:
+            return True
+        return False
+
+    await until(idle_collected, "the expired pending stream is collected")
+    # Expired too, but driven: its answer is never cut off by the collection.
+    assert await store.collect_garbage() == 0
+    size = await store.append(driven.id, "entière".encode(), offset=size, finish=S.DONE)
+    assert (await store.read(driven.id)).data == "une réponse entière".encode()
+    assert await store.collect_garbage() == 1  # finished: it goes at the next collection
+    with pytest.raises(StreamNotFound):
+        await store.get_stream(driven.id)
+
+
+async def _finished(store: SQLStore, text: str, status: S = S.DONE) -> StreamInfo:
+    info = await store.create_stream(status=S.STREAMING)
+    await store.append(info.id, text.encode(), offset=0, finish=status)
+    return await store.get_stream(info.id)
+
+
+async def test_prune_deletes_the_streams_finished_before_the_cutoff_in_batches(
+    store: SQLStore,
+) -> None:
+    old = [await _finished(store, f"vieux {i} é", status) for i, status in enumerate(FINISHED)]
+    old.append(await _finished(store, "vieux aussi"))
+    pending = await store.create_stream()
+    driven = await store.create_stream(status=S.STREAMING)
+    newer = await _finished(store, "récent")
+    assert newer.finished_at is not None
+    cutoff = newer.finished_at  # strictly before: `newer` itself stays
+    assert await store.count_prunable(cutoff) == len(old) == 5
+    assert [await store.prune(cutoff, limit=2) for _ in range(4)] == [2, 2, 1, 0]
+    assert await store.count_prunable(cutoff) == 0
+    for info in old:
+        with pytest.raises(StreamNotFound):
+            await store.get_stream(info.id)
+    for info in (pending, driven, newer):
+        assert (await store.get_stream(info.id)).status is info.status
+    assert (await store.read(newer.id)).data == "récent".encode()
+
+
+async def test_prune_takes_the_oldest_first(store: SQLStore) -> None:
+    first = await _finished(store, "un")
+    second = await _finished(store, "deux")
+    third = await _finished(store, "trois")
+    assert third.finished_at is not None
+    assert await store.prune(third.finished_at, limit=1) == 1
+    with pytest.raises(StreamNotFound):
+        await store.get_stream(first.id)
+    assert (await store.get_stream(second.id)).id == second.id
+
+
+@pytest.mark.parametrize(
+    ("finished_before", "limit"),
+    [(datetime(2030, 1, 1), 10), (datetime.now(UTC), 0), (datetime.now(UTC), 2**31), ("x", 1)],
+)
+async def test_prune_refuses_bad_arguments(
+    store: SQLStore, finished_before: object, limit: int
+) -> None:
+    await _finished(store, "gardé")
+    with pytest.raises(InvalidInput):
+        await store.prune(finished_before, limit)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        await store.count_prunable(datetime(2030, 1, 1))  # naive: which time zone?
+    assert await store.count_prunable(datetime.now(UTC) + timedelta(days=1)) == 1
+
+
+async def test_prune_soft_deletes_a_source_that_a_live_fork_reads(
+    store: SQLStore, db_url: str
+) -> None:
+    outcome, source = await store.ds_create(
+        "retention/source", content_type="text/plain", closed=True, data=b"l'original "
+    )
+    assert outcome == "created"
+    assert source is not None
+    outcome, fork = await store.ds_create(
+        "retention/fork", content_type="text/plain", source=source, fork_offset=11
+    )
+    assert outcome == "created"
+    assert fork is not None
+    await store.ds_append("retention/fork", b"et la suite", media_type="text/plain")
+    cutoff = datetime.now(UTC) + timedelta(days=1)  # the source (closed) is finished; the fork not
+    assert await store.prune(cutoff) == 1
+    assert (await store.read(fork)).data == b"l'original et la suite"
+    assert (await store.get_stream(source)).deleted_at is not None  # soft: its bytes stay
+    assert await store.prune(cutoff) == 0  # and it is no candidate again
+    assert await store.count_prunable(cutoff) == 0
+    assert await store.ds_delete(fork) == "deleted"  # the last fork goes: so does the source
+    with pytest.raises(StreamNotFound):
+        await store.get_stream(source)
+
+
+async def test_prune_skips_streams_another_transaction_holds(store: SQLStore, db_url: str) -> None:
+    held, free = await _finished(store, "tenu"), await _finished(store, "libre")
+    cutoff = datetime.now(UTC) + timedelta(days=1)
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT 1 FROM pts.streams WHERE id = $1 FOR UPDATE", held.id)
+            # Not waited for: the batch takes what is free and ends.
+            assert await asyncio.wait_for(store.prune(cutoff), 10) == 1
+            assert await store.prune(cutoff) == 0
+        assert await store.prune(cutoff) == 1
+        for info in (held, free):
+            with pytest.raises(StreamNotFound):
+                await store.get_stream(info.id)
+        assert await conn.fetchval("SELECT count(*) FROM pts.chunks") == 0
     finally:
         await conn.close()

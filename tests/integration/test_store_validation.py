@@ -76,6 +76,15 @@ BAD_TIMES: dict[str, Any] = {
     "without a time zone": datetime(2030, 1, 1),  # naive: the point of the case
 }
 BAD_TTLS: dict[str, Any] = {"past int8": 2**63, "past year 9999": 10**12, "negative": -1}
+BAD_STREAM_TTLS: dict[str, Any] = {
+    **BAD_TTLS,
+    "zero": 0,
+    "NaN": float("nan"),
+    "infinite": float("inf"),
+    "a string": "60",
+    "a bool": True,
+    "past float": 10**400,
+}
 BAD_INTS: dict[str, Any] = {"past int8": 2**63, "huge": 10**30, "not an int": 1.5}
 BAD_SECONDS: dict[str, Any] = {"infinite": float("inf"), "NaN": float("nan"), "huge": 1e300}
 
@@ -120,6 +129,10 @@ OPS: dict[str, tuple[Op, dict[str, Any]]] = {
     "stale_after": (lambda s, x: s.timeout_stale(x), BAD_SECONDS),
     "find_stale": (lambda s, x: s.find_stale(x), BAD_SECONDS),
     "pending_after": (lambda s, x: s.timeout_pending(x), BAD_SECONDS),
+    "create ttl": (lambda s, x: s.create_stream(ttl=x), BAD_STREAM_TTLS),
+    "prune finished_before": (lambda s, x: s.prune(x), BAD_TIMES),
+    "prune limit": (lambda s, x: s.prune(datetime.now(UTC), x), {**BAD_INTS, "zero": 0}),
+    "count_prunable": (lambda s, x: s.count_prunable(x), BAD_TIMES),
 }
 CASES = {f"{op} {name}": (op, name) for op, (_, values) in OPS.items() for name in values}
 

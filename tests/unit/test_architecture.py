@@ -179,7 +179,7 @@ def test_no_module_grows_past_its_line_ceiling() -> None:
 # live reads, live reads nothing of the component, the component nothing of HTTP,
 # and nothing in the library anything of the command line or the benchmarks.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("command line", ("pts.cli", "pts.cli_options", "pts.shell", "pts.bench")),
+    ("command line", ("pts.cli", "pts.cli_options", "pts.cli_prune", "pts.shell", "pts.bench")),
     ("HTTP edge", ("pts.http", "pts.plugin")),
     (
         "component",
