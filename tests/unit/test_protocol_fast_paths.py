@@ -177,3 +177,17 @@ def test_guard_judges_anew_once_it_has_seen_many_hosts() -> None:
     with pytest.raises(Forbidden):
         guard.check_raw([(b"host", b"evil.example")])
     guard.check_raw([(b"host", b"localhost:1")])
+
+
+def test_guard_judges_every_host_and_origin_of_a_request_it_has_not_seen() -> None:
+    guard = LoopbackGuard()
+    guard.check_raw([(b"host", b"localhost"), (b"content-type", b"text/plain")])
+    guard.check_raw([(b"origin", b"http://localhost"), (b"host", b"localhost")])
+    for refused in (
+        [(b"host", b"localhost"), (b"Host", b"evil.example")],
+        [(b"host", b"localhost"), (b"origin", b"http://evil.example")],
+        [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"origin", b"null")],
+        [(b"content-type", b"text/plain")],
+    ):
+        with pytest.raises(Forbidden):
+            guard.check_raw(refused)
