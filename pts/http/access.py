@@ -135,6 +135,8 @@ class Access:
                 raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
             return
         allowed = self.authorize(request, action, stream)
+        if allowed is True:
+            return
         if inspect.isawaitable(allowed):
             allowed = await allowed
         if allowed is not True:

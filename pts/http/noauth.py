@@ -12,7 +12,7 @@ address, and an ``Origin`` that is neither loopback nor explicitly allowed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -21,7 +21,27 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from pts.http.access import Forbidden
 from pts.http.loopback import is_loopback_host, is_loopback_origin, split_host_header
 
-__all__ = ["LoopbackGuard"]
+__all__ = ["LoopbackGuard", "host_and_origin_headers"]
+
+_ASKED = (b"host", b"origin")
+_VERDICTS = 256
+"""How many distinct sets of ``Host``/``Origin`` headers a guard remembers as allowed."""
+
+
+def host_and_origin_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The ``Host`` and ``Origin`` headers of raw ASGI ones, in order, their names lower-cased.
+
+    ``bytes.lower`` only folds ASCII letters, but no other Latin-1 character
+    lower-cases to one, so this finds exactly the headers a ``str.lower`` of the
+    decoded names would.
+    """
+    return tuple(
+        (lowered, value)
+        for name, value in headers
+        if len(name) in (4, 6) and (lowered := name.lower()) in _ASKED
+    )
 
 
 class LoopbackGuard(ASGIMiddleware):
@@ -34,16 +54,26 @@ class LoopbackGuard(ASGIMiddleware):
 
     def __init__(self, allowed_origins: Collection[str] = ()) -> None:
         self.allowed_origins = frozenset(allowed_origins)
+        # Every request of a browser or client names the same few hosts and origins:
+        # the verdict on them is remembered (allowed ones only; a refusal is rare,
+        # and judged again each time). Parsing an address costs more than the rest
+        # of a request's routing.
+        self._allowed: set[tuple[tuple[bytes, bytes], ...]] = set()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] == ScopeType.HTTP:
-            self.check(
-                [
-                    (name.decode("latin-1").lower(), value.decode("latin-1"))
-                    for name, value in scope["headers"]
-                ]
-            )
+            self.check_raw(scope["headers"])
         await next_app(scope, receive, send)
+
+    def check_raw(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """:meth:`check` for raw ASGI headers, remembering the verdicts that allow."""
+        asked = host_and_origin_headers(headers)
+        if asked in self._allowed:
+            return
+        self.check([(name.decode("latin-1"), value.decode("latin-1")) for name, value in asked])
+        if len(self._allowed) >= _VERDICTS:
+            self._allowed.clear()  # bounded: many distinct hosts only cost their parsing
+        self._allowed.add(asked)
 
     def check(self, headers: Sequence[tuple[str, str]]) -> None:
         """Raise Forbidden unless ``headers`` (lower-case names) come from a loopback page.

@@ -102,10 +102,17 @@ class DurableStreams:
         self.settings = settings or ProtocolSettings()
         self.context = Context(pts, self.mount, access, self.settings)
         """What the verbs' handlers share."""
+        # The headers every response gets, built once unless they depend on the Origin.
+        self._every_response: list[tuple[bytes, bytes]] | None = None
+        if self.settings.cors_origins is None or self.settings.cors_origins == "*":
+            self._every_response = SECURITY_HEADERS + self._cors_headers(None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request: AnyRequest = Request(scope, receive)
-        send = adding_headers(send, SECURITY_HEADERS + self._cors_headers(request))
+        extra = self._every_response
+        if extra is None:
+            extra = SECURITY_HEADERS + self._cors_headers(request)
+        send = adding_headers(send, extra)
         try:
             await self._dispatch(request, scope, send)
         except Exception as exc:  # noqa: BLE001 - answered from the one table; 5xx logged
@@ -117,13 +124,17 @@ class DurableStreams:
                 log_request_failure(logger, request.method, scope["path"], exc)
             await send_error(send, status, content, headers)
 
-    def _cors_headers(self, request: AnyRequest) -> list[tuple[bytes, bytes]]:
-        """CORS for the settings' ``cors_origins``: ``*``, a list of origins, or none."""
+    def _cors_headers(self, request: AnyRequest | None) -> list[tuple[bytes, bytes]]:
+        """CORS for the settings' ``cors_origins``: ``*``, a list of origins, or none.
+
+        The request is only read for a list of origins (None: it is not).
+        """
         allowed = self.settings.cors_origins
         if allowed is None:
             return []
         if allowed == "*":
             return [(b"access-control-allow-origin", b"*"), EXPOSE_HEADER]
+        assert request is not None
         origin = request.headers.get("origin")
         headers = [(b"vary", b"Origin")]
         if origin is not None and origin in allowed:

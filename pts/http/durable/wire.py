@@ -39,12 +39,12 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import cast
-from urllib.parse import unquote_to_bytes
 
 from pts.errors import BadRequest  # defined with the other errors; importable from here as before
+from pts.http.durable.checks import check_header_values, check_raw_path  # as before, too
 
 __all__ = [
     "JSON_MEDIA_TYPE",
@@ -84,8 +84,6 @@ _NON_NEGATIVE = re.compile(r"0|[1-9][0-9]*")
 _DIGITS = re.compile(r"[0-9]+")
 _CURSOR = re.compile(r"[0-9]{1,18}")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-# Control characters are not allowed in a header value (RFC 9110 5.5), tab excepted.
-_HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest producer epoch/seq accepted: what every JSON client can count to."""
 MAX_BIGINT = 2**63 - 1
@@ -155,32 +153,12 @@ def check_name(name: str, value: str) -> str:
     return value
 
 
-def check_raw_path(raw_path: bytes) -> None:
-    """A request path must decode, percent-escapes included, as UTF-8.
-
-    Servers replace undecodable bytes with U+FFFD, so without this ``a%FF`` and
-    ``a%FE`` (and ``a%ED%A0%80``, a surrogate) would all name the stream ``a\ufffd``.
-    """
-    decoded = unquote_to_bytes(raw_path.split(b"?", 1)[0])
-    try:
-        decoded.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("the path is not UTF-8 (once its %-escapes are decoded)") from None
-
-
-def check_header_values(headers: Iterable[tuple[bytes, bytes]]) -> None:
-    """No control characters (NUL among them: Postgres text cannot hold one) in any
-    header value. HTTP/1.1 servers refuse most of them; other ASGI servers may not."""
-    for name, value in headers:
-        if _HEADER_CONTROL.search(value) is not None:
-            label = name.decode("latin-1")[:60]
-            raise BadRequest(f"the {label} header has a control character")
-
-
 def parse_content_length(raw: str | None) -> int | None:
     """``Content-Length``: a byte count in ASCII digits (else BadRequest), or None."""
     if raw is None:
         return None
+    if len(raw) <= 18 and raw.isascii() and raw.isdigit():
+        return int(raw)  # the usual header: below 10^18, so within MAX_BIGINT
     return _bounded_int("Content-Length", raw, _DIGITS, MAX_BIGINT)
 
 
