@@ -32,12 +32,13 @@ from pts.store.base import (
     Store,
     pending_timeout_message,
 )
+from pts.store.compaction import CompactionSQL
 from pts.store.durable_sql import DurableStreamsSQL
 from pts.store.rows import stream_info
 from pts.store.runner import UniqueViolation
 
 
-class SQLStore(DurableStreamsSQL, Store):
+class SQLStore(DurableStreamsSQL, CompactionSQL, Store):
     """The shared implementation of :class:`Store` over a driver's ``_fetch``.
 
     Every method validates its arguments (:mod:`pts.store.validate`) before any

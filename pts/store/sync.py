@@ -143,6 +143,8 @@ class SyncStore:
     ds_append = _blocking(Store.ds_append)
     ds_delete = _blocking(Store.ds_delete)
     collect_garbage = _blocking(Store.collect_garbage)
+    compact = _blocking(Store.compact)
+    compact_finished = _blocking(Store.compact_finished)
 
 
 async def _resolve(dsn: str | None) -> str:

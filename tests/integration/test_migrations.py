@@ -133,7 +133,8 @@ async def test_migration_3_repairs_rows_python_cannot_read(databases: DatabaseFa
             )
         finally:
             await conn.close()
-        assert [m.version for m in await migrate(url)] == [3]
+        later = [m.version for m in list_migrations()[2:]]  # 3 and whatever came after
+        assert [m.version for m in await migrate(url)] == later
         store = create_store(url, "asyncpg")
         await store.open()
         try:
