@@ -56,6 +56,7 @@ class Store(Protocol):
 
     driver: str
     max_stream_size: int | None  # the cap on every stream's size, in bytes (None: no cap)
+    compact_row_bytes: int  # the size compaction's merged rows aim for (COMPACT_ROW_BYTES)
 
     @abstractmethod
     async def open(self) -> None:
