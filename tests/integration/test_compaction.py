@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -26,21 +27,21 @@ PAGES = (None, 1, 4, 9)
 
 
 @pytest.fixture
-async def sql_store(db_url: str, driver: Driver) -> SQLStore:
+async def sql_store(db_url: str, driver: Driver) -> AsyncIterator[SQLStore]:
     store = create_store(db_url, driver)
     await store.open()
     store.compact_row_bytes = 16  # small rows: a few bytes of text make several merged rows
     try:
-        yield store  # type: ignore[misc]
+        yield store
     finally:
         await store.close()
 
 
 @pytest.fixture
-async def conn(db_url: str) -> asyncpg.Connection:
+async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(db_url)
     try:
-        yield connection  # type: ignore[misc]
+        yield connection
     finally:
         await connection.close()
 
@@ -91,11 +92,13 @@ async def body(conn: asyncpg.Connection, stream_id: uuid.UUID) -> bytes:
     return found
 
 
-async def paged(store: SQLStore, stream_id: uuid.UUID, page: int, between: object) -> bytes:
+async def paged(
+    store: SQLStore, stream_id: uuid.UUID, page: int, between: Callable[[], Awaitable[None]]
+) -> bytes:
     """The stream read to its end in pages of ``page`` bytes; ``between()`` (a coroutine
     function) runs after the first page."""
     first = await store.read(stream_id, 0, max_bytes=page)
-    await between()  # type: ignore[operator]
+    await between()
     got, position = first.data, first.next_offset
     while position < first.size:
         read = await store.read(stream_id, position, max_bytes=page)
