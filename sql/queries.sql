@@ -79,8 +79,9 @@ SELECT size, status, closed FROM pts.streams WHERE id = $1;
 -- per stored row, in order (the first cut at $2), each carrying the state; one
 -- row with NULL data when there are no bytes. (Rows, not string_agg: several
 -- times faster for megabytes.) A fork shares its source's offsets: below its
--- fork_offset the bytes are the source's (and so on up the lineage); an
--- ancestor's row is clipped at the fork point (a merged row may straddle it).
+-- fork_offset the bytes are the source's (and so on up the lineage, each
+-- ancestor up to the lowest fork point below it); an ancestor's row is clipped
+-- at that point (a merged row may straddle it).
 -- A merged row (pts.compact_v1) lists in `boundaries` where each original chunk
 -- began, so reads are the same before and after a compaction. `at_boundary`
 -- says whether $2 is where an original chunk starts (or the end): JSON streams
@@ -90,7 +91,7 @@ WITH RECURSIVE lineage AS (
       FROM pts.streams s
      WHERE s.id = $1
     UNION ALL
-    SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+    SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
       FROM lineage l
       JOIN pts.streams p ON p.id = l.forked_from
 ), stored AS (

@@ -94,7 +94,7 @@ SELECT s.id,
        WITH RECURSIVE lineage AS (
            SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
            UNION ALL
-           SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+           SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
              FROM lineage l
              JOIN pts.streams p ON p.id = l.forked_from
        )

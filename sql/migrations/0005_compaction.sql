@@ -12,6 +12,9 @@
 -- A fork's fork_offset may now fall inside a merged row of its source: the read
 -- query and pts.stream_bodies clip every ancestor's row at the fork point
 -- (before, no ancestor row could straddle it; clipping is then a no-op).
+-- Both also take the lowest fork point on the way up the lineage: a fork of
+-- a fork made below its parent's fork point read its grandparent's bytes up to
+-- the parent's fork point (the view is fixed here, the read query with it).
 --
 -- Code from before this migration reads merged rows as whole chunks: byte
 -- offsets stay right, but its pages and `at_boundary` are coarser, so run
@@ -108,7 +111,7 @@ SELECT s.id,
        WITH RECURSIVE lineage AS (
            SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
            UNION ALL
-           SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+           SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
              FROM lineage l
              JOIN pts.streams p ON p.id = l.forked_from
        )

@@ -223,6 +223,8 @@ async def forks(store: SQLStore) -> dict[str, uuid.UUID]:
     ids["fork-at-fork"] = await ds_stream(
         store, "faf", [b"deeper"], source=ids["inside"], fork_offset=4
     )
+    # Below its parent's fork point: its bytes are the source's up to 4, no further.
+    ids["below"] = await ds_stream(store, "below", [b"low"], source=ids["sub"], fork_offset=4)
     ids["fork-of-sub"] = await ds_stream(store, "fos", [b"z"], source=ids["sub"], fork_offset=12)
     return ids
 
@@ -245,6 +247,7 @@ async def test_forks_read_the_same_after_their_sources_are_compacted(
         :4
     ] + b"fork-afork-bfork-c"
     assert await row_count(conn, ids["src"]) < len(PIECES)
+    assert (await sql_store.read(ids["below"])).data == PIECES[0] + b"low"
 
 
 async def test_a_forks_paged_read_across_compactions_loses_and_repeats_nothing(
@@ -253,7 +256,7 @@ async def test_a_forks_paged_read_across_compactions_loses_and_repeats_nothing(
     ids = await forks(sql_store)
     expected = {name: await body(conn, i) for name, i in ids.items()}
     for page in (1, 4, 10):
-        for name in ("inside", "fork-of-fork", "sub", "fork-of-sub"):
+        for name in ("inside", "fork-of-fork", "sub", "fork-of-sub", "below"):
             # Between its pages the whole lineage is compacted (again: a no-op then).
             async def compact_all() -> None:
                 for stream_id in ids.values():
