@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
+from pts import PersistentTextStreaming
 from pts.models import ReadResult, StreamStatus
 from pts.settings import Driver
 from pts.store import SQLStore, create_store
 from pts.store.queries import queries
+from tests.support.waiting import until
 
 PAGES = (None, 1, 4, 9)
 """The max_bytes every offset is read with (None: to the end)."""
@@ -286,3 +288,24 @@ async def test_json_streams_keep_their_message_boundaries(
     for offset in boundaries:
         page = await sql_store.read(stream_id, offset, max_bytes=20)
         assert page.next_offset in [*boundaries, position]
+
+
+async def test_the_sweeper_compacts_finished_streams_unasked(
+    db_url: str, driver: Driver, conn: asyncpg.Connection
+) -> None:
+    async with PersistentTextStreaming(dsn=db_url, driver=driver, sweep_interval=0.05) as pts:
+        done = await pts.store.create_stream(status=StreamStatus.STREAMING)
+        live = await pts.store.create_stream(status=StreamStatus.STREAMING)
+        offset = 0
+        for piece in PIECES:
+            offset = await pts.store.append(done.id, piece, offset=offset)
+            await pts.store.append(live.id, piece, offset=offset - len(piece))
+        await pts.store.set_status(done.id, StreamStatus.DONE)
+
+        async def compacted() -> bool:
+            return await row_count(conn, done.id) == 1
+
+        await until(compacted, "the finished stream is one row")
+        assert (await pts.store.read(done.id)).data == b"".join(PIECES)
+        # The same sweep passed the live stream over: it keeps its rows.
+        assert await row_count(conn, live.id) == len(PIECES)
