@@ -11,17 +11,23 @@ the same rule is tests/integration/test_compaction_property.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+import httpx
 import pytest
+from litestar import Litestar
 
-from pts import PersistentTextStreaming
+from pts import PersistentTextStreaming, PTSPlugin
+from pts.http.durable import wire
 from pts.models import ReadResult, StreamStatus
+from pts.plugin import allow_everything
 from pts.settings import Driver
 from pts.store import SQLStore, create_store
 from pts.store.queries import queries
+from tests.support.servers import serve_app
 from tests.support.waiting import until
 
 PAGES = (None, 1, 4, 9)
@@ -309,3 +315,49 @@ async def test_the_sweeper_compacts_finished_streams_unasked(
         assert (await pts.store.read(done.id)).data == b"".join(PIECES)
         # The same sweep passed the live stream over: it keeps its rows.
         assert await row_count(conn, live.id) == len(PIECES)
+
+
+async def test_the_protocol_reads_a_compacted_json_stream_as_before(
+    db_url: str, driver: Driver
+) -> None:
+    pts = PersistentTextStreaming(dsn=db_url, driver=driver, sweeper=False)
+    app = Litestar(plugins=[PTSPlugin(pts, authorize=allow_everything)])
+    json_type = {"content-type": "application/json"}
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        assert (await client.put("/v1/stream/j", headers=json_type)).status_code == 201
+        offsets = [wire.format_offset(0)]
+        for i in range(12):
+            sent = await client.post("/v1/stream/j", content=f'[{{"n":{i}}}]', headers=json_type)
+            offsets.append(sent.headers["stream-next-offset"])
+        await client.post("/v1/stream/j", headers={**json_type, "stream-closed": "true"})
+
+        async def answers() -> list[tuple[int, bytes, str | None]]:
+            out = []
+            for offset in offsets:
+                got = await client.get("/v1/stream/j", params={"offset": offset})
+                out.append((got.status_code, got.content, got.headers.get("stream-next-offset")))
+            return out
+
+        before = await answers()
+        stream = await pts.store.get_stream_by_path("j")
+        pts.store.compact_row_bytes = 32  # a few messages a row: boundaries fall inside rows
+        assert await pts.store.compact(stream.id) > 0
+        assert await answers() == before
+        assert before[0][1] == json.dumps([{"n": i} for i in range(12)]).replace(" ", "").encode()
+        third = wire.parse_offset(offsets[3])
+        assert isinstance(third, int)
+        inside = wire.format_offset(third + 2)
+        assert (await client.get("/v1/stream/j", params={"offset": inside})).status_code == 400
+        # A fork from an offset inside a merged row, with a sub-offset: one message of the next.
+        fork = await client.put(
+            "/v1/stream/jf",
+            headers={
+                **json_type,
+                "stream-forked-from": "/v1/stream/j",
+                "stream-fork-offset": offsets[5],
+                "stream-fork-sub-offset": "1",
+            },
+        )
+        assert fork.status_code == 201, fork.text
+        read = await client.get("/v1/stream/jf", params={"offset": "-1"})
+        assert read.json() == [{"n": i} for i in range(6)]
