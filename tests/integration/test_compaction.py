@@ -11,6 +11,7 @@ the same rule is tests/integration/test_compaction_property.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -102,17 +103,22 @@ async def body(conn: asyncpg.Connection, stream_id: uuid.UUID) -> bytes:
 
 async def paged(
     store: SQLStore, stream_id: uuid.UUID, page: int, between: Callable[[], Awaitable[None]]
-) -> bytes:
-    """The stream read to its end in pages of ``page`` bytes; ``between()`` (a coroutine
-    function) runs after the first page."""
+) -> list[tuple[int, bytes]]:
+    """The stream read to its end in pages of ``page`` bytes, as (offset, data);
+    ``between()`` runs after the first page."""
     first = await store.read(stream_id, 0, max_bytes=page)
     await between()
-    got, position = first.data, first.next_offset
+    pages, position = [(0, first.data)], first.next_offset
     while position < first.size:
         read = await store.read(stream_id, position, max_bytes=page)
         assert read.data, "a page past the first came back empty"
-        got, position = got + read.data, read.next_offset
-    return got
+        pages.append((position, read.data))
+        position = read.next_offset
+    return pages
+
+
+async def nothing() -> None:
+    """Between two pages: no compaction (the pages to compare with)."""
 
 
 PIECES = [f"{i:02d}:{'x' * (i % 5)};".encode() for i in range(30)]
@@ -178,7 +184,11 @@ async def test_a_paged_catch_up_across_a_compaction_loses_and_repeats_nothing(
         async def compact(stream_id: uuid.UUID = stream_id) -> None:
             assert await sql_store.compact(stream_id) > 0
 
-        assert await paged(sql_store, stream_id, page, compact) == b"".join(PIECES), page
+        pages = await paged(sql_store, stream_id, page, compact)
+        assert b"".join(data for _, data in pages) == b"".join(PIECES), page
+        # The same pages as before compaction: each ends where an appended chunk ended.
+        twin = await ds_stream(sql_store, f"twin-{page}", PIECES)
+        assert await paged(sql_store, twin, page, nothing) == pages
 
 
 async def test_a_read_in_flight_keeps_its_rows_and_does_not_hold_compaction_up(
@@ -197,43 +207,47 @@ async def test_a_read_in_flight_keeps_its_rows_and_does_not_hold_compaction_up(
     assert (await sql_store.read(stream_id)).data == b"".join(PIECES)
 
 
-async def forks(store: SQLStore) -> dict[str, uuid.UUID]:
+async def forks(store: SQLStore, prefix: str = "") -> dict[str, uuid.UUID]:
     """A source and forks of it: at a chunk boundary that stays a row boundary, at one
     that ends up inside a merged row, with a sub-offset, while the source still
     grows, and forks of forks (at the fork point and inside the fork's own rows)."""
-    source = await ds_stream(store, "src", PIECES[:20], close=False)
+    source = await ds_stream(store, prefix + "src", PIECES[:20], close=False)
     # Chunks start at 0, 4, 9, 15, 22, 30, 34, ...; in 16-byte windows the rows
     # become [0, 22), [22, 34), ...: 22 stays a row boundary, 4 and 30 end up inside.
     ids = {"src": source}
     ids["inside"] = await ds_stream(
-        store, "inside", [b"fork-a", b"fork-b", b"fork-c"], source=source, fork_offset=4
+        store, prefix + "inside", [b"fork-a", b"fork-b", b"fork-c"], source=source, fork_offset=4
     )
     ids["at-row"] = await ds_stream(
-        store, "at-row", [b"own-1", b"own-2"], source=source, fork_offset=22
+        store, prefix + "at-row", [b"own-1", b"own-2"], source=source, fork_offset=22
     )
     ids["sub"] = await ds_stream(
         store,
-        "sub",
+        prefix + "sub",
         [b"after-prefix"],
         source=source,
         fork_offset=9,
         sub_offset=3,
         prefix=PIECES[2][:3],
     )
-    ids["empty"] = await ds_stream(store, "empty", [], source=source, fork_offset=30)
+    ids["empty"] = await ds_stream(store, prefix + "empty", [], source=source, fork_offset=30)
     for piece in PIECES[20:]:  # the source grows past its forks
-        await store.ds_append("src", piece, media_type="text/plain")
-    await store.ds_append("src", b"", media_type="text/plain", close=True)
+        await store.ds_append(prefix + "src", piece, media_type="text/plain")
+    await store.ds_append(prefix + "src", b"", media_type="text/plain", close=True)
     # The fork at 4 holds its own chunks at 4, 10 and 16.
     ids["fork-of-fork"] = await ds_stream(
-        store, "fof", [b"deep-1", b"deep-2"], source=ids["inside"], fork_offset=16
+        store, prefix + "fof", [b"deep-1", b"deep-2"], source=ids["inside"], fork_offset=16
     )
     ids["fork-at-fork"] = await ds_stream(
-        store, "faf", [b"deeper"], source=ids["inside"], fork_offset=4
+        store, prefix + "faf", [b"deeper"], source=ids["inside"], fork_offset=4
     )
     # Below its parent's fork point: its bytes are the source's up to 4, no further.
-    ids["below"] = await ds_stream(store, "below", [b"low"], source=ids["sub"], fork_offset=4)
-    ids["fork-of-sub"] = await ds_stream(store, "fos", [b"z"], source=ids["sub"], fork_offset=12)
+    ids["below"] = await ds_stream(
+        store, prefix + "below", [b"low"], source=ids["sub"], fork_offset=4
+    )
+    ids["fork-of-sub"] = await ds_stream(
+        store, prefix + "fos", [b"z"], source=ids["sub"], fork_offset=12
+    )
     return ids
 
 
@@ -261,16 +275,19 @@ async def test_forks_read_the_same_after_their_sources_are_compacted(
 async def test_a_forks_paged_read_across_compactions_loses_and_repeats_nothing(
     sql_store: SQLStore, conn: asyncpg.Connection
 ) -> None:
-    ids = await forks(sql_store)
-    expected = {name: await body(conn, i) for name, i in ids.items()}
-    for page in (1, 4, 10):
-        for name in ("inside", "fork-of-fork", "sub", "fork-of-sub", "below"):
-            # Between its pages the whole lineage is compacted (again: a no-op then).
-            async def compact_all() -> None:
-                for stream_id in ids.values():
-                    await sql_store.compact(stream_id)
+    names = ("inside", "fork-of-fork", "sub", "fork-of-sub", "below")
+    for run, (page, name) in enumerate(itertools.product((1, 4, 10), names)):
+        ids = await forks(sql_store, f"r{run}-")  # a fresh lineage, not yet compacted
+        before = await paged(sql_store, ids[name], page, nothing)
 
-            assert await paged(sql_store, ids[name], page, compact_all) == expected[name], name
+        # Between the fork's first page and the rest, its whole lineage is compacted.
+        async def compact_all(ids: dict[str, uuid.UUID] = ids) -> None:
+            removed = [await sql_store.compact(stream_id) for stream_id in ids.values()]
+            assert sum(removed) > 0
+
+        pages = await paged(sql_store, ids[name], page, compact_all)
+        assert b"".join(data for _, data in pages) == await body(conn, ids[name]), name
+        assert pages == before, (page, name)
 
 
 async def test_json_streams_keep_their_message_boundaries(
