@@ -81,11 +81,13 @@ SELECT size, status, closed FROM pts.streams WHERE id = $1;
 -- times faster for megabytes.) A fork shares its source's offsets: below its
 -- fork_offset the bytes are the source's (and so on up the lineage, each
 -- ancestor up to the lowest fork point below it); an ancestor's row is clipped
--- at that point (a merged row may straddle it).
--- A merged row (pts.compact_v1) lists in `boundaries` where each original chunk
--- began, so reads are the same before and after a compaction. `at_boundary`
--- says whether $2 is where an original chunk starts (or the end): JSON streams
--- may only be read from there.
+-- at that point (a merged row may straddle it). A merged row (pts.compact_v1)
+-- lists in `boundaries` where each original chunk began, so reads are the same
+-- before and after a compaction. `at_boundary` is true on some row when $2 is
+-- where an original chunk starts (or the end): JSON streams may only be read
+-- from there. Each ancestor's rows come from one range scan of the chunks'
+-- primary key (LATERAL ... OFFSET 0 keeps the planner from hashing the whole
+-- table), so a read costs by the rows it returns, not by the table's size.
 WITH RECURSIVE lineage AS (
     SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
       FROM pts.streams s
@@ -94,45 +96,45 @@ WITH RECURSIVE lineage AS (
     SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
       FROM lineage l
       JOIN pts.streams p ON p.id = l.forked_from
-), stored AS (
+), pieces AS (
     SELECT c.start_offset, c.data, c.boundaries,
+           greatest(c.start_offset, $2::bigint) AS cut_from,
            least(c.start_offset + octet_length(c.data), l.upto) AS end_offset
       FROM lineage l
-      JOIN pts.chunks c ON c.stream_id = l.id
-     WHERE (l.upto IS NULL OR c.start_offset < l.upto)
-       AND c.start_offset >= coalesce((SELECT max(f.start_offset)
-                                         FROM pts.chunks f
-                                        WHERE f.stream_id = l.id
-                                          AND f.start_offset <= $2::bigint), 0)
-       AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
-), pieces AS (
-    SELECT r.start_offset, r.data, r.boundaries,
-           greatest(r.start_offset, $2::bigint) AS cut_from,
-           -- A page ends where the first original chunk at or past $2 + $3 begins.
-           CASE WHEN $3::bigint IS NULL OR r.boundaries IS NULL
-                     OR r.end_offset <= $2::bigint + $3::bigint
-                THEN r.end_offset
-                ELSE coalesce((SELECT r.start_offset + min(b)
-                                 FROM unnest(r.boundaries) AS b
-                                WHERE r.start_offset + b >= $2::bigint + $3::bigint
-                                  AND r.start_offset + b < r.end_offset), r.end_offset)
-           END AS cut_to
-      FROM stored r
-     WHERE r.end_offset > $2::bigint
+     CROSS JOIN LATERAL (
+           SELECT c.start_offset, c.data, c.boundaries
+             FROM pts.chunks c
+            WHERE c.stream_id = l.id
+              AND c.start_offset >= coalesce((SELECT max(f.start_offset)
+                                                FROM pts.chunks f
+                                               WHERE f.stream_id = l.id
+                                                 AND f.start_offset <= $2::bigint), 0)
+              AND c.start_offset < coalesce(least(l.upto, $2::bigint + $3::bigint),
+                                            9223372036854775807)
+           OFFSET 0) c
+     WHERE least(c.start_offset + octet_length(c.data), l.upto) > $2::bigint
 )
 SELECT s.size, s.status, s.closed,
-       ($2::bigint = s.size
-        OR EXISTS (SELECT 1 FROM pieces b
-                    WHERE b.start_offset <= $2::bigint
-                      AND (b.start_offset = $2::bigint
-                           OR ($2::bigint - b.start_offset) = ANY (b.boundaries))))
-           AS at_boundary,
+       coalesce($2::bigint = s.size OR p.start_offset = $2::bigint
+                OR (p.start_offset < $2::bigint AND ($2::bigint - p.start_offset) = ANY (p.boundaries)),
+                false) AS at_boundary,
        CASE WHEN p.cut_from = p.start_offset AND p.cut_to = p.start_offset + octet_length(p.data)
             THEN p.data
             ELSE substring(p.data FROM (p.cut_from - p.start_offset)::integer + 1
                                   FOR (p.cut_to - p.cut_from)::integer) END AS data
   FROM pts.streams s
-  LEFT JOIN pieces p ON true
+  LEFT JOIN LATERAL (
+       SELECT q.start_offset, q.data, q.boundaries, q.cut_from,
+              -- A page ends where the first original chunk at or past $2 + $3 begins.
+              CASE WHEN $3::bigint IS NULL OR q.boundaries IS NULL
+                        OR q.end_offset <= $2::bigint + $3::bigint
+                   THEN q.end_offset
+                   ELSE coalesce((SELECT q.start_offset + min(b)
+                                    FROM unnest(q.boundaries) AS b
+                                   WHERE q.start_offset + b >= $2::bigint + $3::bigint
+                                     AND q.start_offset + b < q.end_offset), q.end_offset)
+              END AS cut_to
+         FROM pieces q) p ON true
  WHERE s.id = $1
  ORDER BY p.start_offset;
 

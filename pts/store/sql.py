@@ -180,7 +180,8 @@ class SQLStore(DurableStreamsSQL, CompactionSQL, Store):
             size=size,
             status=StreamStatus(cast(str, row["status"])),
             closed=cast(bool, row["closed"]),
-            at_boundary=row["at_boundary"] is True,
+            # The row that holds `offset` says whether a chunk begins there.
+            at_boundary=any(r["at_boundary"] is True for r in rows),
         )
 
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:
