@@ -2,8 +2,9 @@
 
 The heartbeat of the streams this process writes (liveness by heartbeat, not
 by age), the sweeper that ends the streams whose driver died or that nobody
-drove, the garbage collection of expired Durable Streams, and whatever work a
-notification or a reconnect sets off for this process's writers. Each loop
+drove, the garbage collection of expired Durable Streams, the compaction of
+finished streams' chunk rows, and whatever work a notification or a reconnect
+sets off for this process's writers. Each loop
 survives any failure (logged, throttled) and runs until :meth:`Upkeep.stop`.
 """
 
@@ -26,6 +27,11 @@ from pts.writing import WriterRegistry
 __all__ = ["Upkeep", "UpkeepOwner"]
 
 T = TypeVar("T")
+
+COMPACT_BATCH = 10
+"""Finished streams the sweeper compacts per transaction."""
+COMPACT_BATCHES = 10
+"""Batches per sweep at most: one sweep never works on compaction for long."""
 
 logger = logging.getLogger("pts")  # the component's name for these lines, as before the move
 
@@ -136,6 +142,19 @@ class Upkeep:
                     logger.info("stream %s timed out: nobody drove it", info.id)
             # Expired and deleted streams no live fork needs (Durable Streams TTLs).
             await _quietly(owner.store.collect_garbage(), "garbage collection", owner.counters)
+            await self._compact_finished()
+
+    async def _compact_finished(self) -> None:
+        """Merge finished streams' chunk rows (a catch-up then costs by bytes, not
+        rows), a batch at a time, each its own short transaction; a backlog (after
+        an upgrade, or a burst of finished streams) drains over a few sweeps."""
+        store = self._owner.store
+        for _ in range(COMPACT_BATCHES):
+            done = await _quietly(
+                store.compact_finished(COMPACT_BATCH), "compaction", self._owner.counters
+            )
+            if done is None or done < COMPACT_BATCH:
+                return
 
 
 async def _quietly(work: Awaitable[T], what: str, counters: Counters) -> T | None:

@@ -85,43 +85,68 @@ SELECT ord, size
 SELECT size, status, closed FROM pts.streams WHERE id = $1;
 
 -- name: read
--- The bytes from offset $2 to the end (or, with $3, of the chunks that start
--- before $2 + $3: a read always ends on a chunk boundary), with the stream's
--- state, in one statement so both come from one snapshot: one row per chunk,
--- in order (the first cut at $2), each carrying the state; one row with NULL
--- data when there are no bytes. (Rows, not string_agg: several times faster
--- for megabytes.) A fork shares its source's offsets: below its fork_offset
--- the bytes are the source's (and so on up the lineage). `at_boundary` says
--- whether $2 is where a chunk starts (or the end): JSON streams may only be
--- read from there.
+-- The bytes from offset $2 to the end (or, with $3, of the original chunks that
+-- start before $2 + $3: a read always ends where an appended chunk ended), with
+-- the stream's state, in one statement so both come from one snapshot: one row
+-- per stored row, in order (the first cut at $2), each carrying the state; one
+-- row with NULL data when there are no bytes. (Rows, not string_agg: several
+-- times faster for megabytes.) A fork shares its source's offsets: below its
+-- fork_offset the bytes are the source's (and so on up the lineage, each
+-- ancestor up to the lowest fork point below it); an ancestor's row is clipped
+-- at that point (a merged row may straddle it). A merged row (pts.compact_v1)
+-- lists in `boundaries` where each original chunk began, so reads are the same
+-- before and after a compaction. `at_boundary` is true on some row when $2 is
+-- where an original chunk starts (or the end): JSON streams may only be read
+-- from there. Each ancestor's rows come from one range scan of the chunks'
+-- primary key (LATERAL ... OFFSET 0 keeps the planner from hashing the whole
+-- table), so a read costs by the rows it returns, not by the table's size.
 WITH RECURSIVE lineage AS (
     SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
       FROM pts.streams s
      WHERE s.id = $1
     UNION ALL
-    SELECT p.id, p.forked_from, p.fork_offset, l.fork_offset
+    SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
       FROM lineage l
       JOIN pts.streams p ON p.id = l.forked_from
 ), pieces AS (
-    SELECT c.start_offset, c.data
+    SELECT c.start_offset, c.data, c.boundaries,
+           greatest(c.start_offset, $2::bigint) AS cut_from,
+           least(c.start_offset + octet_length(c.data), l.upto) AS end_offset
       FROM lineage l
-      JOIN pts.chunks c ON c.stream_id = l.id
-     WHERE (l.upto IS NULL OR c.start_offset < l.upto)
-       AND c.start_offset >= coalesce((SELECT max(f.start_offset)
-                                         FROM pts.chunks f
-                                        WHERE f.stream_id = l.id
-                                          AND f.start_offset <= $2::bigint), 0)
-       AND c.start_offset + octet_length(c.data) > $2::bigint
-       AND ($3::bigint IS NULL OR c.start_offset < $2::bigint + $3::bigint)
+     CROSS JOIN LATERAL (
+           SELECT c.start_offset, c.data, c.boundaries
+             FROM pts.chunks c
+            WHERE c.stream_id = l.id
+              AND c.start_offset >= coalesce((SELECT max(f.start_offset)
+                                                FROM pts.chunks f
+                                               WHERE f.stream_id = l.id
+                                                 AND f.start_offset <= $2::bigint), 0)
+              AND c.start_offset < coalesce(least(l.upto, $2::bigint + $3::bigint),
+                                            9223372036854775807)
+           OFFSET 0) c
+     WHERE least(c.start_offset + octet_length(c.data), l.upto) > $2::bigint
 )
 SELECT s.size, s.status, s.closed,
-       ($2::bigint = s.size OR EXISTS (SELECT 1 FROM pieces b WHERE b.start_offset = $2::bigint))
-           AS at_boundary,
-       CASE WHEN p.start_offset < $2::bigint
-            THEN substring(p.data FROM ($2::bigint - p.start_offset)::int + 1)
-            ELSE p.data END AS data
+       coalesce($2::bigint = s.size OR p.start_offset = $2::bigint
+                OR (p.start_offset < $2::bigint AND ($2::bigint - p.start_offset) = ANY (p.boundaries)),
+                false) AS at_boundary,
+       CASE WHEN p.cut_from = p.start_offset AND p.cut_to = p.start_offset + octet_length(p.data)
+            THEN p.data
+            ELSE substring(p.data FROM (p.cut_from - p.start_offset)::integer + 1
+                                  FOR (p.cut_to - p.cut_from)::integer) END AS data
   FROM pts.streams s
-  LEFT JOIN pieces p ON true
+  LEFT JOIN LATERAL (
+       SELECT q.start_offset, q.data, q.boundaries, q.cut_from,
+              -- A page ends where the first original chunk at or past $2 + $3 begins.
+              CASE WHEN $3::bigint IS NULL OR q.boundaries IS NULL
+                        OR q.end_offset <= $2::bigint + $3::bigint
+                   THEN q.end_offset
+                   ELSE coalesce((SELECT q.start_offset + min(b)
+                                    FROM unnest(q.boundaries) AS b
+                                   WHERE q.start_offset + b >= $2::bigint + $3::bigint
+                                     AND q.start_offset + b < q.end_offset), q.end_offset)
+              END AS cut_to
+         FROM pieces q) p ON true
  WHERE s.id = $1
  ORDER BY p.start_offset;
 
@@ -241,6 +266,22 @@ SELECT ord, outcome, stream_id, size, closed, epoch, seq, expected_seq
   FROM pts.ds_append_batch_v1($1::text[], $2::bytea[], $3::text[], $4::boolean[],
                               $5::text[], $6::text[], $7::bigint[], $8::bigint[],
                               $9::bigint, $10::boolean);
+
+-- name: compact
+-- Merges closed stream $1's chunk rows into rows of about $2 bytes; how many went.
+SELECT pts.compact_v1($1::uuid, $2::bigint) AS removed;
+
+-- name: compact_finished
+-- The sweeper: compacts up to $1 closed streams not yet compacted (oldest
+-- finished first), rows of about $2 bytes. SKIP LOCKED lets sweepers in many
+-- processes run at once, each on other streams, none waiting.
+SELECT count(*) AS streams, coalesce(sum(pts.compact_v1(todo.id, $2::bigint)), 0)::bigint AS removed
+  FROM (SELECT id
+          FROM pts.streams
+         WHERE closed AND compacted_at IS NULL
+         ORDER BY finished_at
+         LIMIT $1::int
+           FOR NO KEY UPDATE SKIP LOCKED) todo;
 
 -- name: ds_collect
 -- Removes streams nobody can reach any more: expired or deleted, with no live

@@ -37,6 +37,9 @@ TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
 DEFAULT_CONTENT_TYPE = "text/plain"
 TIMEOUT_MESSAGE = "the stream's driver stopped heartbeating"
 DEFAULT_MAX_STREAM_SIZE = 1024**3  # the default cap on a stream's size, in bytes (1 GiB)
+COMPACT_ROW_BYTES = 1 << 20
+"""Compaction merges a finished stream's chunk rows into rows of about this many
+bytes (those starting in one window of this many bytes of offsets become one)."""
 
 
 def pending_timeout_message(pending_timeout: float) -> str:
@@ -53,6 +56,7 @@ class Store(Protocol):
 
     driver: str
     max_stream_size: int | None  # the cap on every stream's size, in bytes (None: no cap)
+    compact_row_bytes: int  # the size compaction's merged rows aim for (COMPACT_ROW_BYTES)
 
     @abstractmethod
     async def open(self) -> None:
@@ -253,4 +257,19 @@ class Store(Protocol):
     @abstractmethod
     async def count_prunable(self, finished_before: datetime) -> int:
         """How many streams :meth:`prune` would delete for ``finished_before`` (a dry run)."""
+        ...
+
+    @abstractmethod
+    async def compact(self, stream_id: uuid.UUID) -> int:
+        """Merge a finished (closed) stream's chunk rows into few large rows (about
+        :data:`COMPACT_ROW_BYTES` each); how many rows went (0 if it is not finished,
+        not found, or has nothing to merge). Every read returns the same before and
+        after, readers in flight and forks included; nobody waits for it but a
+        second compaction of the same stream."""
+        ...
+
+    @abstractmethod
+    async def compact_finished(self, limit: int = 10) -> int:
+        """Compact up to ``limit`` finished streams not compacted yet (the sweeper's
+        background work; many processes may run it at once). How many it compacted."""
         ...

@@ -33,6 +33,7 @@ from pts.store.base import (
     Store,
     pending_timeout_message,
 )
+from pts.store.compaction import CompactionSQL
 from pts.store.durable_sql import DurableStreamsSQL
 from pts.store.group_commit import GroupCommit
 from pts.store.retention_sql import RetentionSQL
@@ -43,7 +44,7 @@ _Append: TypeAlias = tuple[uuid.UUID, int, bytes, "str | None", "str | None"]
 """A driven append as the queue holds it: stream, offset, bytes, final status, reason."""
 
 
-class SQLStore(DurableStreamsSQL, RetentionSQL, Store):
+class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
     """The shared implementation of :class:`Store` over a driver's ``_fetch``.
 
     Every method validates its arguments (:mod:`pts.store.validate`) before any
@@ -219,7 +220,8 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, Store):
             size=size,
             status=StreamStatus(cast(str, row["status"])),
             closed=cast(bool, row["closed"]),
-            at_boundary=row["at_boundary"] is True,
+            # The row that holds `offset` says whether a chunk begins there.
+            at_boundary=any(r["at_boundary"] is True for r in rows),
         )
 
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:

@@ -154,6 +154,8 @@ class SyncStore:
     collect_garbage = _blocking(Store.collect_garbage)
     prune = _blocking(Store.prune)
     count_prunable = _blocking(Store.count_prunable)
+    compact = _blocking(Store.compact)
+    compact_finished = _blocking(Store.compact_finished)
 
 
 async def _resolve(dsn: str | None) -> str:

@@ -31,6 +31,7 @@ from pts.store.base import (
     Store,
     pending_timeout_message,
 )
+from pts.testing.compaction import MemoryCompaction
 from pts.testing.durable import DurableStreamsRefused
 from pts.testing.notify import Notifier
 from pts.testing.rows import (
@@ -48,7 +49,7 @@ from pts.testing.rows import (
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(DurableStreamsRefused, Store):
+class MemoryStore(DurableStreamsRefused, MemoryCompaction, Store):
     """A dict-backed :class:`~pts.store.base.Store` with in-process notifications.
 
     :param max_stream_size: caps every stream's size in bytes, as for the SQL

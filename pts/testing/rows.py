@@ -46,6 +46,9 @@ class StoredStream:
     starts: list[int] = field(default_factory=list)
     """Each chunk's start offset, ascending (for bisect)."""
     chunks: list[bytes] = field(default_factory=list)
+    rows: int | None = None
+    """How many rows the SQL stores would hold after compaction (None: one per chunk)."""
+    compacted: bool = False
 
     @property
     def heartbeat_at(self) -> datetime:

@@ -657,3 +657,84 @@ async def test_prune_skips_streams_another_transaction_holds(store: SQLStore, db
         assert await conn.fetchval("SELECT count(*) FROM pts.chunks") == 0
     finally:
         await conn.close()
+
+
+# -- compaction ------------------------------------------------------------------
+
+
+async def chunked_stream(store: SQLStore, pieces: list[bytes], finish: bool) -> uuid.UUID:
+    info = await store.create_stream(status=S.STREAMING)
+    offset = 0
+    for piece in pieces:
+        offset = await store.append(info.id, piece, offset=offset)
+    if finish:
+        await store.set_status(info.id, S.DONE)
+    return info.id
+
+
+async def test_compact_merges_a_finished_streams_rows_and_reads_stay_the_same(
+    store: SQLStore,
+) -> None:
+    pieces = [f"{i}é-".encode() for i in range(12)]
+    stream_id = await chunked_stream(store, pieces, finish=True)
+    size = len(b"".join(pieces))
+    before = [await store.read(stream_id, o, m) for o in range(size + 1) for m in (None, 1, 5)]
+    assert await store.compact(stream_id) == len(pieces) - 1  # all in one 1 MiB row
+    assert await store.compact(stream_id) == 0  # nothing left to merge
+    assert [await store.read(stream_id, o, m) for o in range(size + 1) for m in (None, 1, 5)] == (
+        before
+    )
+
+
+async def test_compact_leaves_unfinished_and_unknown_streams_alone(store: SQLStore) -> None:
+    stream_id = await chunked_stream(store, [b"a", b"b", b"c"], finish=False)
+    assert await store.compact(stream_id) == 0
+    assert await store.compact(uuid.uuid4()) == 0
+    assert await store.compact("not-a-uuid") == 0  # type: ignore[arg-type]
+    read = await store.read(stream_id, 1, max_bytes=1)
+    assert (read.data, read.at_boundary) == (b"b", True)
+
+
+async def test_compact_rows_of_the_configured_size(store: SQLStore) -> None:
+    store.compact_row_bytes = 4
+    stream_id = await chunked_stream(store, [b"ab"] * 10, finish=True)  # starts 0, 2, ..., 18
+    assert await store.compact(stream_id) == 5  # 10 rows become 5: [0, 4), [4, 8), ...
+    store.compact_row_bytes = 0
+    with pytest.raises(InvalidInput):
+        await store.compact(stream_id)
+
+
+async def test_compact_finished_compacts_each_finished_stream_once(store: SQLStore) -> None:
+    finished = [await chunked_stream(store, [b"x", b"y"], finish=True) for _ in range(3)]
+    await chunked_stream(store, [b"x", b"y"], finish=False)
+    assert await store.compact_finished(limit=2) == 2
+    assert await store.compact_finished(limit=2) == 1
+    assert await store.compact_finished() == 0
+    for stream_id in finished:
+        assert await store.compact(stream_id) == 0  # already compact
+        assert (await store.read(stream_id)).data == b"xy"
+    with pytest.raises(InvalidInput):
+        await store.compact_finished(limit=0)
+
+
+async def test_concurrent_compactions_merge_each_stream_once(db_url: str, driver: Driver) -> None:
+    stores = [create_store(db_url, driver) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        ids = [await chunked_stream(stores[0], [b"p"] * 5, finish=True) for _ in range(12)]
+        twice = await asyncio.gather(*(s.compact(i) for i in ids for s in stores))
+        assert sum(twice) == 12 * 4  # every stream's 4 rows went once
+        more = [await chunked_stream(stores[0], [b"q"] * 3, finish=True) for _ in range(20)]
+        counts: list[int] = []
+        for _ in range(20):  # bounded; done once a round finds nothing
+            batch = await asyncio.gather(*(s.compact_finished(limit=3) for s in stores))
+            counts += batch
+            if not any(batch):
+                break
+        assert sum(counts) == 20  # SKIP LOCKED: no stream compacted by both
+        for stream_id in more:
+            assert await stores[1].compact(stream_id) == 0
+    finally:
+        for s in stores:
+            await s.close()
