@@ -66,16 +66,9 @@ CHECKED_STREAMS = 20
 T = TypeVar("T")
 
 
-# -- compaction: the ONE place that allows for a store without it -------------------------
-# Store.compact comes with issue 14 item 4 (built on another branch). Until that
-# is merged this reports None, printed "n/a (no compaction)"; once it is, this
-# becomes `return await store.compact(stream_id)`.
-async def compact(store: Store, stream_id: uuid.UUID) -> int | None:
-    """Chunk rows removed by compacting the (finished) stream; None without compaction."""
-    method = getattr(store, "compact", None)
-    if method is None:
-        return None
-    return int(await method(stream_id))
+async def compact(store: Store, stream_id: uuid.UUID) -> int:
+    """Chunk rows removed by compacting the (finished) stream (:meth:`Store.compact`)."""
+    return await store.compact(stream_id)
 
 
 # -- the server of one part -------------------------------------------------------------------

@@ -92,6 +92,7 @@ def test_bench_growth_prints_a_table_per_growth_with_a_row_per_level(
         assert _number(level["ops_per_s"])
         assert level["ops_per_s"] > 0
     compaction = figures["compaction"]
+    assert compaction is True  # the store compacts: every size has its compacted row
     assert [level["appends"] for level in figures["stream_size"]] == list(SIZES)
     for level in figures["stream_size"]:
         assert level["bytes"] == level["appends"] * 100
