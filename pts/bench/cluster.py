@@ -20,6 +20,7 @@ the notifications per second the database sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -100,23 +101,27 @@ async def _start_node(url: str, index: int, config: ClusterConfig) -> Node:
 
 async def _watch(watch: Watch, nodes: list[Node], deadline: float) -> None:
     """Follow one answer to its final status, from any live node but its driver's."""
-    last: str | None = None
     turn = watch.avoid + watch.spread
     while watch.final is None and time.monotonic() < deadline:
         candidates = [n for n in nodes if n.alive and n.index != watch.avoid]
         turn += 1
-        node = candidates[turn % len(candidates)] if candidates else None
-        if node is not None:
-            try:
-                last = await _follow(watch, node, last)
-            except (OSError, asyncio.IncompleteReadError, BenchError):
-                last = _resume_point(watch, last)  # the node went away: reconnect elsewhere
+        if candidates:
+            # A node that goes away mid-response: reconnect elsewhere, from the last event.
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, BenchError):
+                await _follow(watch, candidates[turn % len(candidates)])
         if watch.final is None:
             await asyncio.sleep(RECONNECT_PAUSE)
 
 
-async def _follow(watch: Watch, node: Node, last: str | None) -> str | None:
-    headers = {"Accept": "text/event-stream"} | ({} if last is None else {"Last-Event-ID": last})
+def _received(watch: Watch) -> int:
+    """The offset after the last complete text event: where a reconnect resumes."""
+    return watch.ranges[-1][1] if watch.ranges else 0
+
+
+async def _follow(watch: Watch, node: Node) -> None:
+    headers = {"Accept": "text/event-stream"}
+    if watch.ranges:
+        headers["Last-Event-ID"] = str(_received(watch))
     async with (
         HttpConnection(node.port) as conn,
         conn.stream("GET", f"/streams/{watch.stream_id}/events", headers) as (status, _h, body),
@@ -129,21 +134,13 @@ async def _follow(watch: Watch, node: Node, last: str | None) -> str | None:
             now = time.monotonic()
             for (name, data), event_id in zip(parser.feed(piece), parser.ids, strict=True):
                 if name == "text" and event_id is not None:
-                    start = int(last or 0)
-                    watch.ranges.append((start, int(event_id), data, now))
-                    last = event_id
+                    watch.ranges.append((_received(watch), int(event_id), data, now))
                 elif name == "status":
                     watch.attached.set()
                     status_word = json.loads(data)["status"]
                     if status_word in FINAL:
                         watch.final, watch.final_at = status_word, now
-                        return last
-    return last
-
-
-def _resume_point(watch: Watch, last: str | None) -> str | None:
-    """Where to reconnect from: the last complete event's id (a cut one never counted)."""
-    return str(watch.ranges[-1][1]) if watch.ranges else last
+                        return
 
 
 def _coverage(watch: Watch, body: bytes) -> tuple[int, int, bool]:

@@ -199,16 +199,14 @@ class Shutdown:
         """Seconds the live answers get from the first signal on."""
         if self._grace is not None:
             return self._grace
-        graces = [pts.shutdown_grace for pts in open_instances()]
-        return max(graces) if graces else DEFAULT_GRACE
+        return max((pts.shutdown_grace for pts in open_instances()), default=DEFAULT_GRACE)
 
     @property
     def drain(self) -> float:
         """Seconds the live answers get from a SIGTERM on (a rolling deploy's drain)."""
         if self._drain is not None:
             return self._drain
-        drains = [pts.drain_timeout for pts in open_instances()]
-        return max(drains) if drains else DEFAULT_DRAIN
+        return max((pts.drain_timeout for pts in open_instances()), default=DEFAULT_DRAIN)
 
     @property
     def draining(self) -> bool:

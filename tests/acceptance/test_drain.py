@@ -31,6 +31,7 @@ from pts.testing import MemoryStore
 from tests.support.servers import ServerProcess, run_module, run_pts_serve
 from tests.support.shutdown_app import ANSWER
 from tests.support.sse import Event, events
+from tests.support.waiting import until, until_stats
 
 GUARD = 60.0
 
@@ -157,17 +158,13 @@ async def test_a_drain_ends_the_subscriptions_at_once_and_refuses_new_ones_after
     async with PersistentTextStreaming(store=MemoryStore(), sweeper=False) as pts:
         writer = await pts.create_write_stream()
         await writer.write("Persisted before the drain. ")  # a sentence end: flushed
-        async with asyncio.timeout(GUARD):
-            while writer.size == 0:
-                await asyncio.sleep(0.01)
+        await until(lambda: writer.size > 0, "the first sentence is persisted")
 
         async def texts() -> str:
             return "".join([update.text async for update in pts.subscribe(writer.stream_id)])
 
         live = asyncio.create_task(texts())
-        async with asyncio.timeout(GUARD):
-            while pts.stats().subscribers < 1:
-                await asyncio.sleep(0.01)
+        await until_stats(pts, lambda s: s.subscribers == 1, "the subscriber is attached")
         pts.begin_stopping(drain=True)
         assert await asyncio.wait_for(live, GUARD) == "Persisted before the drain. "
         assert await asyncio.wait_for(texts(), GUARD) == "Persisted before the drain. "
