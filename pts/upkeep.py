@@ -11,7 +11,6 @@ survives any failure (logged, throttled) and runs until :meth:`Upkeep.stop`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Coroutine
@@ -22,6 +21,7 @@ from pts.logsafe import safe, warn_throttled
 from pts.models import StreamStatus
 from pts.stats import Counters
 from pts.store.base import Store
+from pts.tasks import raise_if_cancelling, stop_tasks
 from pts.writing import WriterRegistry
 
 __all__ = ["Upkeep", "UpkeepOwner"]
@@ -82,11 +82,7 @@ class Upkeep:
     async def stop(self) -> None:
         """Cancel every task and wait for them to end."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks, "the background work")
 
     def on_notification(self, note: Notification) -> None:
         """A stream finished (or was deleted), maybe elsewhere: its writer here stops."""
@@ -160,8 +156,11 @@ class Upkeep:
 async def _quietly(work: Awaitable[T], what: str, counters: Counters) -> T | None:
     """Run background ``work``; log (and count) a failure instead of killing the loop."""
     try:
-        return await work
+        result = await work
     except Exception as exc:  # noqa: BLE001 - a background loop must survive anything
+        raise_if_cancelling()  # an error in place of a cancellation (a driver's cleanup)
         counters.database_errors += 1
         warn_throttled(logger, what, "%s failed: %s", what, safe(exc))
         return None
+    raise_if_cancelling()  # a cancellation the pool swallowed: see pts.tasks
+    return result

@@ -33,6 +33,7 @@ from pts.live.notification import (
     parse_batch,
 )
 from pts.store.queries import queries
+from pts.tasks import raise_if_cancelling, stop_tasks
 
 __all__ = ["Listener", "Notification", "NotificationHandler", "ReconnectHandler"]
 
@@ -133,10 +134,8 @@ class Listener:
         task = self._task
         if task is None:
             return
-        task.cancel()
-        # gather(return_exceptions=True) absorbs the task's CancelledError but
-        # still propagates a cancellation of stop() itself.
-        await asyncio.gather(task, return_exceptions=True)
+        # A cancellation of stop() itself still propagates.
+        await stop_tasks([task], "the listener")
         if self._task is task:
             self._task = None
 
@@ -220,6 +219,7 @@ class Listener:
                 try:
                     conn, lost = await self._connect()
                 except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+                    raise_if_cancelling()  # stop() came while connecting: see pts.tasks
                     self._first_attempt_done()
                     if not in_outage:
                         in_outage = True
