@@ -34,6 +34,7 @@ from pts.logsafe import safe, warn_throttled
 from pts.models import StreamStatus
 from pts.stats import Counters, LiveStream
 from pts.store.base import Store
+from pts.tasks import raise_if_cancelling
 
 logger = logging.getLogger("pts.hub")
 
@@ -195,6 +196,7 @@ class _Tail:
             # for every subscriber of this stream in this process).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), self.hub.poll_interval)
+            raise_if_cancelling()  # close(): wait_for (3.11) and the pool may eat it
             notified = self._dirty.is_set()
             self._dirty.clear()
             if self.offset is None:
@@ -211,6 +213,7 @@ class _Tail:
                     sub.offer(None)
                 return
             except Exception as exc:  # noqa: BLE001 - keep tailing: retry after poll_interval
+                raise_if_cancelling()
                 self.hub.counters.database_errors += 1
                 warn_throttled(
                     logger,
