@@ -6,9 +6,11 @@ psycopg_pool waits for a free connection that way, so a task cancelled just as
 the pool hands it a connection carries on as if nothing happened: a loop that
 only ends by cancellation then runs forever, and whoever awaits it hangs
 (seen: a component's close() waiting on its sweeper). Two defences, used
-together: a loop checks :func:`raise_if_cancelling` after each await that may
-have eaten a cancellation, and :func:`stop_tasks` cancels again whatever is
-still running a moment later, a bounded number of times.
+together: :func:`raise_if_cancelling` after an await that may have eaten a
+cancellation (the psycopg store's one connection checkout, a loop's own
+``wait_for``, a failure raised in place of a cancellation), and
+:func:`stop_tasks`, which cancels again whatever is still running a moment
+later, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -54,9 +56,8 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[object]], what: str) -> None:
         for task in pending:
             task.cancel()
         _done, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER)
-    else:
-        if pending:
-            logger.warning("%s: %d task(s) did not stop when cancelled", what, len(pending))
+    if pending:
+        logger.warning("%s: %d task(s) did not stop when cancelled", what, len(pending))
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" at exit

@@ -156,11 +156,9 @@ class Upkeep:
 async def _quietly(work: Awaitable[T], what: str, counters: Counters) -> T | None:
     """Run background ``work``; log (and count) a failure instead of killing the loop."""
     try:
-        result = await work
+        return await work
     except Exception as exc:  # noqa: BLE001 - a background loop must survive anything
         raise_if_cancelling()  # an error in place of a cancellation (a driver's cleanup)
         counters.database_errors += 1
         warn_throttled(logger, what, "%s failed: %s", what, safe(exc))
         return None
-    raise_if_cancelling()  # a cancellation the pool swallowed: see pts.tasks
-    return result

@@ -17,6 +17,7 @@ from pts.store.queries import queries
 from pts.store.rows import Row
 from pts.store.runner import UniqueViolation
 from pts.store.sql import SQLStore
+from pts.tasks import raise_if_cancelling
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -90,6 +91,9 @@ class PsycopgStore(SQLStore):
                 self._pool.connection() as conn,
                 conn.cursor(row_factory=dict_row) as cursor,
             ):
+                # The pool's wait for a connection may have eaten a cancellation
+                # (Python 3.11's wait_for: see pts.tasks): honour it before the query.
+                raise_if_cancelling()
                 await cursor.execute(self._sql[query], params)
                 return list(await cursor.fetchall()) if cursor.description else []
         except psycopg.errors.UniqueViolation as exc:

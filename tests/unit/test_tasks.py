@@ -8,10 +8,14 @@ here swallow a cancellation on purpose, the way that race does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from pts.stats import Counters
+from pts.store.psycopg_store import PsycopgStore
 from pts.tasks import raise_if_cancelling, stop_tasks
 from pts.upkeep import _quietly
 
@@ -72,35 +76,52 @@ async def test_stop_tasks_retrieves_the_failures_of_tasks_that_already_ended() -
     assert task.done()
 
 
-async def test_a_loop_in_quietly_ends_when_the_store_call_swallowed_its_cancellation() -> None:
-    calls: list[str] = []
+class _SwallowingPool:
+    """A psycopg pool stand-in whose connection checkout eats one cancellation and
+    hands the connection over anyway, as psycopg_pool does when the race hits."""
 
-    async def store_call() -> int:
-        """Returns normally though cancelled (once): the pool handed it a connection then."""
+    def __init__(self) -> None:
+        self.swallowed = 0
+        self.executed: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[_RecordingConnection]:
         try:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # waiting for a free connection
         except asyncio.CancelledError:
-            if "swallowed" in calls:
-                raise
-            calls.append("swallowed")
-        return 0
+            self.swallowed += 1
+        yield _RecordingConnection(self.executed)
 
-    async def loop() -> None:
-        while True:
-            await _quietly(store_call(), "sweep", Counters())
-            calls.append("looped on")
 
-    task = asyncio.create_task(loop())
+class _RecordingConnection:
+    def __init__(self, executed: list[str]) -> None:
+        self.executed = executed
+
+    @contextlib.asynccontextmanager
+    async def cursor(self, **_kwargs: object) -> AsyncIterator[_RecordingConnection]:
+        yield self
+
+    async def execute(self, query: str, _params: object) -> None:
+        self.executed.append(query)
+
+    async def fetchall(self) -> list[object]:
+        return []
+
+    description = None
+
+
+async def test_the_psycopg_store_honours_a_cancellation_its_pool_swallowed() -> None:
+    store = PsycopgStore("postgresql://unused")
+    pool = _SwallowingPool()
+    store._pool = pool  # type: ignore[assignment]
+    task = asyncio.create_task(store.get_stream(uuid.uuid4()))
     await asyncio.sleep(0)
     task.cancel()
-    # Waited for without cancelling it again (a hang guard that cancels would
-    # hide the bug): a loop that ate the cancellation is still running here.
+    # Waited for without cancelling it again: a check that cancels would hide the bug.
     await asyncio.wait({task}, timeout=5)
-    try:
-        assert task.cancelled()
-        assert calls == ["swallowed"]
-    finally:
-        task.cancel()
+    assert pool.swallowed == 1
+    assert task.cancelled()
+    assert pool.executed == []  # the query never ran
 
 
 async def test_a_failure_in_place_of_a_cancellation_still_cancels() -> None:
