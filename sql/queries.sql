@@ -97,9 +97,10 @@ SELECT size, status, closed FROM pts.streams WHERE id = $1;
 -- lists in `boundaries` where each original chunk began, so reads are the same
 -- before and after a compaction. `at_boundary` is true on some row when $2 is
 -- where an original chunk starts (or the end): JSON streams may only be read
--- from there. Each ancestor's rows come from one range scan of the chunks'
--- primary key (LATERAL ... OFFSET 0 keeps the planner from hashing the whole
--- table), so a read costs by the rows it returns, not by the table's size.
+-- from there. Each ancestor is one primary-key lookup of pts.streams and its
+-- rows one range scan of the chunks' primary key (LATERAL ... OFFSET 0 keeps
+-- the planner from hashing or scanning a whole table), so a read costs by the
+-- rows it returns, not by the tables' sizes.
 WITH RECURSIVE lineage AS (
     SELECT s.id, s.forked_from, s.fork_offset, NULL::bigint AS upto
       FROM pts.streams s
@@ -107,7 +108,10 @@ WITH RECURSIVE lineage AS (
     UNION ALL
     SELECT p.id, p.forked_from, p.fork_offset, least(l.fork_offset, l.upto)
       FROM lineage l
-      JOIN pts.streams p ON p.id = l.forked_from
+     CROSS JOIN LATERAL (SELECT a.id, a.forked_from, a.fork_offset
+                           FROM pts.streams a
+                          WHERE a.id = l.forked_from
+                         OFFSET 0) p
 ), pieces AS (
     SELECT c.start_offset, c.data, c.boundaries,
            greatest(c.start_offset, $2::bigint) AS cut_from,
@@ -348,3 +352,17 @@ INSERT INTO pts.schema_migrations (version, name) VALUES ($1, $2);
 -- The listener's liveness probe: proves its LISTEN connection still answers
 -- when no notification arrived for a while.
 SELECT 1;
+
+-- name: session_setup
+-- Run once on every pooled connection when it opens (not behind a transaction
+-- pooler, where a session setting would leak to other clients). pts's queries
+-- are prepared once per connection and their plans cached; Postgres replans a
+-- prepared query on every call ("custom plans") while their average cost is
+-- below the generic plan's, and that average is kept from the first calls. A
+-- connection that first read while the tables were small so went on replanning
+-- the read for ever once they grew: with a million chunk rows, 1 ms of
+-- planning for 0.2 ms of work, per read. Every pts query is written to have one
+-- plan whatever its parameters (primary-key lookups, LATERAL range scans),
+-- so the generic plan is always the right one. Not a startup parameter: a
+-- session-mode pooler may refuse unknown ones.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode;

@@ -35,8 +35,9 @@ async def _keep_session(_conn: asyncpg.Connection[Any]) -> None:
     asyncpg's default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
     UNLISTEN *; RESET ALL`` after every query: one more round trip and one
     more transaction per query (a fifth of the server's CPU per append, by
-    profile). pts leaves no session state on a pooled connection: no SET (the
-    group commit's setting is transaction-local), no session advisory lock
+    profile). pts leaves no session state on a pooled connection but the
+    settings it makes when the connection opens (``session_setup``): no SET
+    (the group commit's setting is transaction-local), no session advisory lock
     (migrations take a transaction lock), no LISTEN (the listener has its own
     connection), no cursor. asyncpg still rolls back a transaction left open.
     """
@@ -82,9 +83,13 @@ class AsyncpgStore(SQLStore):
                 max_size=self.max_size,
                 statement_cache_size=cache_size,
                 reset=_keep_session,
+                init=None if self.pool_mode == "transaction" else self._setup_session,
             )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+
+    async def _setup_session(self, conn: asyncpg.Connection[Any]) -> None:
+        await conn.fetch(self._sql["session_setup"])
 
     async def close(self) -> None:
         if self._pool is not None:

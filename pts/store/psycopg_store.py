@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -67,6 +68,7 @@ class PsycopgStore(SQLStore):
             kwargs={"autocommit": True, **prepare},
             open=False,
             timeout=30.0,
+            configure=None if self.pool_mode == "transaction" else self._setup_session,
         )
         try:
             await pool.open(wait=True, timeout=30.0)
@@ -74,6 +76,9 @@ class PsycopgStore(SQLStore):
             await pool.close()
             raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
         self._pool = pool
+
+    async def _setup_session(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(self._sql["session_setup"])
 
     async def close(self) -> None:
         if self._pool is not None:
