@@ -18,8 +18,10 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from pts.settings import Driver
+from pts.settings import Driver, PoolMode
 from pts.store import SQLStore, create_store
+from pts.store.asyncpg_store import AsyncpgStore
+from pts.store.psycopg_store import PsycopgStore
 from pts.store.queries import queries
 from pts.store.rows import Row
 
@@ -108,18 +110,36 @@ async def test_a_forks_tail_read_scans_no_whole_table(
     assert whole_table == [], f"the read scans whole tables: {scanned}"
 
 
-async def probe(store: SQLStore, sql: str) -> list[Row]:
-    """``sql`` (no parameters, no ``%``) on the store's own pooled connection."""
-    # Private on purpose: the pooled session's own state is what is tested.
-    sql_by_name: dict[str, str] = store._sql  # type: ignore[attr-defined]
-    sql_by_name["test_probe"] = sql
-    return await store._fetch("test_probe")
+class Probing:
+    """A store's own pooled session, looked into (what these tests are about)."""
+
+    async def probe(self, sql: str) -> list[Row]:
+        """``sql`` (no parameters, no ``%``) on one of the store's pooled connections."""
+        self._sql["test_probe"] = sql  # type: ignore[attr-defined]
+        rows: list[Row] = await self._fetch("test_probe")  # type: ignore[attr-defined]
+        return rows
+
+
+class ProbingAsyncpgStore(Probing, AsyncpgStore):
+    pass
+
+
+class ProbingPsycopgStore(Probing, PsycopgStore):
+    pass
+
+
+def probing_store(
+    db_url: str, driver: Driver, pool_mode: PoolMode = "session"
+) -> ProbingAsyncpgStore | ProbingPsycopgStore:
+    """A store of one connection (one session to look into) on ``driver``."""
+    kind = ProbingAsyncpgStore if driver == "asyncpg" else ProbingPsycopgStore
+    return kind(db_url, min_size=1, max_size=1, pool_mode=pool_mode)
 
 
 async def test_a_pooled_connection_keeps_the_generic_plan_as_the_tables_grow(
     db_url: str, driver: Driver, conn: asyncpg.Connection
 ) -> None:
-    store = create_store(db_url, driver, min_size=1, max_size=1)  # one session to look into
+    store = probing_store(db_url, driver)
     await store.open()
     try:
         fork = await lineage(store)
@@ -128,10 +148,9 @@ async def test_a_pooled_connection_keeps_the_generic_plan_as_the_tables_grow(
         await fill(conn)
         for _ in range(8):
             assert (await store.read(fork, 20)).data == b"es. middle. fork."
-        [setting] = await probe(store, "SELECT current_setting('plan_cache_mode') AS mode")
+        [setting] = await store.probe("SELECT current_setting('plan_cache_mode') AS mode")
         assert setting["mode"] == "force_generic_plan"
-        reads = await probe(
-            store,
+        reads = await store.probe(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
             " WHERE position('RECURSIVE lineage' in statement) > 0",
         )
@@ -147,10 +166,10 @@ async def test_behind_a_transaction_pooler_the_session_is_left_alone(
 ) -> None:
     # No pooler here: what matters is that pts sets nothing on the session, which a
     # transaction pooler would hand to other clients.
-    store = create_store(db_url, driver, max_size=1, pool_mode="transaction")
+    store = probing_store(db_url, driver, pool_mode="transaction")
     await store.open()
     try:
-        [setting] = await probe(store, "SELECT current_setting('plan_cache_mode') AS mode")
+        [setting] = await store.probe("SELECT current_setting('plan_cache_mode') AS mode")
         assert setting["mode"] == "auto"
     finally:
         await store.close()
