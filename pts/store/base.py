@@ -22,6 +22,7 @@ from pts.models import (
     DurableLookup,
     Metadata,
     Producer,
+    ReadParts,
     ReadResult,
     StreamInfo,
     StreamStatus,
@@ -130,6 +131,23 @@ class Store(Protocol):
         """The bytes from ``offset``; with ``max_bytes``, roughly that many, ending on a chunk
         boundary. Raises StreamNotFound, InvalidOffset."""
         ...
+
+    async def read_parts(
+        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+    ) -> ReadParts:
+        """:meth:`read`, its bytes left in the pieces they are stored in (what the
+        HTTP catch-up sends without joining them). This default is one piece."""
+        read = await self.read(stream_id, offset, max_bytes)
+        return ReadParts(
+            stream_id=read.stream_id,
+            parts=(read.data,) if read.data else (),
+            offset=read.offset,
+            next_offset=read.next_offset,
+            size=read.size,
+            status=read.status,
+            closed=read.closed,
+            at_boundary=read.at_boundary,
+        )
 
     @abstractmethod
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:

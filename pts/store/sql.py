@@ -24,7 +24,7 @@ from pts.errors import (
     StreamNotFound,
     StreamTooLarge,
 )
-from pts.models import Metadata, ReadResult, StreamInfo, StreamStatus
+from pts.models import Metadata, ReadParts, ReadResult, StreamInfo, StreamStatus
 from pts.store import validate as v
 from pts.store.base import (
     DEFAULT_CONTENT_TYPE,
@@ -197,6 +197,21 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
     async def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
     ) -> ReadResult:
+        read = await self.read_parts(stream_id, offset, max_bytes)
+        return ReadResult(
+            stream_id=read.stream_id,
+            data=read.data,
+            offset=read.offset,
+            next_offset=read.next_offset,
+            size=read.size,
+            status=read.status,
+            closed=read.closed,
+            at_boundary=read.at_boundary,
+        )
+
+    async def read_parts(
+        self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
+    ) -> ReadParts:
         stream_id = v.stream_id(stream_id)
         if isinstance(offset, int) and offset < 0:
             raise InvalidOffset(stream_id, offset, 0)
@@ -211,12 +226,13 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
         size = cast(int, row["size"])
         if offset > size:
             raise InvalidOffset(stream_id, offset, size)
-        data = b"".join(cast(bytes, r["data"]) for r in rows if r["data"] is not None)
-        return ReadResult(
+        # One part per stored row: Postgres sends the rows, not one joined copy.
+        parts = tuple(cast(bytes, r["data"]) for r in rows if r["data"] is not None)
+        return ReadParts(
             stream_id=stream_id,
-            data=data,
+            parts=parts,
             offset=offset,
-            next_offset=offset + len(data),
+            next_offset=offset + sum(len(part) for part in parts),
             size=size,
             status=StreamStatus(cast(str, row["status"])),
             closed=cast(bool, row["closed"]),

@@ -138,6 +138,39 @@ async def test_read_with_max_bytes_ends_on_a_chunk_boundary(store: SQLStore) -> 
     assert rest.up_to_date
 
 
+async def test_read_parts_is_read_in_the_pieces_stored(store: SQLStore) -> None:
+    info = await store.create_stream()
+    size = 0
+    for piece in (b"abc", b"defg", b"hi"):
+        size = await store.append(info.id, piece, offset=size)
+    for offset in range(size + 1):
+        for max_bytes in (None, 1, 4):
+            read = await store.read(info.id, offset, max_bytes)
+            parts = await store.read_parts(info.id, offset, max_bytes)
+            assert parts.data == read.data, (offset, max_bytes)
+            assert all(parts.parts), "an empty part"
+            assert (parts.offset, parts.next_offset, parts.size) == (
+                read.offset,
+                read.next_offset,
+                read.size,
+            )
+            assert (parts.status, parts.closed, parts.at_boundary, parts.up_to_date) == (
+                read.status,
+                read.closed,
+                read.at_boundary,
+                read.up_to_date,
+            )
+    whole = await store.read_parts(info.id, 1)
+    if isinstance(store, SQLStore):  # a part per stored row, the first cut at the offset
+        assert whole.parts == (b"bc", b"defg", b"hi")
+    else:
+        assert whole.parts == (b"bcdefghi",)
+    with pytest.raises(InvalidOffset):
+        await store.read_parts(info.id, size + 1)
+    with pytest.raises(StreamNotFound):
+        await store.read_parts(uuid.uuid4())
+
+
 async def test_read_at_end_is_empty(store: SQLStore) -> None:
     info = await store.create_stream()
     read = await store.read(info.id)

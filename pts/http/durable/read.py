@@ -21,6 +21,7 @@ from pts.http.durable.responses import (
     etag,
     etag_matches,
     metadata_headers,
+    send_parts,
     send_response,
 )
 from pts.models import StreamInfo
@@ -136,7 +137,7 @@ async def answer_catch_up(
 ) -> None:
     """Up to :data:`READ_CHUNK` bytes from ``position``, cacheable unless at the tail."""
     json_mode = wire.is_json(stream.content_type)
-    read = await ctx.pts.store.read(stream.id, position, max_bytes=READ_CHUNK)
+    read = await ctx.pts.store.read_parts(stream.id, position, max_bytes=READ_CHUNK)
     if json_mode and not read.at_boundary:
         raise BadRequest("a JSON stream is read from the offsets it gave")
     up_to_date = read.next_offset >= read.size
@@ -154,5 +155,7 @@ async def answer_catch_up(
     if wanted.live is None and etag_matches(request.headers.get("if-none-match"), tag):
         await send_response(send, 304, headers)
         return
-    body = wire.json_array(read.data) if json_mode else read.data
-    await send_response(send, 200, headers, body)
+    if json_mode:
+        await send_response(send, 200, headers, wire.json_array(read.data))
+    else:
+        await send_parts(send, 200, headers, read.parts)

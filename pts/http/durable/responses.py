@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
 from litestar import Request
@@ -37,6 +37,7 @@ __all__ = [
     "raw_headers",
     "read_body",
     "send_error",
+    "send_parts",
     "send_response",
 ]
 
@@ -103,17 +104,32 @@ async def send_response(
     send: Send, status: int, headers: Mapping[str, str], body: bytes = b"", *, head: bool = False
 ) -> None:
     """A whole response: status, headers (with ``content-length``), body."""
+    await send_parts(send, status, headers, (body,), head=head)
+
+
+async def send_parts(
+    send: Send,
+    status: int,
+    headers: Mapping[str, str],
+    parts: Sequence[bytes],
+    *,
+    head: bool = False,
+) -> None:
+    """:func:`send_response` with the body in ``parts``, each sent as it is: a
+    megabytes-long read goes out without being copied into one buffer first."""
     raw = raw_headers(headers)
     if status not in (204, 304) and not head:
-        raw.append((b"content-length", str(len(body)).encode()))
+        raw.append((b"content-length", str(sum(len(part) for part in parts)).encode()))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
         "headers": raw,
     }
     await send(start)
-    payload = body if status not in (204, 304) else b""
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
+    *first, last = parts if parts and status not in (204, 304) else (b"",)
+    for part in first:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def send_error(
