@@ -28,6 +28,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "AnyRequest",
     "adding_headers",
+    "coalesce",
     "disconnect",
     "etag",
     "etag_matches",
@@ -107,6 +108,37 @@ async def send_response(
     await send_parts(send, status, headers, (body,), head=head)
 
 
+SEND_PIECE = 256 << 10
+"""The least a body message carries (but the last) when its parts are small."""
+
+
+def coalesce(parts: Sequence[bytes], at_least: int = SEND_PIECE) -> list[bytes]:
+    """``parts`` as body messages: a part of ``at_least`` bytes or more as it is (no
+    copy), runs of smaller ones joined until they reach it (an open stream's read
+    is thousands of appends of a few bytes: a message each would cost far more
+    than one copy of them)."""
+    pieces: list[bytes] = []
+    run: list[bytes] = []
+    run_bytes = 0
+    for part in parts:
+        if not part:
+            continue
+        if len(part) >= at_least:
+            if run:
+                pieces.append(b"".join(run))
+                run, run_bytes = [], 0
+            pieces.append(part)
+            continue
+        run.append(part)
+        run_bytes += len(part)
+        if run_bytes >= at_least:
+            pieces.append(b"".join(run))
+            run, run_bytes = [], 0
+    if run:
+        pieces.append(b"".join(run))
+    return pieces
+
+
 async def send_parts(
     send: Send,
     status: int,
@@ -115,8 +147,8 @@ async def send_parts(
     *,
     head: bool = False,
 ) -> None:
-    """:func:`send_response` with the body in ``parts``, each sent as it is: a
-    megabytes-long read goes out without being copied into one buffer first."""
+    """:func:`send_response` with the body in ``parts``: a megabytes-long read goes
+    out without being copied into one buffer first (see :func:`coalesce`)."""
     raw = raw_headers(headers)
     if status not in (204, 304) and not head:
         raw.append((b"content-length", str(sum(len(part) for part in parts)).encode()))
@@ -126,7 +158,8 @@ async def send_parts(
         "headers": raw,
     }
     await send(start)
-    *first, last = parts if parts and status not in (204, 304) else (b"",)
+    pieces = coalesce(parts) if status not in (204, 304) else []
+    *first, last = pieces or [b""]
     for part in first:
         await send({"type": "http.response.body", "body": part, "more_body": True})
     await send({"type": "http.response.body", "body": last, "more_body": False})
