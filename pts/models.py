@@ -109,6 +109,33 @@ class ReadParts:
         """The bytes, joined (a copy unless there is one part)."""
         return b"".join(self.parts)
 
+    @classmethod
+    def of(cls, read: ReadResult) -> ReadParts:
+        """``read`` as one part (none if it holds no bytes)."""
+        return cls(
+            read.stream_id,
+            (read.data,) if read.data else (),
+            read.offset,
+            read.next_offset,
+            read.size,
+            read.status,
+            read.closed,
+            read.at_boundary,
+        )
+
+    def joined(self) -> ReadResult:
+        """The :class:`ReadResult` of the same read (its parts joined)."""
+        return ReadResult(
+            self.stream_id,
+            self.data,
+            self.offset,
+            self.next_offset,
+            self.size,
+            self.status,
+            self.closed,
+            self.at_boundary,
+        )
+
     @property
     def up_to_date(self) -> bool:
         """True when this read reached the end of what the stream held at the time."""

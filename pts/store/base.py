@@ -137,17 +137,7 @@ class Store(Protocol):
     ) -> ReadParts:
         """:meth:`read`, its bytes left in the pieces they are stored in (what the
         HTTP catch-up sends without joining them). This default is one piece."""
-        read = await self.read(stream_id, offset, max_bytes)
-        return ReadParts(
-            stream_id=read.stream_id,
-            parts=(read.data,) if read.data else (),
-            offset=read.offset,
-            next_offset=read.next_offset,
-            size=read.size,
-            status=read.status,
-            closed=read.closed,
-            at_boundary=read.at_boundary,
-        )
+        return ReadParts.of(await self.read(stream_id, offset, max_bytes))
 
     @abstractmethod
     async def claim(self, stream_id: uuid.UUID) -> StreamInfo:

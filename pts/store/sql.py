@@ -197,17 +197,7 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
     async def read(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None
     ) -> ReadResult:
-        read = await self.read_parts(stream_id, offset, max_bytes)
-        return ReadResult(
-            stream_id=read.stream_id,
-            data=read.data,
-            offset=read.offset,
-            next_offset=read.next_offset,
-            size=read.size,
-            status=read.status,
-            closed=read.closed,
-            at_boundary=read.at_boundary,
-        )
+        return (await self.read_parts(stream_id, offset, max_bytes)).joined()
 
     async def read_parts(
         self, stream_id: uuid.UUID, offset: int = 0, max_bytes: int | None = None

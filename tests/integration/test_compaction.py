@@ -46,15 +46,6 @@ async def sql_store(db_url: str, driver: Driver) -> AsyncIterator[SQLStore]:
         await store.close()
 
 
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(db_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 async def ds_stream(
     store: SQLStore,
     path: str,

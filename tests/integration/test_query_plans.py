@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import asyncpg
-import pytest
 
 from pts.settings import Driver, PoolMode
 from pts.store import SQLStore, create_store
@@ -28,15 +26,6 @@ from pts.store.rows import Row
 FILLER_STREAMS = 2_000
 FILLER_ROWS = 20
 """Chunk rows per filler stream: 40,000 in all, with 2,000 streams beside ours."""
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(db_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def fill(conn: asyncpg.Connection) -> None:
