@@ -140,6 +140,7 @@ class SyncStore:
     get_stream_by_path = _blocking(Store.get_stream_by_path)
     append = _blocking(Store.append)
     read = _blocking(Store.read)
+    read_parts = _blocking(Store.read_parts)
     claim = _blocking(Store.claim)
     set_status = _blocking(Store.set_status)
     heartbeat = _blocking(Store.heartbeat)

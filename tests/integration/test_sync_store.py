@@ -98,6 +98,7 @@ def test_sync_store_runs_the_sweeps_and_the_durable_operations(db_url: str) -> N
         assert found.stream.size == 10
         assert store.find_stale(3600) == store.timeout_stale(3600) == []
         assert store.timeout_pending(3600) == []
+        assert store.read_parts(stream_id).parts == (b"Hi.", b" Again.")
         assert store.ds_delete(stream_id) == "deleted"
         assert store.collect_garbage() == 0
         assert store.ds_lookup(None, stream_id=stream_id) is None
