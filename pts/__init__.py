@@ -34,7 +34,7 @@ from pts.flush import FlushPolicy
 from pts.http.access import Action, Authorize, Forbidden, Unauthorized, allow_everything
 from pts.http.plugin import PTSPlugin
 from pts.live.subscribe import Update
-from pts.models import ReadResult, StreamBody, StreamInfo, StreamStatus
+from pts.models import ReadParts, ReadResult, StreamBody, StreamInfo, StreamStatus
 from pts.settings import Settings
 from pts.stats import LiveStream, Stats
 from pts.store import Store, create_store
@@ -65,6 +65,7 @@ __all__ = [
     "PathTaken",
     "PersistenceFailed",
     "PersistentTextStreaming",
+    "ReadParts",
     "ReadResult",
     "SchemaNotMigrated",
     "Settings",
