@@ -1,7 +1,8 @@
 """A read's parts become body messages: the same bytes, big parts uncopied, small ones joined.
 
-No database, no server: :func:`pts.http.durable.responses.coalesce` and
-:func:`~pts.http.durable.responses.send_parts` against a list of ASGI messages.
+No database, no server: :func:`pts.http.durable.responses.coalesce`,
+:func:`~pts.http.durable.responses.send_parts` and (a bodyless 304)
+:func:`~pts.http.durable.responses.send_response` against a list of ASGI messages.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pts.http.durable.responses import coalesce, send_parts
+from pts.http.durable.responses import coalesce, send_parts, send_response
 
 AT_LEAST = 16
 
@@ -38,12 +39,17 @@ def test_thousands_of_small_appends_make_a_few_messages() -> None:
 
 
 async def sent(parts: list[bytes], status: int = 200) -> list[Any]:
+    """The messages of ``parts`` sent as a response (a 304 by send_response, no body)."""
     messages: list[Any] = []
 
     async def send(message: Any) -> None:
         messages.append(message)
 
-    await send_parts(send, status, {"content-type": "text/plain"}, parts)
+    headers = {"content-type": "text/plain"}
+    if status == 304:
+        await send_response(send, status, headers, b"".join(parts))
+    else:
+        await send_parts(send, status, headers, parts)
     return messages
 
 

@@ -105,7 +105,36 @@ async def send_response(
     send: Send, status: int, headers: Mapping[str, str], body: bytes = b"", *, head: bool = False
 ) -> None:
     """A whole response: status, headers (with ``content-length``), body."""
-    await send_parts(send, status, headers, (body,), head=head)
+    bodyless = status in (204, 304)
+    await _start(send, status, headers, None if bodyless or head else len(body))
+    payload = b"" if bodyless else body
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def send_parts(
+    send: Send, status: int, headers: Mapping[str, str], parts: Sequence[bytes]
+) -> None:
+    """:func:`send_response` with the body in ``parts``: a megabytes-long read goes
+    out without being copied into one buffer first (see :func:`coalesce`)."""
+    await _start(send, status, headers, sum(len(part) for part in parts))
+    *first, last = coalesce(parts) or [b""]
+    for part in first:
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    await send({"type": "http.response.body", "body": last, "more_body": False})
+
+
+async def _start(
+    send: Send, status: int, headers: Mapping[str, str], content_length: int | None
+) -> None:
+    raw = raw_headers(headers)
+    if content_length is not None:
+        raw.append((b"content-length", str(content_length).encode()))
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": raw,
+    }
+    await send(start)
 
 
 SEND_PIECE = 256 << 10
@@ -137,32 +166,6 @@ def coalesce(parts: Sequence[bytes], at_least: int = SEND_PIECE) -> list[bytes]:
     if run:
         pieces.append(b"".join(run))
     return pieces
-
-
-async def send_parts(
-    send: Send,
-    status: int,
-    headers: Mapping[str, str],
-    parts: Sequence[bytes],
-    *,
-    head: bool = False,
-) -> None:
-    """:func:`send_response` with the body in ``parts``: a megabytes-long read goes
-    out without being copied into one buffer first (see :func:`coalesce`)."""
-    raw = raw_headers(headers)
-    if status not in (204, 304) and not head:
-        raw.append((b"content-length", str(sum(len(part) for part in parts)).encode()))
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": raw,
-    }
-    await send(start)
-    pieces = coalesce(parts) if status not in (204, 304) else []
-    *first, last = pieces or [b""]
-    for part in first:
-        await send({"type": "http.response.body", "body": part, "more_body": True})
-    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def send_error(
