@@ -300,6 +300,9 @@ class PersistentTextStreaming(StreamOperations):
             flush_seconds=counters.flush_seconds.snapshot(),
             flush_bytes=counters.flush_bytes.snapshot(),
             delivery_seconds=counters.delivery_seconds.snapshot(),
+            protocol_appends=counters.protocol_appends,
+            protocol_bytes=counters.protocol_bytes,
+            request_failures=dict(counters.request_failures),
         )
 
     def live_stream(self, stream_id: uuid.UUID) -> LiveStream | None:

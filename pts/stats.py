@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from bisect import bisect_left
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 __all__ = [
     "BYTE_BUCKETS",
@@ -106,6 +107,9 @@ class Counters:
         "flush_bytes",
         "flush_seconds",
         "outage_retries",
+        "protocol_appends",
+        "protocol_bytes",
+        "request_failures",
     )
 
     def __init__(self) -> None:
@@ -113,6 +117,9 @@ class Counters:
         self.bytes_persisted = 0
         self.database_errors = 0
         self.outage_retries = 0
+        self.protocol_appends = 0
+        self.protocol_bytes = 0
+        self.request_failures: dict[str, int] = {}
         self.flush_seconds = Histogram(SECOND_BUCKETS)
         self.flush_bytes = Histogram(BYTE_BUCKETS)
         self.delivery_seconds = Histogram(SECOND_BUCKETS)
@@ -123,6 +130,15 @@ class Counters:
         self.bytes_persisted += nbytes
         self.flush_bytes.observe(nbytes)
         self.flush_seconds.observe(seconds)
+
+    def protocol_appended(self, nbytes: int) -> None:
+        """A Durable Streams append (POST, or a PUT's first bytes) committed ``nbytes``."""
+        self.protocol_appends += 1
+        self.protocol_bytes += nbytes
+
+    def request_failed(self, kind: str) -> None:
+        """A request was answered with a 5xx whose ``"error"`` is ``kind`` (the one table's)."""
+        self.request_failures[kind] = self.request_failures.get(kind, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -160,8 +176,8 @@ class Stats:
     listener_reconnects: int
     """LISTEN connections re-established after the first one."""
     appends: int
-    """Appends this process's flushers committed (driven answers and writers; not
-    the Durable Streams protocol's own appends)."""
+    """Appends this process's flushers committed (driven answers and writers; the
+    Durable Streams protocol's own are :attr:`protocol_appends`)."""
     bytes_persisted: int
     """Bytes those appends persisted."""
     database_errors: int
@@ -177,6 +193,16 @@ class Stats:
     """Seconds from a change notification's arrival at a stream's tail here to the
     new bytes handed to that stream's subscribers (the tail's database read and
     the wait for it), once per read that brought bytes after a notification."""
+    protocol_appends: int = 0
+    """Appends the Durable Streams protocol committed here: POSTs that appended or
+    closed (not an idempotent producer's duplicate), and PUTs that created a stream
+    with its first bytes."""
+    protocol_bytes: int = 0
+    """Bytes those appends persisted (a JSON stream's framed messages, as stored)."""
+    request_failures: Mapping[str, int] = field(default_factory=dict)
+    """Requests answered with a 5xx by pts's error table, by the answer's ``"error"``
+    (``store_unavailable``, ``draining``, ``internal_error`` ...): what the server
+    logs as its own failures. Handlers an app registered itself are not counted."""
 
 
 @dataclass(frozen=True)

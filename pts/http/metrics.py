@@ -18,7 +18,7 @@ each scrape is answered by one of them (see the README, Operations → Metrics).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,7 +49,9 @@ class MetricSpec:
     name: str
     kind: Kind
     help: str
-    value: Callable[[Stats], float | Distribution]
+    value: Callable[[Stats], float | Distribution | Mapping[str, int]]
+    label: str | None = None
+    """For a figure kept per kind (a mapping): the label its keys are written under."""
 
 
 def _flag(value: bool) -> float:
@@ -91,8 +93,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "pts_appends",
         "counter",
-        "Appends committed by this process's flushers (driven answers and writers; not "
-        "the Durable Streams protocol's own appends).",
+        "Appends committed by this process's flushers (driven answers and writers; the "
+        "Durable Streams protocol's are pts_protocol_appends).",
         lambda s: s.appends,
     ),
     MetricSpec(
@@ -100,6 +102,19 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         "Bytes persisted by those appends.",
         lambda s: s.bytes_persisted,
+    ),
+    MetricSpec(
+        "pts_protocol_appends",
+        "counter",
+        "Appends the Durable Streams protocol committed here: POSTs that appended or closed "
+        "(not a producer's duplicate) and PUTs that created a stream with its first bytes.",
+        lambda s: s.protocol_appends,
+    ),
+    MetricSpec(
+        "pts_protocol_persisted_bytes",
+        "counter",
+        "Bytes persisted by the Durable Streams protocol's appends.",
+        lambda s: s.protocol_bytes,
     ),
     MetricSpec(
         "pts_flush_duration_seconds",
@@ -152,9 +167,17 @@ METRICS: tuple[MetricSpec, ...] = (
         "pts_database_errors",
         "counter",
         "Database operations of this process's own work that failed: a flusher's append "
-        "attempt, a tail's read, a heartbeat or sweep (requests that failed are answered "
-        "503 store_unavailable and not counted here).",
+        "attempt, a tail's read, a heartbeat or sweep (a request that failed is answered "
+        "503 store_unavailable and counted in pts_request_failures).",
         lambda s: s.database_errors,
+    ),
+    MetricSpec(
+        "pts_request_failures",
+        "counter",
+        "Requests pts answered with a 5xx, by the answer's error kind (store_unavailable, "
+        "draining, internal_error, ...): the failures the server logs.",
+        lambda s: s.request_failures,
+        label="error",
     ),
     MetricSpec(
         "pts_outage_retries",
@@ -192,6 +215,12 @@ def families(stats: Stats) -> list[Metric]:
         if isinstance(value, Distribution):
             buckets = [(_le(bound), count) for bound, count in value.cumulative()]
             out.append(HistogramMetricFamily(spec.name, spec.help, buckets, value.sum))
+        elif isinstance(value, Mapping):
+            assert spec.label is not None, spec.name  # a per-kind counter
+            family = CounterMetricFamily(spec.name, spec.help, labels=[spec.label])
+            for key, count in sorted(value.items()):
+                family.add_metric([key], count)
+            out.append(family)
         elif spec.kind == "counter":
             out.append(CounterMetricFamily(spec.name, spec.help, value))
         else:

@@ -40,11 +40,11 @@ object and its settings). :mod:`pts.plugin` re-exports the names as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeAlias, cast
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler, asgi
@@ -66,6 +66,7 @@ __all__ = ["METRICS_EXTRA", "PTSPlugin"]
 logger = logging.getLogger("pts.plugin")
 
 AnyRequest: TypeAlias = Request[Any, Any, Any]
+ErrorHandler: TypeAlias = Callable[[AnyRequest, Any], Response[dict[str, Any]]]
 
 METRICS_EXTRA = "pip install 'pts[metrics]'"
 """What brings prometheus-client, which ``metrics=True`` needs."""
@@ -171,14 +172,26 @@ class PTSPlugin(InitPluginProtocol):
         if self.metrics_route is not None:
             app_config.route_handlers.append(self.metrics_route)
         # An app's own handler for PTSError, if it registered one, wins.
-        app_config.exception_handlers.setdefault(PTSError, error_response)
+        app_config.exception_handlers.setdefault(PTSError, self._counted(error_response))
         # Anything else unexpected: logged, and answered in JSON. Registered for
         # the status, which Litestar consults last: a handler of the app's for
         # the exception's type (or for 500) wins; HTTP errors (404...) keep theirs.
         app_config.exception_handlers.setdefault(
-            HTTP_500_INTERNAL_SERVER_ERROR, internal_error_response
+            HTTP_500_INTERNAL_SERVER_ERROR, self._counted(internal_error_response)
         )
         return app_config
+
+    def _counted(self, handler: ErrorHandler) -> ErrorHandler:
+        """``handler``, counting the 5xx it answers in ``pts.stats().request_failures``."""
+        counters = self.pts.counters
+
+        def counted(request: AnyRequest, exc: Any) -> Response[dict[str, Any]]:
+            response = handler(request, exc)
+            if (response.status_code or 0) >= HTTP_500_INTERNAL_SERVER_ERROR:
+                counters.request_failed(str(response.content.get("error", "internal_error")))
+            return response
+
+        return counted
 
     @asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:

@@ -61,6 +61,9 @@ def _stats(**changes: object) -> Stats:
         flush_seconds=counters.flush_seconds.snapshot(),
         flush_bytes=counters.flush_bytes.snapshot(),
         delivery_seconds=counters.delivery_seconds.snapshot(),
+        protocol_appends=23,
+        protocol_bytes=2300,
+        request_failures={"store_unavailable": 3, "internal_error": 1},
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -106,9 +109,13 @@ def test_every_figure_of_stats_maps_to_its_metric() -> None:
         "pts_listener_reconnects": 1,
         "pts_database_errors": 5,
         "pts_outage_retries": 4,
+        "pts_protocol_appends": 23,
+        "pts_protocol_persisted_bytes": 2300,
     }
     for name, value in counters.items():
         assert _value(samples, name, name + "_total") == value, name
+    failures = {s.labels["error"]: s.value for s in samples["pts_request_failures"]}
+    assert failures == {"store_unavailable": 3, "internal_error": 1}
     draining = _samples(_stats(stopping=True, listener_connected=False))
     assert _value(draining, "pts_draining") == 1
     assert _value(draining, "pts_listener_connected") == 0
@@ -145,6 +152,18 @@ def test_names_follow_the_prometheus_conventions() -> None:
         if spec.kind == "histogram":
             assert spec.name.endswith(("_seconds", "_bytes")), spec.name
     assert len({spec.name for spec in METRICS}) == len(METRICS)
+
+
+def test_request_failures_are_counted_by_kind_and_start_with_none() -> None:
+    counters = Counters()
+    for kind in ("store_unavailable", "draining", "store_unavailable"):
+        counters.request_failed(kind)
+    counters.protocol_appended(100)
+    counters.protocol_appended(0)  # a close without data is an append too
+    assert counters.request_failures == {"store_unavailable": 2, "draining": 1}
+    assert (counters.protocol_appends, counters.protocol_bytes) == (2, 100)
+    none = _samples(_stats(request_failures={}))
+    assert [s for s in none["pts_request_failures"] if s.name.endswith("_total")] == []
 
 
 def test_the_collector_reads_the_component_at_scrape_time() -> None:

@@ -122,6 +122,7 @@ class DurableStreams:
             )
             if is_logged(status, exc):
                 log_request_failure(logger, request.method, scope["path"], exc)
+                self.pts.counters.request_failed(content["error"])
             await send_error(send, status, content, headers)
 
     def _cors_headers(self, request: AnyRequest | None) -> list[tuple[bytes, bytes]]:

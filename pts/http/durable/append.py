@@ -85,6 +85,8 @@ async def post(ctx: Context, request: AnyRequest, target: Target, send: Send) ->
     outcome = result.outcome
     if outcome is not AppendOutcome.APPENDED and outcome is not AppendOutcome.DUPLICATE:
         raise refusal(result, wanted, target.path, headers)
+    if outcome is AppendOutcome.APPENDED:
+        ctx.pts.counters.protocol_appended(len(data))
     if wanted.producer is not None:
         headers["producer-epoch"] = str(result.epoch)
         headers["producer-seq"] = str(result.seq)

@@ -153,6 +153,8 @@ async def _create(
         raise DeletedStreamConflict(f"the source {wanted.source_path!r} was deleted")
     if outcome is CreateOutcome.BAD_FORK_OFFSET:
         raise BadRequest("Stream-Fork-Offset is past the end of the source")
+    if outcome is CreateOutcome.CREATED and data:
+        ctx.pts.counters.protocol_appended(len(data))
     found = await store.ds_lookup(path)
     if found is None:  # deleted between the two statements
         raise StreamNotFound(path)
