@@ -280,7 +280,7 @@ class PersistentTextStreaming(StreamOperations):
 
     def stats(self) -> Stats:
         """A snapshot of what this process's component holds and has done (see Stats)."""
-        hub, feed, counters = self._hub, self._feed, self.counters
+        hub, feed, counters, store = self._hub, self._feed, self.counters, self._store
         return Stats(
             open=self._store is not None,
             stopping=self._stopping,
@@ -303,6 +303,7 @@ class PersistentTextStreaming(StreamOperations):
             protocol_appends=counters.protocol_appends,
             protocol_bytes=counters.protocol_bytes,
             request_failures=dict(counters.request_failures),
+            append_transactions=store.append_transactions if isinstance(store, SQLStore) else 0,
         )
 
     def live_stream(self, stream_id: uuid.UUID) -> LiveStream | None:

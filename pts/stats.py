@@ -199,6 +199,10 @@ class Stats:
     with its first bytes."""
     protocol_bytes: int = 0
     """Bytes those appends persisted (a JSON stream's framed messages, as stored)."""
+    append_transactions: int = 0
+    """Transactions this process's group commit ran for appends, the flushers' and the
+    protocol's (one per batch, one per append run alone; 0 without Postgres):
+    ``(appends + protocol_appends) / append_transactions`` is how many share one."""
     request_failures: Mapping[str, int] = field(default_factory=dict)
     """Requests answered with a 5xx by pts's error table, by the answer's ``"error"``
     (``store_unavailable``, ``draining``, ``internal_error`` ...): what the server

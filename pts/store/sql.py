@@ -189,6 +189,12 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
             sizes[cast(int, row["ord"]) - 1] = cast("int | None", row["size"])
         return sizes
 
+    @property
+    def append_transactions(self) -> int:
+        """Statements (each one transaction) the group commits ran for appends so far,
+        the flushers' and the protocol's: one per batch, one per append run alone."""
+        return self.append_queue.stats.transactions + self.ds_append_queue.stats.transactions
+
     async def drain_appends(self) -> None:
         """Wait until every append submitted has its answer (before the pool closes)."""
         await self.append_queue.drain()

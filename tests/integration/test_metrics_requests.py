@@ -68,6 +68,10 @@ async def test_the_protocols_appends_are_counted_once_each_with_their_bytes(
     assert after["pts_protocol_appends_total"] == 4
     assert after["pts_protocol_persisted_bytes_total"] == len(b"abc" + b"hello" + b"xy")
     assert after["pts_appends_total"] == 0  # the flushers' count is their own
+    # One request at a time: each of the 5 POSTs (the refused one too) ran alone, as
+    # its own transaction (the PUTs create, outside the append queue).
+    transactions = after["pts_append_transactions_total"] - before["pts_append_transactions_total"]
+    assert transactions == 5
     assert pts.stats().protocol_appends == 4
     read = await client.get(url, params={"offset": "-1"})
     assert read.content == b"abchelloxy"

@@ -63,6 +63,7 @@ def _stats(**changes: object) -> Stats:
         delivery_seconds=counters.delivery_seconds.snapshot(),
         protocol_appends=23,
         protocol_bytes=2300,
+        append_transactions=29,
         request_failures={"store_unavailable": 3, "internal_error": 1},
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
@@ -111,6 +112,7 @@ def test_every_figure_of_stats_maps_to_its_metric() -> None:
         "pts_outage_retries": 4,
         "pts_protocol_appends": 23,
         "pts_protocol_persisted_bytes": 2300,
+        "pts_append_transactions": 29,
     }
     for name, value in counters.items():
         assert _value(samples, name, name + "_total") == value, name
