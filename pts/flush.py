@@ -17,6 +17,7 @@ from pts.errors import OffsetConflict, PersistenceFailed, StoreUnavailable, Stre
 from pts.models import StreamStatus
 from pts.stats import Counters
 from pts.store.base import Store
+from pts.tasks import raise_if_cancelling
 
 logger = logging.getLogger("pts.flush")
 
@@ -269,6 +270,7 @@ class Flusher:
                     timeout = max(0.0, oldest + self.policy.max_delay - _now())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+                raise_if_cancelling()  # wait_for (3.11) drops a cancel that meets a wake
         except asyncio.CancelledError:
             if self.failure is None:
                 raise
