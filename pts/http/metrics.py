@@ -111,17 +111,17 @@ METRICS: tuple[MetricSpec, ...] = (
         lambda s: s.protocol_appends,
     ),
     MetricSpec(
+        "pts_protocol_persisted_bytes",
+        "counter",
+        "Bytes persisted by the Durable Streams protocol's appends.",
+        lambda s: s.protocol_bytes,
+    ),
+    MetricSpec(
         "pts_append_transactions",
         "counter",
         "Transactions the group commit ran for appends, the flushers' and the protocol's "
         "(one per batch of appends that arrived together, one per append run alone).",
         lambda s: s.append_transactions,
-    ),
-    MetricSpec(
-        "pts_protocol_persisted_bytes",
-        "counter",
-        "Bytes persisted by the Durable Streams protocol's appends.",
-        lambda s: s.protocol_bytes,
     ),
     MetricSpec(
         "pts_flush_duration_seconds",

@@ -7,9 +7,9 @@ import asyncio
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pts import PersistentTextStreaming
+from tests.support.metrics import Scraper
 from tests.support.servers import run_pts_serve
 from tests.support.sse import collect
 
@@ -17,25 +17,12 @@ TOKEN = "metrics-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
-    """``/metrics``, parsed by prometheus-client's own parser: sample name -> value
-    (samples with labels left out)."""
-    response = await client.get("/metrics")  # no credentials: the route has no check
-    assert response.status_code == 200, response.text
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if not sample.labels
-    }
-
-
 async def until_scraped(
     client: httpx.AsyncClient, name: str, value: float, guard: float = 20.0
 ) -> dict[str, float]:
     """Scrape until ``name`` reads ``value`` (a hang guard, not a speed check)."""
     async with asyncio.timeout(guard):
-        while (figures := await scrape(client)).get(name) != value:
+        while (figures := await Scraper(client).scrape()).get(name) != value:
             await asyncio.sleep(0.02)
     return figures
 
@@ -47,7 +34,7 @@ async def test_pts_serve_serves_metrics_that_move(db_url: str) -> None:
             httpx.AsyncClient(base_url=server.url, timeout=10) as client,
             PersistentTextStreaming(dsn=db_url, sweeper=False) as writer_side,
         ):
-            first = await scrape(client)
+            first = await Scraper(client).scrape()
             assert first["pts_subscribers"] == 0
             assert first["pts_draining"] == 0
             assert first["pts_listener_connected"] == 1

@@ -13,35 +13,16 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.params import FromPath
 from litestar.response import Stream
-from prometheus_client.parser import text_string_to_metric_families
 
 from pts import Append, PersistentTextStreaming, PTSPlugin
 from pts.flush import FlushPolicy
 from pts.http.access import allow_everything
+from tests.support.metrics import Scraper
 from tests.support.servers import serve_app
 from tests.support.sse import collect
 from tests.support.waiting import until, until_stats
 
 SENTENCES = [f"Sentence {i} of the answer, with ünïcödé. " for i in range(6)]
-
-
-class Scraper:
-    """Reads ``/metrics`` and gives one sample's value by its name."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def scrape(self) -> dict[str, float]:
-        response = await self.client.get("/metrics")
-        assert response.status_code == 200, response.text
-        content_type = response.headers["content-type"]
-        assert content_type == "text/plain; version=0.0.4; charset=utf-8", content_type
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
-        return values
 
 
 @pytest.fixture

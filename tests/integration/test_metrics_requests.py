@@ -14,7 +14,7 @@ from pts import PersistentTextStreaming, PTSPlugin
 from pts.errors import StoreUnavailable
 from pts.http.access import Action
 from pts.models import StreamInfo
-from tests.integration.test_metrics import Scraper
+from tests.support.metrics import Scraper
 from tests.support.servers import serve_app
 
 FAIL = "x-test-fail"
