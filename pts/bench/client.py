@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ from pts.testing.process import HOST
 
 REQUEST_GUARD = 120.0
 """Seconds a request may take (a hang guard, far beyond any sane figure)."""
+
+RECEIVE_SIZE = 262_144
+"""Bytes asked of the socket per receive (as asyncio's own transports do)."""
+
+HEAD_LIMIT = 65_536
+"""Bytes a response head may take (asyncio's StreamReader limit, as before)."""
 
 
 class BenchError(Exception):
@@ -102,7 +109,7 @@ class SseParser:
         self._data: list[bytes] = []
         self._id: str | None = None
 
-    def feed(self, piece: bytes) -> list[tuple[str, bytes]]:
+    def feed(self, piece: bytes | bytearray) -> list[tuple[str, bytes]]:
         """The events ``piece`` completes."""
         buffer = self._buffer
         buffer += piece
@@ -147,6 +154,12 @@ class HttpConnection:
     left unfinished). Every request carries ``Content-Length``; responses may be
     chunked, sized or read to EOF. Nothing is retried: a request that fails
     raises (OSError, ``asyncio.IncompleteReadError``) and closes the connection.
+
+    It reads its socket with the event loop's ``sock_recv`` calls, and a sized
+    body straight into one buffer of its size (``sock_recv_into``): a catch-up
+    read of megabytes is copied once, from the kernel, so the client is not
+    what limits the figure (asyncio's StreamReader copied each byte three times
+    and paused the socket every 128 KiB).
     """
 
     def __init__(self, port: int, host: str = HOST) -> None:
@@ -154,8 +167,9 @@ class HttpConnection:
         self.port = port
         self.connects = 0
         """How many TCP connections this object opened."""
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._socket: socket.socket | None = None
+        self._buffer = bytearray()
+        """Bytes received and not yet consumed (the rest of a head's segment)."""
 
     async def __aenter__(self) -> HttpConnection:
         return self
@@ -165,21 +179,33 @@ class HttpConnection:
 
     async def connect(self) -> None:
         """Open the connection now (else the first request does)."""
-        if self._reader is not None and self._reader.at_eof():
+        if self._socket is not None and self._closed_by_server():
             # The server closed it while idle (a keep-alive timeout): open another,
             # as real clients do, rather than fail the next request.
             await self.close()
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        if self._socket is None:
+            loop = asyncio.get_running_loop()
+            family, kind, proto, _name, address = (
+                await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.sock_connect(sock, address)
+            except BaseException:
+                sock.close()
+                raise
+            self._socket = sock
+            self._buffer.clear()
             self.connects += 1
 
     async def close(self) -> None:
         """Close the connection (the next request opens a new one)."""
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        sock, self._socket = self._socket, None
+        self._buffer.clear()
+        if sock is not None:
+            sock.close()
 
     async def request(
         self,
@@ -189,12 +215,10 @@ class HttpConnection:
         headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send a request and read its whole response."""
-        received: list[bytes] = []
+        received: list[bytes | bytearray] = []
         async with self.stream(method, path, headers, body) as (status, response_headers, pieces):
             async for piece in pieces:
                 received.append(piece)
-        # A content-length body is one piece: joined without a copy (a catch-up
-        # read's megabytes would otherwise be copied twice by the client).
         return HttpResponse(status, response_headers, b"".join(received))
 
     @contextlib.asynccontextmanager
@@ -204,39 +228,41 @@ class HttpConnection:
         path: str,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
-    ) -> AsyncIterator[tuple[int, dict[str, str], AsyncIterator[bytes]]]:
+    ) -> AsyncIterator[tuple[int, dict[str, str], AsyncIterator[bytes | bytearray]]]:
         """Send a request; yield its status, headers and body pieces as they arrive.
 
-        For endless responses (SSE) too: on exit the connection is closed
-        unless the body was read to its end.
+        A sized body is one piece, a bytearray of its length read in place; a
+        chunked or unsized one comes as the socket delivers it. For endless
+        responses (SSE) too: on exit the connection is closed unless the body
+        was read to its end.
         """
-        reader = await self._send(method, path, body, headers)
+        await self._send(method, path, body, headers)
         finished = False
         response_headers: dict[str, str] = {}
 
-        async def pieces() -> AsyncIterator[bytes]:
+        async def pieces() -> AsyncIterator[bytes | bytearray]:
             nonlocal finished
             if method == "HEAD" or status in (204, 304):
                 pass
             elif response_headers.get("transfer-encoding", "").lower() == "chunked":
                 dechunker = Dechunker()
                 while not dechunker.done:
-                    raw = await reader.read(65536)
+                    raw = await self._read_some()
                     if not raw:
                         raise asyncio.IncompleteReadError(b"", None)
                     if data := dechunker.feed(raw):
                         yield data
             elif "content-length" in response_headers:
                 if length := int(response_headers["content-length"]):
-                    yield await reader.readexactly(length)
+                    yield await self._read_exactly(length)
             else:
-                while raw := await reader.read(65536):
+                while raw := await self._read_some():
                     yield raw
                 response_headers["connection"] = "close"
             finished = True
 
         try:
-            status, head = await _read_head(reader)
+            status, head = await self._read_head()
             response_headers.update(head)
             yield status, response_headers, pieces()
         finally:
@@ -245,10 +271,9 @@ class HttpConnection:
 
     async def _send(
         self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None
-    ) -> asyncio.StreamReader:
+    ) -> None:
         await self.connect()
-        assert self._reader is not None
-        assert self._writer is not None
+        assert self._socket is not None
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}"
@@ -256,27 +281,75 @@ class HttpConnection:
         ).encode("latin-1")
         try:
             # One write: head and body leave in one segment when they fit.
-            self._writer.write(head + body)
-            await self._writer.drain()
+            await asyncio.get_running_loop().sock_sendall(self._socket, head + body)
         except BaseException:
             await self.close()
             raise
-        return self._reader
 
+    def _closed_by_server(self) -> bool:
+        """The idle connection's socket is at end of file (or broken)."""
+        assert self._socket is not None
+        if self._buffer:
+            return False
+        try:
+            return not self._socket.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """Status and lower-cased headers of a response (informational 1xx skipped)."""
-    while True:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        if status >= 200 or status == 101:
-            break
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers
+    async def _read_some(self) -> bytes:
+        """What is buffered, else what the socket delivers next (``b""`` at its end)."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        assert self._socket is not None
+        return await asyncio.get_running_loop().sock_recv(self._socket, RECEIVE_SIZE)
+
+    async def _read_exactly(self, length: int) -> bytearray:
+        """The next ``length`` bytes, read into one buffer (IncompleteReadError if cut off)."""
+        assert self._socket is not None
+        loop = asyncio.get_running_loop()
+        data = bytearray(length)
+        view = memoryview(data)
+        got = min(length, len(self._buffer))
+        view[:got] = self._buffer[:got]
+        del self._buffer[:got]
+        while got < length:
+            count = await loop.sock_recv_into(self._socket, view[got:])
+            if not count:
+                raise asyncio.IncompleteReadError(bytes(data[:got]), length)
+            got += count
+        return data
+
+    async def _read_head(self) -> tuple[int, dict[str, str]]:
+        """Status and lower-cased headers of a response (informational 1xx skipped)."""
+        while True:
+            while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+                if len(self._buffer) > HEAD_LIMIT:
+                    raise ValueError(f"a response head of over {HEAD_LIMIT:,} bytes")
+                more = await self._read_some_more()
+                if not more:
+                    raise asyncio.IncompleteReadError(bytes(self._buffer), None)
+            head = bytes(self._buffer[:end])
+            del self._buffer[: end + 4]
+            status_line, *lines = head.decode("latin-1").split("\r\n")
+            status = int(status_line.split(" ", 2)[1])
+            if status >= 200 or status == 101:
+                break
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def _read_some_more(self) -> bool:
+        """Receive more into the buffer; False at the socket's end."""
+        assert self._socket is not None
+        data = await asyncio.get_running_loop().sock_recv(self._socket, RECEIVE_SIZE)
+        self._buffer += data
+        return bool(data)
 
 
 async def http_request(
