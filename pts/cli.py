@@ -232,6 +232,7 @@ def serve(
     whose Host header is not a loopback one, or whose Origin is neither a
     loopback one nor a --cors-origin.
     """
+    from pts.http.allocator import tune_allocator
     from pts.http.app import CORS_ORIGINS_ENV, METRICS_ENV, cors_origins_from_env, metrics_from_env
     from pts.http.serving import (
         FILES_BESIDES_CONNECTIONS,
@@ -276,6 +277,7 @@ def serve(
             f"--limit-concurrency {limit_concurrency} will be accepted (raise 'ulimit -n')",
             err=True,
         )
+    tune_allocator()  # megabyte read buffers reuse memory: see pts.http.allocator
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     run_server(
