@@ -1,10 +1,11 @@
 """``pts bench growth``: how pts's figures move as the work grows, a table per kind of growth.
 
-Each part runs on its own fresh ``pts_bench_<random>`` database (dropped at the
-end) with its own ``pts serve --no-auth`` (one worker) in a subprocess, and
-measures over real HTTP with the load client of :mod:`pts.bench.client` on
-keep-alive connections (the Durable Streams routes, ``payload``-byte
-``text/plain`` appends), as ``pts bench protocol`` does:
+Each part (each level of the table-size part) runs on its own fresh
+``pts_bench_<random>`` database (dropped at the end) with its own ``pts serve
+--no-auth`` (one worker) in a subprocess, and measures over real HTTP with
+the load client of :mod:`pts.bench.client` on keep-alive connections (the
+Durable Streams routes, ``payload``-byte ``text/plain`` appends), as ``pts
+bench protocol`` does:
 
 - *streams*: the appends spread over ``stream_counts`` streams (10, 1,000,
   10,000; created over HTTP, cumulative): ``sequential_appends`` on one
@@ -16,10 +17,10 @@ keep-alive connections (the Durable Streams routes, ``payload``-byte
   its tail (``GET ?offset=<size - payload>``, ``tail_reads`` times) and a
   whole catch-up from ``offset=-1`` (MB/s, ``catchup_reads`` times); then
   closed, compacted (:func:`compact`) and read again.
-- *table size*: one stream of ``table_rows[0]`` rows, its tail read while the
-  table grows to each level of ``table_rows`` (to 1,000,000 rows) with rows of
-  other streams (``bench_fill_streams``), then ``ANALYZE`` (what autovacuum
-  does soon after a table grows).
+- *table size*: one stream of ``table_rows[0]`` rows, its tail read beside
+  tables of each level of ``table_rows`` (to 1,000,000 rows; rows of other
+  streams, ``bench_fill_streams``, then ``VACUUM (ANALYZE)``), a database and
+  server per level, all read in turns.
 
 Every read is checked against the bytes written (else BenchError); every part
 is bounded in count, and the run by ``timeout``. Nothing here is a test.
@@ -50,7 +51,15 @@ from pts.bench.common import (
     run_benchmark,
 )
 from pts.bench.config import GrowthConfig
-from pts.bench.protocol_load import CONTENT_TYPE, Peer, append, create_stream, payload, read_all
+from pts.bench.protocol_load import (
+    CONTENT_TYPE,
+    Peer,
+    append,
+    catch_up,
+    create_stream,
+    payload,
+    read_all,
+)
 from pts.http.durable.wire import format_offset
 from pts.store import Store, create_store
 from pts.testing.process import HOST
@@ -63,6 +72,10 @@ FILL_BATCH = 200_000
 """Most rows one fill statement inserts (a statement's time stays bounded)."""
 CHECKED_STREAMS = 20
 """Streams of the streams part read back and checked (evenly chosen)."""
+TAIL_ROUNDS = 10
+"""Turns the table-size part's tail reads take round its databases."""
+TAIL_WARMUP = 20
+"""Untimed tail reads on each of its databases first (caches, prepared statements)."""
 T = TypeVar("T")
 
 
@@ -195,24 +208,32 @@ async def _reads(
 ) -> dict[str, Any]:
     """Tail reads (the last ``payload`` bytes) and whole catch-up reads of one stream."""
     url = f"{path}?offset={format_offset(len(expected) - config.payload)}"
-    tails = []
-    for _ in range(config.tail_reads):
-        start = time.perf_counter()
-        response = await conn.request("GET", url)
-        tails.append(time.perf_counter() - start)
-        _check(response.status == 200, f"GET {url} answered {response.status}")
-        _check(response.body == expected[-config.payload :], f"{url} is not the stream's tail")
+    tails = await _tail_reads(conn, url, expected[-config.payload :], config.tail_reads)
     rates, gets = [], 0
     for _ in range(config.catchup_reads):
         start = time.perf_counter()
-        back, gets = await read_all(conn, path)
-        rates.append(len(back) / (time.perf_counter() - start) / 1e6)
+        pieces, gets = await catch_up(conn, path)
+        elapsed = time.perf_counter() - start
+        back = b"".join(pieces)
+        rates.append(len(back) / elapsed / 1e6)
         _check(back == expected, f"{path} reads {len(back):,} bytes, not as written")
     return {
         "tail_ms": percentiles(tails, (50, 99), scale=1000),
         "catchup_mb_per_s": percentiles(rates, (50,)),
         "gets_per_catchup": gets,
     }
+
+
+async def _tail_reads(conn: HttpConnection, url: str, tail: bytes, count: int) -> list[float]:
+    """``count`` GETs of ``url``, each checked to answer ``tail``: their seconds."""
+    seconds = []
+    for _ in range(count):
+        start = time.perf_counter()
+        response = await conn.request("GET", url)
+        seconds.append(time.perf_counter() - start)
+        _check(response.status == 200, f"GET {url} answered {response.status}")
+        _check(response.body == tail, f"{url} is not the stream's tail")
+    return seconds
 
 
 async def _grow(site: Site, path: str, rows: int, config: GrowthConfig) -> tuple[uuid.UUID, bytes]:
@@ -250,28 +271,58 @@ async def _stream_size(
     return levels
 
 
-async def _table_size(config: GrowthConfig, site: Site, progress: Progress) -> list[dict[str, Any]]:
-    """One stream's tail read while the table grows with other streams' rows."""
-    levels = []
-    async with site.peer.connection() as conn:
-        path = site.path("tail")
-        await create_stream(conn, path)
-        _, expected = await _grow(site, path, config.table_rows[0], config)
-        filler = payload("f", 0, config.payload)
-        batch = 0
-        for level in config.table_rows:
-            while (missing := level - int(await site.query("bench_table_rows"))) > 0:
-                progress(f"table size: filling {missing:,} rows (to {level:,})")
-                rows = min(missing, FILL_ROWS)
-                streams = max(1, min(missing, FILL_BATCH) // rows)
-                batch += 1
-                prefix = f"g{site.run}-fill{batch}-"
-                await site.query("bench_fill_streams", streams, rows, prefix, filler)
-            await site.query("bench_analyze_chunks")
-            figures = await _reads(config, conn, path, expected)
-            figures["table_rows"] = int(await site.query("bench_table_rows"))
-            levels.append(figures)
-    return levels
+async def _table_size(config: GrowthConfig, progress: Progress) -> list[dict[str, Any]]:
+    """One stream's tail read beside tables of each size, read in turns.
+
+    A database (and server) per level of ``table_rows``, all up at once: the
+    same stream of ``table_rows[0]`` rows in each, the table filled to the
+    level with other streams' rows, then ``VACUUM (ANALYZE)`` (what autovacuum
+    does soon after a table grows, done before the clock starts rather than
+    during it). The reads then go round the levels, ``TAIL_ROUNDS`` rounds of
+    a share of ``tail_reads`` each, so that the machine's drift over the run
+    (a few tenths of a millisecond here) falls on every level alike.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        sites = [
+            await stack.enter_async_context(_site(config, progress)) for _ in config.table_rows
+        ]
+        conns = [await stack.enter_async_context(site.peer.connection()) for site in sites]
+        targets = []
+        for site, conn, level in zip(sites, conns, config.table_rows, strict=True):
+            path = site.path("tail")
+            await create_stream(conn, path)
+            _, expected = await _grow(site, path, config.table_rows[0], config)
+            await _fill_table(site, level, config, progress)
+            url = f"{path}?offset={format_offset(len(expected) - config.payload)}"
+            targets.append((url, expected[-config.payload :]))
+            await _tail_reads(conn, url, targets[-1][1], TAIL_WARMUP)
+        progress(f"table size: {config.tail_reads:,} tail reads per level, in turns")
+        timings: list[list[float]] = [[] for _ in sites]
+        share = -(-config.tail_reads // TAIL_ROUNDS)
+        while len(timings[-1]) < config.tail_reads:
+            count = min(share, config.tail_reads - len(timings[-1]))
+            for times, conn, (url, tail) in zip(timings, conns, targets, strict=True):
+                times += await _tail_reads(conn, url, tail, count)
+        return [
+            {
+                "tail_ms": percentiles(times, (50, 99), scale=1000),
+                "table_rows": int(await site.query("bench_table_rows")),
+            }
+            for site, times in zip(sites, timings, strict=True)
+        ]
+
+
+async def _fill_table(site: Site, level: int, config: GrowthConfig, progress: Progress) -> None:
+    """Other streams' rows until ``pts.chunks`` holds ``level`` rows; then VACUUM (ANALYZE)."""
+    filler = payload("f", 0, config.payload)
+    batch = 0
+    while (missing := level - int(await site.query("bench_table_rows"))) > 0:
+        progress(f"table size: filling {missing:,} rows (to {level:,})")
+        rows = min(missing, FILL_ROWS)
+        streams = max(1, min(missing, FILL_BATCH) // rows)
+        batch += 1
+        await site.query("bench_fill_streams", streams, rows, f"g{site.run}-fill{batch}-", filler)
+    await site.query("bench_settle_chunks")
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -293,13 +344,10 @@ async def _run(config: GrowthConfig, progress: Progress) -> dict[str, Any]:
     raise_open_files_limit()
     parts: dict[str, Any] = {}
     async with asyncio.timeout(config.timeout):
-        for name, part in (
-            ("streams", _streams),
-            ("stream_size", _stream_size),
-            ("table_size", _table_size),
-        ):
+        for name, part in (("streams", _streams), ("stream_size", _stream_size)):
             async with _site(config, progress) as site:
                 parts[name] = await part(config, site, progress)
+        parts["table_size"] = await _table_size(config, progress)
     return {
         "benchmark": "growth",
         "machine": machine(),

@@ -102,8 +102,9 @@ def _table_size(levels: list[dict[str, Any]], p: dict[str, Any]) -> list[str]:
     moved = levels[-1]["tail_ms"]["p50"] / first["p50"] - 1 if first["p50"] > 0 else 0.0
     met = "met" if abs(moved) <= TAIL_TARGET else "NOT met"
     return [
-        f"A stream's tail read as the table grows (its {p['table_rows'][0]:,} rows, then other "
-        f"streams' rows; ANALYZE after each fill; {p['tail_reads']} reads)",
+        f"A stream's tail read as the table grows (its {p['table_rows'][0]:,} rows beside other "
+        f"streams' rows, VACUUM (ANALYZE); a database per size, {p['tail_reads']} reads each, "
+        "in turns)",
         *table(["chunk rows in the table", "tail p50", "tail p99"], rows),
         f"  tail p50 moved {moved:+.0%} from the smallest table to the largest "
         f"(target within {TAIL_TARGET:.0%}: {met})",

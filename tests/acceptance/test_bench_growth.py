@@ -107,8 +107,9 @@ def test_bench_growth_prints_a_table_per_growth_with_a_row_per_level(
     assert (NO_COMPACTION in result.stdout) is not compaction
     assert len(ratios) == (1 if compaction else 0)
     assert [level["table_rows"] for level in figures["table_size"]] == list(TABLE)
-    for level in figures["table_size"]:
-        _reads(level)
+    for level in figures["table_size"]:  # tail reads only, as many per level
+        _latencies(level["tail_ms"], 3)
+        assert set(level) == {"tail_ms", "table_rows"}
 
 
 def test_counts_are_ascending_and_positive() -> None:
