@@ -29,7 +29,8 @@ from pts.errors import (
     PTSError,
 )
 from pts.flush import FlushPolicy
-from pts.live.hub import Chunk, Hub
+from pts.live.buffer import Chunk
+from pts.live.hub import Hub
 from pts.live.subscribe import Update, subscribe_text
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.stats import Counters

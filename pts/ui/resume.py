@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from litestar import Response
 
-from pts.live.hub import Chunk
+from pts.live.buffer import Chunk
 from pts.models import StreamInfo, StreamStatus
 from pts.ui.chunks import DONE, encode
 

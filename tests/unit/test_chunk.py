@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pts.live.hub import Chunk
+from pts.live.buffer import Chunk
 from pts.models import StreamStatus
 
 

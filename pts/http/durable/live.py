@@ -18,7 +18,7 @@ from litestar.types import Send
 from pts.errors import StreamDeleted, StreamNotFound
 from pts.http.durable import wire
 from pts.http.durable.responses import AnyRequest, disconnect, raw_headers, send_response
-from pts.live.hub import Chunk
+from pts.live.buffer import Chunk
 from pts.models import StreamInfo
 
 if TYPE_CHECKING:
