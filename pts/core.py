@@ -251,6 +251,7 @@ class PersistentTextStreaming(StreamOperations):
         self._feed = feed = ChangeFeed()
         feed.on_change(self._hub.on_notification)
         feed.on_change(self._upkeep.on_notification)
+        feed.on_change(self.on_stop_request)
         feed.on_reconnect(self._hub.on_reconnect)
         feed.on_reconnect(self._upkeep.on_reconnect)
         await feed.start(store, listen_dsn or self._dsn)

@@ -31,6 +31,7 @@ from pts.errors import (
 from pts.flush import FlushPolicy
 from pts.live.buffer import Chunk
 from pts.live.hub import Hub
+from pts.live.notification import Notification
 from pts.live.subscribe import Update, subscribe_text
 from pts.models import Metadata, StreamBody, StreamInfo, StreamStatus
 from pts.stats import Counters
@@ -41,7 +42,11 @@ from pts.ui.resume import KEEPALIVE_SECONDS, no_content, replay
 from pts.ui.types import GenerateUI
 from pts.writing import StreamWriter, WriterRegistry
 
-__all__ = ["StreamOperations"]
+__all__ = ["STOP_WAIT", "StreamOperations"]
+
+STOP_WAIT = 2.0
+"""Seconds :meth:`StreamOperations.cancel` waits for another process to stop the stream it
+drives (storing its buffered text) before ending the stream itself."""
 
 
 class StreamOperations:
@@ -128,30 +133,61 @@ class StreamOperations:
         """Abort the stream for every viewer, from any process.
 
         The driver's generation is cancelled (within a second, wherever it
-        runs); the text persisted so far stays. Cancelling a finished stream
-        changes nothing and returns its state. Raises InvalidInput for a
-        ``reason`` Postgres cannot store (a NUL, a lone surrogate), before
-        anything changes.
+        runs), and the text it had buffered is stored with the final status:
+        a stream driven in another process is asked to stop there
+        (:meth:`Store.request_stop`), and only if it has not ended within
+        STOP_WAIT seconds (its process died, or predates the request) is it
+        ended from here. Cancelling a finished stream changes nothing and
+        returns its state. Raises InvalidInput for a ``reason`` Postgres
+        cannot store (a NUL, a lone surrogate), before anything changes.
         """
         validate.optional_text("reason", reason)
-        drive = self._drives.get(stream_id)
-        if drive is not None:
-            # Driven here: stop the generation ourselves, so the text it had
-            # buffered is persisted with the final status.
-            drive.cancel(StreamStatus.ABORTED, reason)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(drive.task), timeout=5.0)
+        if await self._stop_here(stream_id, reason):
             return await self.store.get_stream(stream_id)
-        writer = self._writers.get(stream_id)
-        if writer is not None:
-            with contextlib.suppress(PTSError):
-                await writer.abort(reason)
-            return await self.store.get_stream(stream_id)
+        if await self.store.request_stop(stream_id, reason):
+            info = await self._finished_within(stream_id, STOP_WAIT)
+            if info.closed:
+                return info
         try:
             # The NOTIFY of this change reaches the driving process, which stops.
             return await self.store.set_status(stream_id, StreamStatus.ABORTED, reason=reason)
         except InvalidTransition:
             return await self.store.get_stream(stream_id)
+
+    async def _stop_here(self, stream_id: uuid.UUID, reason: str | None) -> bool:
+        """End ``stream_id`` ``aborted`` if it is driven or written here; False if not."""
+        drive = self._drives.get(stream_id)
+        if drive is not None:
+            # Stop the generation ourselves, so the text it had buffered is
+            # persisted with the final status.
+            drive.cancel(StreamStatus.ABORTED, reason)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(drive.task), timeout=5.0)
+            return True
+        writer = self._writers.get(stream_id)
+        if writer is not None:
+            with contextlib.suppress(PTSError):
+                await writer.abort(reason)
+            return True
+        return False
+
+    def on_stop_request(self, note: Notification) -> None:
+        """The change feed's handler: another process asked to stop a stream driven here."""
+        if note.stop and (self._drives.get(note.stream_id) or self._writers.get(note.stream_id)):
+            self._writers.spawn(self._stop_requested(note.stream_id, note.reason))
+
+    async def _stop_requested(self, stream_id: uuid.UUID, reason: str | None) -> None:
+        await self._stop_here(stream_id, reason)
+
+    async def _finished_within(self, stream_id: uuid.UUID, seconds: float) -> StreamInfo:
+        """The stream once it is closed, or as it is after ``seconds`` (hub-woken, not polled)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                info = await self.store.get_stream(stream_id)
+                async for chunk in self._live(stream_id, 0).subscribe_bytes(stream_id, info.size):
+                    if chunk is not None and chunk.closed:
+                        break
+        return await self.store.get_stream(stream_id)
 
     async def delete_stream(self, stream_id: uuid.UUID) -> None:
         """Delete the stream and its text. Raises StreamNotFound."""

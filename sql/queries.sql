@@ -256,6 +256,18 @@ SELECT outcome, stream_id
   FROM pts.ds_create_v1($1::text, $2::text, $3::bigint, $4::timestamptz, $5::boolean, $6::bytea,
                         $7::uuid, $8::bigint, $9::bigint, $10::bytea);
 
+-- name: request_stop
+-- Asks the process driving stream $1 to end it 'aborted' with the reason $2,
+-- after storing what it buffered: an entry with "stop": true on pts_v2 (older
+-- processes ignore the key, and see an unchanged stream). Sent, and a row
+-- returned, only while the stream is streaming and the reason fits a payload.
+SELECT pg_notify('pts_v2', json_build_array(json_build_object(
+           'id', id, 'size', size, 'status', status, 'closed', closed,
+           'stop', true, 'reason', $2::text))::text) IS NOT NULL AS sent
+  FROM pts.streams
+ WHERE id = $1::uuid AND status = 'streaming' AND deleted_at IS NULL
+   AND coalesce(octet_length($2::text), 0) <= 4000;
+
 -- name: ds_append
 -- $9 is the stream size cap (NULL: none): 'too_large' if this append would pass it.
 SELECT outcome, stream_id, size, closed, epoch, seq, expected_seq

@@ -26,6 +26,11 @@ class Notification:
     status: str
     """A :class:`~pts.models.StreamStatus` value, or ``"deleted"``."""
     closed: bool
+    stop: bool = False
+    """Not a change but a request (``"stop": true``, :meth:`Store.request_stop`): the
+    process driving the stream is asked to end it ``aborted`` with ``reason``, after
+    storing what it buffered. Processes from before it ignore the key."""
+    reason: str | None = None
 
     @classmethod
     def from_payload(cls, payload: str) -> Notification:
@@ -61,7 +66,12 @@ class Notification:
             raise ValueError("'status' is not a string")
         if not isinstance(closed, bool):
             raise ValueError("'closed' is not a boolean")
-        return cls(stream_id=uuid.UUID(stream_id), size=size, status=status, closed=closed)
+        stop, reason = data.get("stop", False), data.get("reason")
+        if not isinstance(stop, bool):
+            raise ValueError("'stop' is not a boolean")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError("'reason' is not a string")
+        return cls(uuid.UUID(stream_id), size, status, closed, stop, reason if stop else None)
 
 
 def parse_batch(payload: str) -> tuple[list[Notification], list[str]]:

@@ -158,6 +158,17 @@ class Store(Protocol):
         """
         ...
 
+    async def request_stop(self, stream_id: uuid.UUID, reason: str | None = None) -> bool:
+        """Ask the process driving ``stream_id`` elsewhere to stop it; True if asked.
+
+        That process stores what it buffered, then ends the stream ``aborted``
+        with ``reason`` (:meth:`PersistentTextStreaming.cancel` waits for it, and
+        sets the status itself if no one does). False when there is no one to
+        ask: the stream is not streaming, or the store has no other processes
+        (this default, a MemoryStore's).
+        """
+        return False
+
     @abstractmethod
     async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record that these streams' driver is alive; returns the ids still streaming."""

@@ -257,6 +257,11 @@ class SQLStore(DurableStreamsSQL, RetentionSQL, CompactionSQL, Store):
         current = await self.get_stream(stream_id)
         raise InvalidTransition(stream_id, current.status, status, current.size)
 
+    async def request_stop(self, stream_id: uuid.UUID, reason: str | None = None) -> bool:
+        stream_id = v.stream_id(stream_id)
+        v.optional_text("reason", reason)
+        return await self._fetchrow("request_stop", stream_id, reason) is not None
+
     async def heartbeat(self, stream_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not stream_ids:
             return set()

@@ -143,6 +143,7 @@ class SyncStore:
     read_parts = _blocking(Store.read_parts)
     claim = _blocking(Store.claim)
     set_status = _blocking(Store.set_status)
+    request_stop = _blocking(Store.request_stop)
     heartbeat = _blocking(Store.heartbeat)
     find_stale = _blocking(Store.find_stale)
     timeout_stale = _blocking(Store.timeout_stale)

@@ -7,8 +7,7 @@ The app is :mod:`tests.support.ai_app` (the three chat routes on ``stream_ui`` a
 on ``/v1/stream/pts/{id}``. Each scenario prints one JSON line; the tests assert on it
 (``-s`` shows them, the persisted text-delta count of the paced answer among them).
 Bad input and the protocol's headers are checked over plain HTTP; those tests need no
-Node. One known fault is an xfail, named where it is marked: a stop from another
-process loses the driving process's unstored tail.
+Node.
 """
 
 from __future__ import annotations
@@ -271,18 +270,12 @@ async def test_another_process_resumes_and_stops_the_answer(db_url: str) -> None
         assert read["error"] is None
         assert read["last"] == "abort"
     assert driving["message"]["text"] == stopped["expected"]["partial_text"]
-    # What the follower has is stored; see the next test for the tail it lacks.
+    # What the follower has is stored; the next test: it is all the driving read saw.
     assert driving["message"]["text"].startswith(follower["message"]["text"])
     assert result["generations"] == 2  # one per answer, both in the first process
 
 
 @needs_node
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel from another process ends the stream before the driving process "
-    "stores its buffered tail (the writer's remote close stops its flusher), so the "
-    "driving read has text the followers and the stored stream never get",
-)
 async def test_a_stop_from_another_process_keeps_the_text_the_driving_read_saw(
     db_url: str,
 ) -> None:

@@ -248,9 +248,11 @@ async def test_cancel_from_another_process_ends_the_generation(
     final = await harness.wait_finished(stream_id)
     assert final.status is StreamStatus.ABORTED
     assert final.abort_reason == "user pressed stop"
-    # What was persisted before the cancel is a prefix of what the client saw.
+    # Nothing had been flushed (no sentence ends, no timer): asked to stop, the
+    # driving process stored exactly what its client saw, then ended the stream.
     persisted = (await harness.pts.get_stream_body(stream_id)).text
-    assert (first + rest).decode().startswith(persisted)
+    assert persisted == (first + rest).decode()
+    assert persisted.startswith("word0 ")
 
 
 async def test_cancel_in_the_driving_process_keeps_the_buffered_text(harness: Harness) -> None:
