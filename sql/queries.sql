@@ -208,13 +208,16 @@ RETURNING {stream_columns};
 -- name: timeout_pending
 -- The sweeper: marks 'timeout' the pts streams nobody claimed: 'pending' with no
 -- change for $1 seconds. Only streams without a path: a Durable Streams protocol
--- stream (it always has one) is 'pending' while open and has its own TTL.
+-- stream (it always has one) is 'pending' while open and has its own TTL. The
+-- created_at condition is implied by the updated_at one (a row is never updated
+-- before it is made); it is there for the index (migration 0007).
 UPDATE pts.streams
    SET status = 'timeout', closed = true, error = $2::text,
        finished_at = now(), updated_at = now()
  WHERE id IN (SELECT id
                 FROM pts.streams
                WHERE status = 'pending' AND path IS NULL
+                 AND created_at < now() - make_interval(secs => $1::float8)
                  AND updated_at < now() - make_interval(secs => $1::float8)
                ORDER BY updated_at
                LIMIT $3::int

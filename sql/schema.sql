@@ -55,8 +55,11 @@ CREATE INDEX streams_streaming_heartbeat_idx
 CREATE INDEX streams_expires_at_idx
     ON pts.streams (expires_at) WHERE expires_at IS NOT NULL;
 -- The sweeper's pending timeout looks for pts streams (no path) nobody claimed.
-CREATE INDEX streams_pending_updated_at_idx
-    ON pts.streams (updated_at) WHERE status = 'pending' AND path IS NULL;
+-- On created_at, not updated_at: no index may cover a column an append changes
+-- (size, updated_at), so that each append's update of its row is a HOT one
+-- (sql/migrations/0007_hot_appends.sql).
+CREATE INDEX streams_pending_created_at_idx
+    ON pts.streams (created_at) WHERE status = 'pending' AND path IS NULL;
 
 -- Append-only text. A chunk covers bytes [start_offset, start_offset + length(data)).
 CREATE TABLE pts.chunks (
