@@ -51,8 +51,9 @@ async def test_protocol_appends_update_their_stream_rows_in_place(
     async with conn.transaction():
         for n in range(3):
             assert await conn.fetchval(APPEND, "hot/one", b"chunk %d. " % n) == "appended"
-        updated, hot = await conn.fetchrow(UPDATES)
-    assert (updated, hot) == (3, 3)
+        counts = await conn.fetchrow(UPDATES)
+    assert counts is not None
+    assert (counts["n_tup_upd"], counts["n_tup_hot_upd"]) == (3, 3)
 
 
 async def test_a_batch_of_appends_updates_every_stream_row_in_place(
@@ -74,9 +75,10 @@ async def test_a_batch_of_appends_updates_every_stream_row_in_place(
             [None] * n,
             [None] * n,
         )
-        updated, hot = await conn.fetchrow(UPDATES)
+        counts = await conn.fetchrow(UPDATES)
+    assert counts is not None
     assert [row["outcome"] for row in outcomes] == ["appended"] * n
-    assert (updated, hot) == (n, n)
+    assert (counts["n_tup_upd"], counts["n_tup_hot_upd"]) == (n, n)
 
 
 async def test_no_index_covers_a_column_an_append_changes(conn: asyncpg.Connection) -> None:
