@@ -281,7 +281,8 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"pts serving on http://{shown_host}:{port} ({workers} worker(s))")
     run_server(
-        "pts.http.app:create_app",
+        # create_app's, with the protocol's requests past Litestar's layers
+        "pts.http.fast_path:create_served_app",
         factory=True,
         host=host,
         port=port,

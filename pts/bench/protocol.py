@@ -90,7 +90,7 @@ from pts.testing.process import HOST, STARTUP_GUARD, output_of, spawn, stop_proc
 
 __all__ = ["LAUNCHER", "REFERENCE_PACKAGE", "ProtocolConfig", "run_protocol"]
 
-PTS_APP = "pts.http.app:create_app"
+PTS_APP = "pts.http.fast_path:create_served_app"
 REFERENCE_PACKAGE = "@durable-streams/server"
 LAUNCHER = Path(__file__).resolve().parents[2] / "tests" / "reference_server.py"
 """The checkout's reference-server launcher (absent from an installed package)."""

@@ -146,6 +146,8 @@ class PTSPlugin(InitPluginProtocol):
         self.durable_streams_path = (
             None if durable_streams_path is None else "/" + durable_streams_path.strip("/")
         )
+        self.durable_streams_app: DurableStreams | None = None
+        """The protocol's ASGI app, once the plugin has mounted it (at app init)."""
         self.long_poll_timeout = long_poll_timeout
         self.migrate = migrate
         self.max_body_size = max_body_size
@@ -249,6 +251,7 @@ class PTSPlugin(InitPluginProtocol):
     def _durable_streams(self, mount: str) -> ASGIRouteHandler:
         """The Durable Streams protocol (:mod:`pts.http.durable`) as a mounted ASGI app."""
         app = DurableStreams(self.pts, mount, access=self.access, settings=self.protocol_settings)
+        self.durable_streams_app = app
 
         @asgi(mount, is_mount=True, copy_scope=True)
         async def durable_streams(scope: Scope, receive: Receive, send: Send) -> None:
