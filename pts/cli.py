@@ -232,8 +232,8 @@ def serve(
     whose Host header is not a loopback one, or whose Origin is neither a
     loopback one nor a --cors-origin.
     """
+    from pts.http import app as served
     from pts.http.allocator import tune_allocator
-    from pts.http.app import CORS_ORIGINS_ENV, METRICS_ENV, cors_origins_from_env, metrics_from_env
     from pts.http.serving import (
         FILES_BESIDES_CONNECTIONS,
         header_timeout_protocol,
@@ -243,12 +243,13 @@ def serve(
     from pts.store.migrations import migrate as run_migrations
 
     if cors_origins:
-        os.environ[CORS_ORIGINS_ENV] = " ".join(cors_origins)
+        os.environ[served.CORS_ORIGINS_ENV] = " ".join(cors_origins)
     if metrics is not None:  # else unset (click read it): on when prometheus-client is there
-        os.environ[METRICS_ENV] = "1" if metrics else "0"
+        os.environ[served.METRICS_ENV] = "1" if metrics else "0"
     try:
-        cors_origins_from_env()  # checked once here, not in every worker
-        metrics_from_env()
+        served.cors_origins_from_env()  # checked once here, not in every worker
+        served.metrics_from_env()
+        served.gc_threshold_from_env()
     except PTSError as exc:
         raise click.UsageError(str(exc)) from exc
 

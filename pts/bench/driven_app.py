@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeAlias
@@ -14,7 +15,7 @@ from litestar.response import Stream
 from pts import Append, PersistentTextStreaming, PTSPlugin, Settings, StreamStatus
 from pts.bench.config import MAX_PACE, MAX_TOKENS, answer_tokens
 from pts.bench.driven_ui import UI_HEADERS, bare_ui_events
-from pts.http.app import freeze_gc
+from pts.http.app import freeze_gc, gc_threshold_from_env, raise_gc_threshold
 from pts.ui import UIWriter
 
 __all__ = ["APP_FACTORY", "create_bench_app"]
@@ -152,5 +153,6 @@ def create_bench_app() -> Litestar:
     return Litestar(
         route_handlers=[healthz, bare, drive, ui_bare, drive_ui, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
-        on_startup=[freeze_gc],  # as `pts serve` does (pts.http.app.create_app)
+        # as `pts serve` does (pts.http.app.create_app)
+        on_startup=[freeze_gc, functools.partial(raise_gc_threshold, gc_threshold_from_env())],
     )

@@ -3,6 +3,7 @@ and ``/metrics``."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 import logging
@@ -23,7 +24,9 @@ from pts.settings import Settings
 
 __all__ = [
     "CORS_ORIGINS_ENV",
+    "DEFAULT_GC_THRESHOLD",
     "DEFAULT_LONG_POLL_TIMEOUT",
+    "GC_THRESHOLD_ENV",
     "LONG_POLL_TIMEOUT_ENV",
     "METRICS_ENV",
     "NO_AUTH_ENV",
@@ -31,10 +34,12 @@ __all__ = [
     "cors_origins_from_env",
     "create_app",
     "freeze_gc",
+    "gc_threshold_from_env",
     "healthz",
     "long_poll_timeout_from_env",
     "metrics_from_env",
     "no_auth_from_env",
+    "raise_gc_threshold",
 ]
 
 logger = logging.getLogger("pts.app")
@@ -54,6 +59,13 @@ METRICS_ENV = "PTS_METRICS"
 """``1``: serve ``/metrics`` (``pts serve --metrics``); ``0``: not (``--no-metrics``);
 unset or ``auto``: serve it when prometheus-client is installed."""
 
+GC_THRESHOLD_ENV = "PTS_GC_THRESHOLD"
+"""Allocations between two collections of the garbage collector's youngest generation
+(:func:`raise_gc_threshold`; Python's own is 700)."""
+
+DEFAULT_GC_THRESHOLD = 50_000
+_INT32_MAX = 2**31 - 1
+
 CORS_ORIGINS_ENV = "PTS_CORS_ORIGINS"
 """Browser origins allowed (``pts serve --cors-origin``), comma or space separated."""
 
@@ -71,6 +83,42 @@ def freeze_gc() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def raise_gc_threshold(threshold: int = DEFAULT_GC_THRESHOLD) -> None:
+    """Collect the garbage collector's youngest generation every ``threshold``
+    allocations instead of Python's 700 (the older generations' thresholds stay).
+
+    Python starts a collection when the allocations of tracked objects, minus
+    their deallocations, pass the threshold; the collection then walks every
+    object of the generation. A flush to many subscribers wakes each one's
+    task, which frees the dozen small objects of its last wait (a future, a
+    timer, its generators' frames) and makes new ones: the count hardly moves,
+    while the young generation fills with them. At 3,000 subscribers it held
+    about 40,000 objects at each collection, which took 10 to 30 ms, and their
+    survivors made full collections of 350 ms: p99 past 100 ms at 3,500
+    subscribers. With 50,000, no collection ran during a 20 s fan-out to 4,000
+    subscribers (``pts bench fanout``). Garbage in reference cycles waits a
+    little longer to be freed, a few megabytes at most.
+    """
+    if not 1 <= threshold <= _INT32_MAX:
+        raise ConfigurationError(f"the garbage collector's threshold must be 1 to {_INT32_MAX:,}")
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
+
+
+def gc_threshold_from_env() -> int:
+    """``PTS_GC_THRESHOLD`` (default 50,000); ConfigurationError unless a whole number
+    from 1 to 2,147,483,647 (what the collector's C counter holds)."""
+    raw = os.environ.get(GC_THRESHOLD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_GC_THRESHOLD
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or not 1 <= int(raw) <= _INT32_MAX:
+        raise ConfigurationError(
+            f"{GC_THRESHOLD_ENV}={raw!r} is not a whole number from 1 to {_INT32_MAX:,} "
+            "(Python's own threshold is 700)"
+        )
+    return int(raw)
 
 
 @get("/healthz", sync_to_thread=False, include_in_schema=False)
@@ -179,6 +227,10 @@ def create_app(
                                ``metrics``), ``0``: not; unset or ``auto``
                                (default): when prometheus-client is installed.
                                It has no access check: see the README.
+    ``PTS_GC_THRESHOLD``       allocations between two collections of the
+                               garbage collector's youngest generation, set at
+                               startup (default 50,000; Python's 700: see
+                               :func:`raise_gc_threshold`).
     ========================== ==================================================
 
     Without access control, every request must name a loopback ``Host``
@@ -197,6 +249,7 @@ def create_app(
         cors_origins = cors_origins_from_env()
     if metrics is None:
         metrics = metrics_from_env()
+    gc_threshold = gc_threshold_from_env()
     middleware: list[LoopbackGuard] = []
     # With access control, CORS is the protocol's ("*": no cookies are involved).
     cors: Sequence[str] | Literal["*"] | None = "*" if cors_origins is None else cors_origins
@@ -223,6 +276,6 @@ def create_app(
         route_handlers=[healthz],
         plugins=[plugin],
         middleware=middleware,
-        on_startup=[freeze_gc],
+        on_startup=[freeze_gc, functools.partial(raise_gc_threshold, gc_threshold)],
         debug=debug,
     )

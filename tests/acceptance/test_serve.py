@@ -211,6 +211,18 @@ def test_long_poll_timeout_must_be_a_positive_number(value: str) -> None:
     assert "--long-poll-timeout" in result.output
 
 
+def test_serve_refuses_a_malformed_gc_threshold_before_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PTS_GC_THRESHOLD", "lots")
+    # Were it not checked first, the unreachable database would fail the command (exit 1).
+    result = CliRunner().invoke(
+        main, ["serve", "--port", "0", "--dsn", "postgresql://nowhere.invalid:1/x"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "PTS_GC_THRESHOLD='lots' is not a whole number" in result.output
+
+
 def _app_plugin(
     *, no_auth: bool | None = None, long_poll_timeout: float | None = None
 ) -> PTSPlugin:
@@ -248,6 +260,10 @@ def test_create_app_reads_its_options_from_the_environment(
         ("PTS_LONG_POLL_TIMEOUT", "0", "is not a positive number of seconds"),
         ("PTS_LONG_POLL_TIMEOUT", "-3", "is not a positive number of seconds"),
         ("PTS_LONG_POLL_TIMEOUT", "inf", "is not a positive number of seconds"),
+        ("PTS_GC_THRESHOLD", "many", "PTS_GC_THRESHOLD='many' is not a whole number"),
+        ("PTS_GC_THRESHOLD", "0", "is not a whole number from 1"),
+        ("PTS_GC_THRESHOLD", "1e5", "is not a whole number from 1"),
+        ("PTS_GC_THRESHOLD", "99999999999", "is not a whole number from 1"),
     ],
 )
 def test_create_app_refuses_malformed_environment(
