@@ -387,7 +387,7 @@ def test_connection_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> No
     seen: dict[str, object] = {}
     monkeypatch.setattr("pts.http.shutdown.run", lambda *_a, **kw: seen.update(kw))
     monkeypatch.setattr("pts.store.migrations.migrate", _no_migration)
-    monkeypatch.setattr("pts.cli.resolve_dsn", lambda _s: NOWHERE)
+    monkeypatch.setattr("pts.cli_serve.resolve_dsn", lambda _s: NOWHERE)
     # serve sets variables for its workers: set here first, so that monkeypatch
     # restores them (unset) after the test, and the other tests' servers never see them.
     for name in (
