@@ -15,8 +15,9 @@ It only takes a request past Litestar when Litestar would hand that request to
 the protocol app untouched, and the answer would be the same:
 
 - the app has no middleware of its own but pts's loopback guard (``--no-auth``;
-  applied here, the same way), no app-level guards and no ``before_send``
-  hooks; otherwise every request goes through Litestar;
+  applied here, the same way), no app-level guards, no ``before_send`` hooks
+  and no route of its own below the mount; otherwise every request goes
+  through Litestar;
 - the path lies under the mount and is already normal (no ``//``), the scope
   has no ``root_path``, and the ``Host`` header (if any) is made only of
   characters that Litestar's own check allows;
@@ -51,9 +52,10 @@ class ProtocolFastPath:
     """``app``, with the Durable Streams protocol's ordinary requests taken to its app directly.
 
     :param app: a Litestar app with a :class:`~pts.http.plugin.PTSPlugin` that
-        mounts the protocol. Without one, or with middleware, guards or
-        ``before_send`` hooks that would see the protocol's requests, every
-        request goes to ``app`` as it is (:attr:`active` is False).
+        mounts the protocol. Without one, or with middleware, guards,
+        ``before_send`` hooks or routes below the mount that would see the
+        protocol's requests, every request goes to ``app`` as it is
+        (:attr:`active` is False).
     """
 
     def __init__(self, app: Litestar) -> None:
@@ -68,6 +70,9 @@ class ProtocolFastPath:
         others = [m for m in app.middleware if not isinstance(m, LoopbackGuard)]
         guards = [m for m in app.middleware if isinstance(m, LoopbackGuard)]
         if protocol is None or others or len(guards) > 1 or app.guards or app.before_send:
+            return
+        # A route of the app's own below the mount: Litestar routes its paths to it.
+        if any(route.path.startswith(protocol.mount + "/") for route in app.routes):
             return
         self._protocol = protocol
         self._guard = guards[0] if guards else None

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
 
@@ -175,6 +175,13 @@ async def test_an_app_with_guards_or_without_the_protocol_takes_no_fast_path(
         plugins=[PTSPlugin(pts, authorize=lambda *_: True)], guards=[lambda *_: None]
     )
     assert not ProtocolFastPath(guarded).active
+
+    @get("/v1/stream/mine/status", sync_to_thread=False)
+    def below() -> dict[str, bool]:
+        return {"mine": True}
+
+    beside = Litestar(plugins=[PTSPlugin(pts, authorize=lambda *_: True)], route_handlers=[below])
+    assert not ProtocolFastPath(beside).active
     without = PTSPlugin(pts, authorize=lambda *_: True, durable_streams_path=None)
     assert not ProtocolFastPath(Litestar(plugins=[without])).active
     assert not ProtocolFastPath(Litestar()).active
