@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeAlias
@@ -15,7 +14,7 @@ from litestar.response import Stream
 from pts import Append, PersistentTextStreaming, PTSPlugin, Settings, StreamStatus
 from pts.bench.config import MAX_PACE, MAX_TOKENS, answer_tokens
 from pts.bench.driven_ui import UI_HEADERS, bare_ui_events
-from pts.http.app import freeze_gc, gc_threshold_from_env, raise_gc_threshold
+from pts.http.app import gc_startup_hooks
 from pts.ui import UIWriter
 
 __all__ = ["APP_FACTORY", "create_bench_app"]
@@ -154,5 +153,5 @@ def create_bench_app() -> Litestar:
         route_handlers=[healthz, bare, drive, ui_bare, drive_ui, naive],
         plugins=[PTSPlugin(pts, authorize=_deny)],
         # as `pts serve` does (pts.http.app.create_app)
-        on_startup=[freeze_gc, functools.partial(raise_gc_threshold, gc_threshold_from_env())],
+        on_startup=gc_startup_hooks(),
     )

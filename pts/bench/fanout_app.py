@@ -30,7 +30,7 @@ from litestar.params import FromQuery, QueryParameter
 from pts import PersistentTextStreaming, PTSPlugin, ReadResult, Settings, StreamWriter
 from pts.bench.common import raise_open_files_limit
 from pts.bench.config import MAX_STREAM_TOKENS, MAX_STREAMS, stream_tokens
-from pts.http.app import freeze_gc, gc_threshold_from_env, raise_gc_threshold
+from pts.http.app import gc_startup_hooks
 from pts.store.asyncpg_store import AsyncpgStore
 from pts.store.psycopg_store import PsycopgStore
 
@@ -268,5 +268,5 @@ def create_fanout_app(*, stale_after: float = 30.0, sweep_interval: float = 5.0)
         route_handlers=[healthz, create_streams, produce, metrics],
         plugins=[PTSPlugin(pts, authorize=_allow)],
         # As `pts serve` does (pts.http.app.create_app).
-        on_startup=[freeze_gc, functools.partial(raise_gc_threshold, gc_threshold_from_env())],
+        on_startup=gc_startup_hooks(),
     )

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from litestar import Litestar, get
@@ -34,6 +34,7 @@ __all__ = [
     "cors_origins_from_env",
     "create_app",
     "freeze_gc",
+    "gc_startup_hooks",
     "gc_threshold_from_env",
     "healthz",
     "long_poll_timeout_from_env",
@@ -101,19 +102,30 @@ def raise_gc_threshold(threshold: int = DEFAULT_GC_THRESHOLD) -> None:
     subscribers (``pts bench fanout``). Garbage in reference cycles waits a
     little longer to be freed, a few megabytes at most.
     """
-    if not 1 <= threshold <= _INT32_MAX:
+    if not _is_gc_threshold(threshold):
         raise ConfigurationError(f"the garbage collector's threshold must be 1 to {_INT32_MAX:,}")
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(threshold, older, oldest)
 
 
+def _is_gc_threshold(value: int) -> bool:
+    return 1 <= value <= _INT32_MAX  # what the collector's C counter holds
+
+
+def gc_startup_hooks() -> list[Callable[[], None]]:
+    """What ``pts serve``'s app runs at startup for the garbage collector:
+    :func:`freeze_gc`, then :func:`raise_gc_threshold` to ``PTS_GC_THRESHOLD``
+    (read now: ConfigurationError if malformed)."""
+    return [freeze_gc, functools.partial(raise_gc_threshold, gc_threshold_from_env())]
+
+
 def gc_threshold_from_env() -> int:
     """``PTS_GC_THRESHOLD`` (default 50,000); ConfigurationError unless a whole number
-    from 1 to 2,147,483,647 (what the collector's C counter holds)."""
+    from 1 to 2,147,483,647."""
     raw = os.environ.get(GC_THRESHOLD_ENV, "").strip()
     if not raw:
         return DEFAULT_GC_THRESHOLD
-    if not re.fullmatch(r"[0-9]{1,10}", raw) or not 1 <= int(raw) <= _INT32_MAX:
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or not _is_gc_threshold(int(raw)):
         raise ConfigurationError(
             f"{GC_THRESHOLD_ENV}={raw!r} is not a whole number from 1 to {_INT32_MAX:,} "
             "(Python's own threshold is 700)"
@@ -249,7 +261,7 @@ def create_app(
         cors_origins = cors_origins_from_env()
     if metrics is None:
         metrics = metrics_from_env()
-    gc_threshold = gc_threshold_from_env()
+    on_startup = gc_startup_hooks()
     middleware: list[LoopbackGuard] = []
     # With access control, CORS is the protocol's ("*": no cookies are involved).
     cors: Sequence[str] | Literal["*"] | None = "*" if cors_origins is None else cors_origins
@@ -276,6 +288,6 @@ def create_app(
         route_handlers=[healthz],
         plugins=[plugin],
         middleware=middleware,
-        on_startup=[freeze_gc, functools.partial(raise_gc_threshold, gc_threshold)],
+        on_startup=on_startup,
         debug=debug,
     )
